@@ -1,0 +1,1953 @@
+// SPDX-License-Identifier: MIT
+/*
+ * store.c - stashes over a backing directory, committed atomically.
+ *
+ * A commit writes the new content to a temp file under
+ * BACKING/.stashfs/tmp/<instance>/, copies the metadata xattrs over, fsyncs
+ * it (persistent objects, sync=always), renames it over the stash and
+ * fsyncs the directory.  Readers hold an fd on the file they opened, so a
+ * commit never changes what an open reader sees: the snapshot per open
+ * comes from rename, not from copying.
+ *
+ * Commits of one name are serialized by a striped mutex inside the process
+ * and an OFD lock on byte <stripe> of BACKING/.stashfs/lock across
+ * processes, so version counters and merges never race, also between
+ * daemons sharing one backing directory.
+ *
+ * Every path is resolved with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)
+ * from the backing directory's fd: a symlink planted in the backing tree
+ * is never followed.  This file knows nothing of FUSE.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stashfs/json.h"
+#include "stashfs/store.h"
+
+#define LOCK_STRIPES 1024
+/* Writes stay in memory up to this size, then spill to the temp file. */
+#define SPILL_BYTES (1024 * 1024)
+#define XATTR_VERSION "user.stash.version"
+#define XATTR_PREFIX "user.stash."
+#define XATTR_ERROR "user.stash.error"
+
+struct stash_store {
+	struct stash_store_options opts;
+	int root_fd;            /* the backing directory */
+	int tmp_fd;             /* .stashfs/tmp/<instance> */
+	int lock_fd;            /* .stashfs/lock, OFD byte-range locks */
+	int instance_lock_fd;   /* held while this instance's temp dir lives */
+	char instance[64];
+	atomic_uint_fast64_t tmp_seq;
+	pthread_mutex_t stripes[LOCK_STRIPES];
+};
+
+/* What a handle will commit: a buffer in memory or spilled to a temp file. */
+struct pending {
+	char *mem;
+	size_t len;
+	size_t cap;
+	int fd;                 /* >= 0 once spilled (or written for commit) */
+	char tmp_name[48];
+};
+
+enum pending_mode {
+	PENDING_NONE,           /* nothing written: the handle reads its base */
+	PENDING_FULL,           /* the pending buffer is the whole new content */
+	PENDING_APPEND,         /* bytes to append to the content current at commit */
+};
+
+struct stash_file {
+	struct stash_store *st;
+	pthread_mutex_t lock;
+	char *path;             /* the stash (for a view: its target) */
+	enum stash_kind kind;
+	int flags;
+	mode_t create_mode;
+	int base_fd;            /* the snapshot; -1 = no content yet */
+	uint64_t base_version;
+	off_t base_size;
+	enum pending_mode mode;
+	bool dirty;             /* something to commit at the last close */
+	bool wrote;             /* data written since the last commit */
+	int poison;             /* errno of a refused write: nothing commits */
+	struct stash_error poison_err;
+	struct pending p;
+};
+
+struct stash_dir {
+	char **names;
+	unsigned char *types;
+	ino_t *inos;
+	size_t count;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static int sys_openat2(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct open_how how = {
+		.flags = (uint64_t)flags | O_CLOEXEC,
+		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	long fd;
+
+	do {
+		fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+	} while (fd < 0 && errno == EAGAIN);
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* Open @path beneath the backing root; "" is the root itself. */
+static int open_beneath(struct stash_store *st, const char *path, int flags, mode_t mode)
+{
+	return sys_openat2(st->root_fd, *path ? path : ".", flags, mode);
+}
+
+/*
+ * Open the parent directory of @path (O_PATH) and point *@leaf at the last
+ * component.  Returns the fd or a negative errno.
+ */
+static int open_parent(struct stash_store *st, const char *path, const char **leaf)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	size_t n;
+
+	if (!slash) {
+		*leaf = path;
+		return open_beneath(st, "", O_PATH | O_DIRECTORY, 0);
+	}
+	n = (size_t)(slash - path);
+	if (n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	*leaf = slash + 1;
+	return open_beneath(st, dir, O_PATH | O_DIRECTORY, 0);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static unsigned stripe_of(const char *path)
+{
+	/* FNV-1a: cheap and spreads short names well. */
+	uint32_t h = 2166136261u;
+
+	for (; *path; path++)
+		h = (h ^ (unsigned char)*path) * 16777619u;
+	return h % LOCK_STRIPES;
+}
+
+static int ofd_lock(int fd, short type, unsigned byte)
+{
+	struct flock fl = {
+		.l_type = type,
+		.l_whence = SEEK_SET,
+		.l_start = byte,
+		.l_len = 1,
+	};
+
+	while (fcntl(fd, F_OFD_SETLKW, &fl) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Serialize commits of @path within this process and across daemons. */
+static unsigned lock_name(struct stash_store *st, const char *path)
+{
+	unsigned s = stripe_of(path);
+
+	pthread_mutex_lock(&st->stripes[s]);
+	/* Only fails on a broken lock file; the mutex still orders this process. */
+	(void)ofd_lock(st->lock_fd, F_WRLCK, s);
+	return s;
+}
+
+static void unlock_name(struct stash_store *st, unsigned s)
+{
+	(void)ofd_lock(st->lock_fd, F_UNLCK, s);
+	pthread_mutex_unlock(&st->stripes[s]);
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static uint64_t read_version(int fd)
+{
+	char buf[32];
+	ssize_t n = fgetxattr(fd, XATTR_VERSION, buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtoull(buf, NULL, 10);
+}
+
+static int write_version(int fd, uint64_t v)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
+
+	return fsetxattr(fd, XATTR_VERSION, buf, (size_t)n, 0) < 0 ? -errno : 0;
+}
+
+/* Copy every user.* xattr but the version from @from to @to. */
+static int copy_xattrs(int from, int to)
+{
+	char list[4096], value[4096];
+	ssize_t n = flistxattr(from, list, sizeof(list));
+
+	if (n < 0)
+		return errno == ENOTSUP ? 0 : -errno;
+	for (char *name = list; name < list + n; name += strlen(name) + 1) {
+		ssize_t v;
+
+		if (strncmp(name, "user.", 5) != 0 || strcmp(name, XATTR_VERSION) == 0)
+			continue;
+		v = fgetxattr(from, name, value, sizeof(value));
+		if (v < 0)
+			continue;
+		if (fsetxattr(to, name, value, (size_t)v, 0) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static bool want_sync(struct stash_store *st)
+{
+	return st->opts.sync == STASH_SYNC_ALWAYS && st->opts.default_persistent;
+}
+
+/* Copy @len bytes of @from (at 0) to the end of @to. */
+static int copy_content(int from, int to, off_t len)
+{
+	loff_t in = 0;
+
+	while (in < len) {
+		ssize_t n = copy_file_range(from, &in, to, NULL, (size_t)(len - in), 0);
+
+		if (n < 0) {
+			char buf[65536];
+
+			/* Filesystems without copy_file_range: plain copy. */
+			if (errno != EXDEV && errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+				return -errno;
+			n = pread(from, buf, sizeof(buf), in);
+			if (n < 0)
+				return -errno;
+			if (n == 0)
+				break;
+			if (write(to, buf, (size_t)n) != n)
+				return -EIO;
+			in += n;
+		} else if (n == 0) {
+			break;
+		}
+	}
+	return 0;
+}
+
+/* ---- pending buffers -------------------------------------------------- */
+
+static int pending_tmpfile(struct stash_store *st, struct pending *p)
+{
+	uint64_t seq = atomic_fetch_add(&st->tmp_seq, 1);
+	int fd;
+
+	snprintf(p->tmp_name, sizeof(p->tmp_name), "t%" PRIu64, seq);
+	fd = openat(st->tmp_fd, p->tmp_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	p->fd = fd;
+	return 0;
+}
+
+/* Move the in-memory content to a temp file; the fd then holds it all. */
+static int pending_spill(struct stash_store *st, struct pending *p)
+{
+	int r;
+
+	if (p->fd >= 0)
+		return 0;
+	r = pending_tmpfile(st, p);
+	if (r < 0)
+		return r;
+	for (size_t done = 0; done < p->len;) {
+		ssize_t n = pwrite(p->fd, p->mem + done, p->len - done, (off_t)done);
+
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	free(p->mem);
+	p->mem = NULL;
+	p->cap = 0;
+	return 0;
+}
+
+static int pending_pwrite(struct stash_store *st, struct pending *p, const void *buf,
+			  size_t size, off_t off)
+{
+	size_t end = (size_t)off + size;
+
+	if (p->fd < 0 && end > SPILL_BYTES) {
+		int r = pending_spill(st, p);
+
+		if (r < 0)
+			return r;
+	}
+	if (p->fd >= 0) {
+		for (size_t done = 0; done < size;) {
+			ssize_t n = pwrite(p->fd, (const char *)buf + done, size - done,
+					   off + (off_t)done);
+
+			if (n < 0)
+				return -errno;
+			done += (size_t)n;
+		}
+	} else {
+		if (end > p->cap) {
+			size_t cap = p->cap ? p->cap : 4096;
+			char *m;
+
+			while (cap < end)
+				cap *= 2;
+			m = realloc(p->mem, cap);
+			if (!m)
+				return -ENOMEM;
+			p->mem = m;
+			p->cap = cap;
+		}
+		if ((size_t)off > p->len)
+			memset(p->mem + p->len, 0, (size_t)off - p->len);
+		memcpy(p->mem + off, buf, size);
+	}
+	if (end > p->len)
+		p->len = end;
+	return 0;
+}
+
+static int pending_truncate(struct stash_store *st, struct pending *p, size_t size)
+{
+	if (p->fd < 0 && size > SPILL_BYTES) {
+		int r = pending_spill(st, p);
+
+		if (r < 0)
+			return r;
+	}
+	if (p->fd >= 0) {
+		if (ftruncate(p->fd, (off_t)size) < 0)
+			return -errno;
+	} else if (size > p->len) {
+		static const char zero[1];
+		int r = pending_pwrite(st, p, zero, 0, 0);
+
+		if (r < 0)
+			return r;
+		if (size > p->cap) {
+			char *m = realloc(p->mem, size);
+
+			if (!m)
+				return -ENOMEM;
+			p->mem = m;
+			p->cap = size;
+		}
+		memset(p->mem + p->len, 0, size - p->len);
+	}
+	p->len = size;
+	return 0;
+}
+
+static ssize_t pending_pread(struct pending *p, void *buf, size_t size, off_t off)
+{
+	if ((size_t)off >= p->len)
+		return 0;
+	if (size > p->len - (size_t)off)
+		size = p->len - (size_t)off;
+	if (p->fd >= 0) {
+		ssize_t n = pread(p->fd, buf, size, off);
+
+		return n < 0 ? -errno : n;
+	}
+	memcpy(buf, p->mem + off, size);
+	return (ssize_t)size;
+}
+
+/* Forget the pending content; a spilled temp file is unlinked. */
+static void pending_reset(struct stash_store *st, struct pending *p)
+{
+	if (p->fd >= 0) {
+		close(p->fd);
+		unlinkat(st->tmp_fd, p->tmp_name, 0);
+	}
+	free(p->mem);
+	memset(p, 0, sizeof(*p));
+	p->fd = -1;
+}
+
+/* Load @len bytes of @fd into the pending buffer (it must be empty). */
+static int pending_load(struct stash_store *st, struct pending *p, int fd, off_t len)
+{
+	if (len <= 0)
+		return 0;
+	if (len > SPILL_BYTES) {
+		int r = pending_spill(st, p);
+
+		if (r < 0)
+			return r;
+		r = copy_content(fd, p->fd, len);
+		if (r < 0)
+			return r;
+		p->len = (size_t)len;
+		return 0;
+	}
+	p->mem = malloc((size_t)len);
+	if (!p->mem)
+		return -ENOMEM;
+	p->cap = (size_t)len;
+	for (off_t done = 0; done < len;) {
+		ssize_t n = pread(fd, p->mem + done, (size_t)(len - done), done);
+
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += n;
+		p->len = (size_t)done;
+	}
+	return 0;
+}
+
+/* Make sure the content sits in a temp file (p->fd) of exactly p->len bytes. */
+static int pending_to_file(struct stash_store *st, struct pending *p)
+{
+	int r;
+
+	if (p->fd >= 0)
+		return 0;
+	r = pending_tmpfile(st, p);
+	if (r < 0)
+		return r;
+	for (size_t done = 0; done < p->len;) {
+		ssize_t n = write(p->fd, p->mem + done, p->len - done);
+
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* ---- names ------------------------------------------------------------ */
+
+int stash_store_classify(const char *path)
+{
+	const char *leaf = strrchr(path, '/');
+	size_t len = strlen(path);
+
+	if (len == 0)
+		return STASH_KIND_DIR;
+	if (len >= PATH_MAX)
+		return -ENAMETOOLONG;
+	leaf = leaf ? leaf + 1 : path;
+	if (strlen(leaf) > NAME_MAX)
+		return -ENAMETOOLONG;
+	if (path[0] == '/' || !*leaf || strcmp(leaf, ".") == 0 || strcmp(leaf, "..") == 0)
+		return -EINVAL;
+	/* Reserved for the store's own state, at every level. */
+	for (const char *c = path; c; c = strchr(c, '/')) {
+		if (*c == '/')
+			c++;
+		if (strncmp(c, STASH_INTERNAL_DIR, strlen(STASH_INTERNAL_DIR)) == 0)
+			return -EPERM;
+	}
+	if (strncmp(path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) == 0)
+		return STASH_KIND_STREAM;
+	if (has_suffix(leaf, STASH_VIEW_SUFFIX) && strlen(leaf) > strlen(STASH_VIEW_SUFFIX))
+		return STASH_KIND_VIEW;
+	return STASH_KIND_STASH;
+}
+
+char *stash_view_target(const char *path)
+{
+	size_t n = strlen(path);
+
+	if (!has_suffix(path, STASH_VIEW_SUFFIX))
+		return strdup(path);
+	return strndup(path, n - strlen(STASH_VIEW_SUFFIX));
+}
+
+/* Resolve @path to the backing path it stands for (views -> their stash). */
+static int backing_path(const char *path, char **out, int *kind)
+{
+	int k = stash_store_classify(path);
+
+	if (k < 0)
+		return k;
+	*kind = k;
+	*out = k == STASH_KIND_VIEW ? stash_view_target(path) : strdup(path);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* ---- store ------------------------------------------------------------ */
+
+void stash_store_options_init(struct stash_store_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->default_persistent = 1;
+	o->sync = STASH_SYNC_ALWAYS;
+	o->max_size = 64ull << 20;
+	o->json_indent = 2;
+}
+
+const struct stash_store_options *stash_store_options(const struct stash_store *st)
+{
+	return &st->opts;
+}
+
+static int check_format(struct stash_store *st, int internal_fd, struct stash_error *err)
+{
+	char buf[64] = "";
+	char want[64];
+	int n = snprintf(want, sizeof(want), "stashfs-format %d\n", STASH_FORMAT_VERSION);
+	int fd = openat(internal_fd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int r = 0;
+
+	(void)st;
+	if (fd >= 0) {
+		ssize_t got = read(fd, buf, sizeof(buf) - 1);
+
+		close(fd);
+		if (got < 0 || strcmp(buf, want) != 0)
+			return stash_error_set(err, EINVAL,
+				"backing directory has an unknown format marker (.stashfs/format: %.40s)", buf);
+		return 0;
+	}
+	fd = openat(internal_fd, "format.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return stash_error_set(err, errno, "cannot write .stashfs/format: %s", strerror(errno));
+	if (write(fd, want, (size_t)n) != n || fsync(fd) < 0)
+		r = stash_error_set(err, EIO, "cannot write .stashfs/format");
+	close(fd);
+	if (!r && renameat(internal_fd, "format.tmp", internal_fd, "format") < 0)
+		r = stash_error_set(err, errno, "cannot write .stashfs/format: %s", strerror(errno));
+	return r;
+}
+
+static int check_xattrs(int internal_fd, struct stash_error *err)
+{
+	int fd = openat(internal_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int r = 0;
+
+	if (fd < 0)
+		return stash_error_set(err, errno, "cannot create .stashfs/lock: %s", strerror(errno));
+	if (fsetxattr(fd, "user.stash.probe", "1", 1, 0) < 0) {
+		r = stash_error_set(err, errno == ENOTSUP ? ENOTSUP : errno,
+			"the backing filesystem does not take user xattrs (%s); stashfs keeps its metadata "
+			"there: use ext4, xfs, btrfs, tmpfs >= 6.6 or another filesystem with user_xattr",
+			strerror(errno));
+	} else {
+		fremovexattr(fd, "user.stash.probe");
+	}
+	close(fd);
+	return r;
+}
+
+/* Remove temp dirs of instances that are gone (their lock is free). */
+static void clean_stale_tmp(int tmproot)
+{
+	DIR *d;
+	struct dirent *e;
+	int dfd = dup(tmproot);
+
+	if (dfd < 0)
+		return;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		char name[NAME_MAX + 1];
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		int lfd, sub;
+
+		if (!has_suffix(e->d_name, ".lock"))
+			continue;
+		lfd = openat(tmproot, e->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (lfd < 0)
+			continue;
+		if (fcntl(lfd, F_OFD_SETLK, &fl) < 0) {
+			close(lfd);     /* a live instance holds it */
+			continue;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(strlen(e->d_name) - 5), e->d_name);
+		sub = openat(tmproot, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0) {
+			DIR *sd = fdopendir(sub);
+			struct dirent *se;
+
+			while (sd && (se = readdir(sd))) {
+				if (strcmp(se->d_name, ".") && strcmp(se->d_name, ".."))
+					unlinkat(sub, se->d_name, 0);
+			}
+			if (sd)
+				closedir(sd);
+			else
+				close(sub);
+			unlinkat(tmproot, name, AT_REMOVEDIR);
+		}
+		unlinkat(tmproot, e->d_name, 0);
+		close(lfd);
+	}
+	closedir(d);
+}
+
+static int make_instance(struct stash_store *st, int internal_fd, struct stash_error *err)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char lockname[80];
+	struct timespec ts;
+	int tmproot, r = 0;
+
+	if (mkdirat(internal_fd, "tmp", 0700) < 0 && errno != EEXIST)
+		return stash_error_set(err, errno, "cannot create .stashfs/tmp: %s", strerror(errno));
+	tmproot = openat(internal_fd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (tmproot < 0)
+		return stash_error_set(err, errno, "cannot open .stashfs/tmp: %s", strerror(errno));
+	clean_stale_tmp(tmproot);
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(st->instance, sizeof(st->instance), "%d-%lx%lx", (int)getpid(),
+		 (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec);
+	snprintf(lockname, sizeof(lockname), "%s.lock", st->instance);
+	st->instance_lock_fd = openat(tmproot, lockname, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->instance_lock_fd < 0 || fcntl(st->instance_lock_fd, F_OFD_SETLK, &fl) < 0) {
+		r = stash_error_set(err, errno, "cannot lock .stashfs/tmp/%s: %s", lockname,
+				    strerror(errno));
+		goto out;
+	}
+	if (mkdirat(tmproot, st->instance, 0700) < 0) {
+		r = stash_error_set(err, errno, "cannot create .stashfs/tmp/%s: %s", st->instance,
+				    strerror(errno));
+		goto out;
+	}
+	st->tmp_fd = openat(tmproot, st->instance, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->tmp_fd < 0)
+		r = stash_error_set(err, errno, "cannot open the temp directory: %s", strerror(errno));
+out:
+	close(tmproot);
+	return r;
+}
+
+int stash_store_open(const char *backing, const struct stash_store_options *opts,
+		     struct stash_store **out, struct stash_error *err)
+{
+	struct stash_store *st;
+	int internal_fd = -1, r;
+
+	stash_error_clear(err);
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return stash_error_set(err, ENOMEM, "out of memory");
+	st->root_fd = st->tmp_fd = st->lock_fd = st->instance_lock_fd = -1;
+	if (opts)
+		st->opts = *opts;
+	else
+		stash_store_options_init(&st->opts);
+	for (int i = 0; i < LOCK_STRIPES; i++)
+		pthread_mutex_init(&st->stripes[i], NULL);
+
+	if (mkdir(backing, 0755) < 0 && errno != EEXIST) {
+		r = stash_error_set(err, errno, "cannot create backing directory %s: %s", backing,
+				    strerror(errno));
+		goto fail;
+	}
+	st->root_fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->root_fd < 0) {
+		r = stash_error_set(err, errno, "cannot open backing directory %s: %s", backing,
+				    strerror(errno));
+		goto fail;
+	}
+	if (mkdirat(st->root_fd, STASH_INTERNAL_DIR, 0700) < 0 && errno != EEXIST) {
+		r = stash_error_set(err, errno, "cannot create %s/%s: %s", backing,
+				    STASH_INTERNAL_DIR, strerror(errno));
+		goto fail;
+	}
+	internal_fd = sys_openat2(st->root_fd, STASH_INTERNAL_DIR, O_RDONLY | O_DIRECTORY, 0);
+	if (internal_fd < 0) {
+		r = stash_error_set(err, -internal_fd, "cannot open %s/%s: %s", backing,
+				    STASH_INTERNAL_DIR, strerror(-internal_fd));
+		goto fail;
+	}
+	r = check_xattrs(internal_fd, err);
+	if (r < 0)
+		goto fail;
+	r = check_format(st, internal_fd, err);
+	if (r < 0)
+		goto fail;
+	st->lock_fd = openat(internal_fd, "lock", O_RDWR | O_CLOEXEC);
+	if (st->lock_fd < 0) {
+		r = stash_error_set(err, errno, "cannot open .stashfs/lock: %s", strerror(errno));
+		goto fail;
+	}
+	r = make_instance(st, internal_fd, err);
+	if (r < 0)
+		goto fail;
+	/* The two special directories always exist. */
+	mkdirat(st->root_fd, STASH_STREAMS_DIR, 0755);
+	mkdirat(st->root_fd, STASH_SCHEMAS_DIR, 0755);
+	close(internal_fd);
+	*out = st;
+	return 0;
+fail:
+	if (internal_fd >= 0)
+		close(internal_fd);
+	stash_store_close(st);
+	return r;
+}
+
+void stash_store_close(struct stash_store *st)
+{
+	if (!st)
+		return;
+	if (st->tmp_fd >= 0) {
+		/* Our temp dir is empty when every handle was closed. */
+		int internal = sys_openat2(st->root_fd, STASH_INTERNAL_DIR "/tmp", O_PATH | O_DIRECTORY, 0);
+		char lockname[80];
+
+		if (internal >= 0) {
+			snprintf(lockname, sizeof(lockname), "%s.lock", st->instance);
+			unlinkat(internal, st->instance, AT_REMOVEDIR);
+			unlinkat(internal, lockname, 0);
+			close(internal);
+		}
+	}
+	close_fd(&st->tmp_fd);
+	close_fd(&st->lock_fd);
+	close_fd(&st->instance_lock_fd);
+	close_fd(&st->root_fd);
+	for (int i = 0; i < LOCK_STRIPES; i++)
+		pthread_mutex_destroy(&st->stripes[i]);
+	free(st);
+}
+
+/* ---- commit ----------------------------------------------------------- */
+
+/*
+ * Publish the temp file @tmpfd/@tmpname as @path: metadata from the current
+ * file (or ownership from @who for a new one), version + 1, fsync, rename,
+ * fsync the directory.  The caller holds the name lock.  On success the
+ * temp file has become the stash and *@version holds its version.
+ */
+static int publish(struct stash_store *st, const char *path, int tmpfd, const char *tmpname,
+		   mode_t create_mode, const struct stash_caller *who, uint64_t *version)
+{
+	const char *leaf;
+	int dirfd = open_parent(st, path, &leaf);
+	int oldfd = -1, r = 0;
+	uint64_t v = 0;
+	struct stat old;
+
+	if (dirfd < 0)
+		return dirfd;
+	oldfd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (oldfd >= 0) {
+		if (fstat(oldfd, &old) < 0 || !S_ISREG(old.st_mode)) {
+			r = S_ISDIR(old.st_mode) ? -EISDIR : -EPERM;
+			goto out;
+		}
+		v = read_version(oldfd);
+		r = copy_xattrs(oldfd, tmpfd);
+		if (r < 0)
+			goto out;
+		if (fchmod(tmpfd, old.st_mode & 07777) < 0 ||
+		    (fchown(tmpfd, old.st_uid, old.st_gid) < 0 && errno != EPERM)) {
+			r = -errno;
+			goto out;
+		}
+	} else if (errno == ENOENT) {
+		if (fchmod(tmpfd, create_mode & 07777) < 0) {
+			r = -errno;
+			goto out;
+		}
+		/* Only root can give files away; an unprivileged daemon keeps them. */
+		if (who && fchown(tmpfd, who->uid, who->gid) < 0 && errno != EPERM) {
+			r = -errno;
+			goto out;
+		}
+	} else {
+		r = errno == ELOOP ? -EPERM : -errno;
+		goto out;
+	}
+	r = write_version(tmpfd, v + 1);
+	if (r < 0)
+		goto out;
+	if (want_sync(st) && fdatasync(tmpfd) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (renameat(st->tmp_fd, tmpname, dirfd, leaf) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (want_sync(st)) {
+		/* The rename is durable only once the directory is. */
+		int d = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (d >= 0) {
+			fsync(d);
+			close(d);
+		}
+	}
+	*version = v + 1;
+out:
+	if (oldfd >= 0)
+		close(oldfd);
+	close(dirfd);
+	return r;
+}
+
+/* Open the committed content of stash @path read-only (snapshot). */
+static int open_content(struct stash_store *st, const char *path, struct stat *stbuf)
+{
+	int fd = open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+
+	if (fd < 0)
+		return fd == -ELOOP ? -ENOENT : fd;
+	if (fstat(fd, stbuf) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	if (S_ISDIR(stbuf->st_mode)) {
+		close(fd);
+		return -EISDIR;
+	}
+	if (!S_ISREG(stbuf->st_mode)) {
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
+}
+
+/* Read a whole file into a new buffer (NUL-terminated); caller frees. */
+static int slurp(int fd, off_t size, char **out, size_t *len)
+{
+	char *buf = malloc((size_t)size + 1);
+	off_t done = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (done < size) {
+		ssize_t n = pread(fd, buf + done, (size_t)(size - done), done);
+
+		if (n < 0) {
+			free(buf);
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += n;
+	}
+	buf[done] = '\0';
+	*out = buf;
+	*len = (size_t)done;
+	return 0;
+}
+
+/* ---- path operations -------------------------------------------------- */
+
+int stash_store_stat(struct stash_store *st, const char *path, struct stat *out)
+{
+	char *bpath;
+	int kind, fd, r;
+
+	r = backing_path(path, &bpath, &kind);
+	if (r < 0)
+		return r;
+	fd = open_beneath(st, bpath, O_PATH, 0);
+	free(bpath);
+	if (fd < 0)
+		return fd == -ELOOP ? -ENOENT : fd;
+	r = fstat(fd, out) < 0 ? -errno : 0;
+	close(fd);
+	if (r < 0)
+		return r;
+	if (!S_ISREG(out->st_mode) && !S_ISDIR(out->st_mode))
+		return -ENOENT;         /* not something the store offers */
+	if (kind == STASH_KIND_VIEW && !S_ISREG(out->st_mode))
+		return -ENOENT;
+	if ((kind == STASH_KIND_STASH || kind == STASH_KIND_STREAM) && S_ISDIR(out->st_mode))
+		return 0;
+	return 0;
+}
+
+int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
+		      const struct stash_caller *who)
+{
+	const char *leaf;
+	int k = stash_store_classify(path);
+	int dirfd, r = 0, fd;
+
+	if (k < 0)
+		return k;
+	if (k == STASH_KIND_VIEW)
+		return -EINVAL;     /* NAME.json is always a view */
+	dirfd = open_parent(st, path, &leaf);
+	if (dirfd < 0)
+		return dirfd;
+	/* O_PATH fds can't be used with mkdirat, so reopen the directory. */
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	close(dirfd);
+	if (fd < 0)
+		return -errno;
+	if (mkdirat(fd, leaf, mode & 07777) < 0) {
+		r = -errno;
+	} else if (who) {
+		int sub = openat(fd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (sub >= 0) {
+			if (fchown(sub, who->uid, who->gid) < 0 && errno != EPERM)
+				r = -errno;
+			close(sub);
+		}
+	}
+	close(fd);
+	return r;
+}
+
+int stash_store_rmdir(struct stash_store *st, const char *path)
+{
+	const char *leaf;
+	int k = stash_store_classify(path);
+	int dirfd, r;
+
+	if (k < 0)
+		return k;
+	if (!*path || strcmp(path, STASH_STREAMS_DIR) == 0 || strcmp(path, STASH_SCHEMAS_DIR) == 0)
+		return -EBUSY;
+	dirfd = open_parent(st, path, &leaf);
+	if (dirfd < 0)
+		return dirfd;
+	r = unlinkat(dirfd, leaf, AT_REMOVEDIR) < 0 ? -errno : 0;
+	close(dirfd);
+	return r;
+}
+
+int stash_store_unlink(struct stash_store *st, const char *path,
+		       const struct stash_caller *who, struct stash_error *err)
+{
+	const char *leaf;
+	char *bpath;
+	int kind, dirfd, r;
+	unsigned s;
+	struct stat sb;
+
+	(void)who;
+	r = backing_path(path, &bpath, &kind);
+	if (r < 0)
+		return r;
+	if (kind == STASH_KIND_VIEW) {
+		free(bpath);
+		return stash_error_set(err, EPERM, "%s is the JSON view of a stash: rm the stash itself",
+				       path);
+	}
+	dirfd = open_parent(st, bpath, &leaf);
+	if (dirfd < 0) {
+		free(bpath);
+		return dirfd;
+	}
+	s = lock_name(st, bpath);
+	if (fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		r = -errno;
+	else if (S_ISDIR(sb.st_mode))
+		r = -EISDIR;
+	else
+		r = unlinkat(dirfd, leaf, 0) < 0 ? -errno : 0;
+	unlock_name(st, s);
+	close(dirfd);
+	free(bpath);
+	return r;
+}
+
+int stash_store_rename(struct stash_store *st, const char *from, const char *to,
+		       unsigned flags, const struct stash_caller *who,
+		       struct stash_error *err)
+{
+	const char *lfrom, *lto;
+	int kf = stash_store_classify(from), kt = stash_store_classify(to);
+	int dfrom = -1, dto = -1, r;
+	unsigned s1, s2;
+
+	(void)who;
+	if (kf < 0)
+		return kf;
+	if (kt < 0)
+		return kt;
+	if (kf == STASH_KIND_VIEW || kt == STASH_KIND_VIEW)
+		return stash_error_set(err, EPERM,
+			"a NAME.json view cannot be renamed or renamed over: rename the stash NAME");
+	if ((kf == STASH_KIND_STREAM) != (kt == STASH_KIND_STREAM))
+		return stash_error_set(err, EPERM, "streams stay under streams/");
+	dfrom = open_parent(st, from, &lfrom);
+	if (dfrom < 0)
+		return dfrom;
+	dto = open_parent(st, to, &lto);
+	if (dto < 0) {
+		close(dfrom);
+		return dto;
+	}
+	/* Lock both names in stripe order so two renames never deadlock. */
+	s1 = stripe_of(from);
+	s2 = stripe_of(to);
+	if (s1 > s2) {
+		unsigned t = s1;
+
+		s1 = s2;
+		s2 = t;
+	}
+	pthread_mutex_lock(&st->stripes[s1]);
+	ofd_lock(st->lock_fd, F_WRLCK, s1);
+	if (s2 != s1) {
+		pthread_mutex_lock(&st->stripes[s2]);
+		ofd_lock(st->lock_fd, F_WRLCK, s2);
+	}
+	r = syscall(SYS_renameat2, dfrom, lfrom, dto, lto, flags) < 0 ? -errno : 0;
+	if (s2 != s1)
+		unlock_name(st, s2);
+	unlock_name(st, s1);
+	close(dfrom);
+	close(dto);
+	return r;
+}
+
+/* Commit the first @size bytes of @fd's content (zero-extended) as @path. */
+static int commit_truncated(struct stash_store *st, const char *path, int fd, off_t cur,
+			    off_t size, const struct stash_caller *who, uint64_t *version)
+{
+	struct pending p = { .fd = -1 };
+	int r = pending_tmpfile(st, &p);
+
+	if (r < 0)
+		return r;
+	r = copy_content(fd, p.fd, cur < size ? cur : size);
+	if (!r && ftruncate(p.fd, size) < 0)
+		r = -errno;
+	if (!r)
+		r = publish(st, path, p.fd, p.tmp_name, 0644, who, version);
+	if (r < 0)
+		unlinkat(st->tmp_fd, p.tmp_name, 0);
+	close(p.fd);
+	return r;
+}
+
+int stash_store_truncate(struct stash_store *st, const char *path, off_t size,
+			 const struct stash_caller *who, struct stash_error *err)
+{
+	struct stat sb;
+	char *bpath;
+	int kind, fd, r;
+	unsigned s;
+	uint64_t v;
+
+	r = backing_path(path, &bpath, &kind);
+	if (r < 0)
+		return r;
+	if (kind == STASH_KIND_VIEW) {
+		/* `>` on a view sends a patch; its truncation never touches the stash. */
+		r = stash_store_stat(st, path, &sb);
+		free(bpath);
+		return r;
+	}
+	if (st->opts.max_size && (uint64_t)size > st->opts.max_size) {
+		free(bpath);
+		return stash_error_set(err, EFBIG, "%s: %lld bytes is over the size limit of %" PRIu64,
+				       path, (long long)size, st->opts.max_size);
+	}
+	s = lock_name(st, bpath);
+	fd = open_content(st, bpath, &sb);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	if (kind == STASH_KIND_STREAM) {
+		r = size == sb.st_size ? 0 :
+			stash_error_set(err, EPERM, "%s is an append-only stream", path);
+	} else if (size != sb.st_size) {
+		r = commit_truncated(st, bpath, fd, sb.st_size, size, who, &v);
+	}
+	close(fd);
+out:
+	unlock_name(st, s);
+	free(bpath);
+	return r;
+}
+
+/* Open the object behind @path for metadata changes (never a symlink). */
+static int open_meta(struct stash_store *st, const char *path)
+{
+	char *bpath;
+	int kind, r = backing_path(path, &bpath, &kind);
+
+	if (r < 0)
+		return r;
+	r = open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	free(bpath);
+	return r == -ELOOP ? -ENOENT : r;
+}
+
+int stash_store_chmod(struct stash_store *st, const char *path, mode_t mode)
+{
+	int fd = open_meta(st, path), r;
+
+	if (fd < 0)
+		return fd;
+	r = fchmod(fd, mode & 07777) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+int stash_store_chown(struct stash_store *st, const char *path, uid_t uid, gid_t gid)
+{
+	int fd = open_meta(st, path), r;
+
+	if (fd < 0)
+		return fd;
+	r = fchown(fd, uid, gid) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+int stash_store_utimens(struct stash_store *st, const char *path, const struct timespec ts[2])
+{
+	int fd = open_meta(st, path), r;
+
+	if (fd < 0)
+		return fd;
+	r = futimens(fd, ts) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+int stash_store_statfs(struct stash_store *st, struct statvfs *out)
+{
+	return fstatvfs(st->root_fd, out) < 0 ? -errno : 0;
+}
+
+/* ---- xattrs ----------------------------------------------------------- */
+
+static bool xattr_readonly(const char *name)
+{
+	return strcmp(name, XATTR_VERSION) == 0 || strcmp(name, XATTR_ERROR) == 0;
+}
+
+int stash_store_getxattr(struct stash_store *st, const char *path, const char *name,
+			 void *value, size_t size)
+{
+	int fd = open_meta(st, path);
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	n = fgetxattr(fd, name, value, size);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	return (int)n;
+}
+
+int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,
+			 const void *value, size_t size, int flags,
+			 struct stash_error *err)
+{
+	char *bpath;
+	int kind, fd, r;
+	unsigned s;
+
+	if (xattr_readonly(name))
+		return stash_error_set(err, EPERM, "%s is read-only", name);
+	r = backing_path(path, &bpath, &kind);
+	if (r < 0)
+		return r;
+	/* Under the name lock: a commit copies xattrs and must not miss this one. */
+	s = lock_name(st, bpath);
+	fd = open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	if (fd < 0) {
+		r = fd == -ELOOP ? -ENOENT : fd;
+	} else {
+		r = fsetxattr(fd, name, value, size, flags) < 0 ? -errno : 0;
+		close(fd);
+	}
+	unlock_name(st, s);
+	free(bpath);
+	return r;
+}
+
+int stash_store_listxattr(struct stash_store *st, const char *path, char *list, size_t size)
+{
+	int fd = open_meta(st, path);
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	n = flistxattr(fd, list, size);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	return (int)n;
+}
+
+int stash_store_removexattr(struct stash_store *st, const char *path, const char *name)
+{
+	char *bpath;
+	int kind, fd, r;
+	unsigned s;
+
+	if (xattr_readonly(name))
+		return -EPERM;
+	r = backing_path(path, &bpath, &kind);
+	if (r < 0)
+		return r;
+	s = lock_name(st, bpath);
+	fd = open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	if (fd < 0) {
+		r = fd == -ELOOP ? -ENOENT : fd;
+	} else {
+		r = fremovexattr(fd, name) < 0 ? -errno : 0;
+		close(fd);
+	}
+	unlock_name(st, s);
+	free(bpath);
+	return r;
+}
+
+/* ---- directories ------------------------------------------------------ */
+
+static bool listed(const char *dirpath, const char *name, unsigned char type)
+{
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return false;
+	if (strncmp(name, STASH_INTERNAL_DIR, strlen(STASH_INTERNAL_DIR)) == 0)
+		return false;
+	/* Only what the store offers: no symlinks, fifos or sockets planted behind it. */
+	if (type != DT_REG && type != DT_DIR && type != DT_UNKNOWN)
+		return false;
+	(void)dirpath;
+	return true;
+}
+
+int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **out)
+{
+	struct stash_dir *d;
+	struct dirent *e;
+	size_t cap = 0;
+	DIR *dir;
+	int fd;
+
+	if (stash_store_classify(path) < 0)
+		return -ENOENT;
+	fd = open_beneath(st, path, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return fd == -ELOOP ? -ENOENT : fd;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		closedir(dir);
+		return -ENOMEM;
+	}
+	while ((e = readdir(dir))) {
+		if (!listed(path, e->d_name, e->d_type))
+			continue;
+		if (d->count == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			char **n = realloc(d->names, ncap * sizeof(*n));
+			unsigned char *t;
+			ino_t *i;
+
+			if (n)
+				d->names = n;
+			t = n ? realloc(d->types, ncap) : NULL;
+			if (t)
+				d->types = t;
+			i = t ? realloc(d->inos, ncap * sizeof(*i)) : NULL;
+			if (!i)
+				goto nomem;
+			d->inos = i;
+			cap = ncap;
+		}
+		d->names[d->count] = strdup(e->d_name);
+		if (!d->names[d->count])
+			goto nomem;
+		d->types[d->count] = e->d_type;
+		d->inos[d->count] = e->d_ino;
+		d->count++;
+	}
+	closedir(dir);
+	*out = d;
+	return 0;
+nomem:
+	closedir(dir);
+	stash_dir_close(d);
+	return -ENOMEM;
+}
+
+int stash_dir_next(struct stash_dir *d, off_t off, const char **name, unsigned char *type,
+		   ino_t *ino, off_t *next)
+{
+	if (off < 0 || (size_t)off >= d->count)
+		return 1;
+	*name = d->names[off];
+	*type = d->types[off];
+	*ino = d->inos[off];
+	*next = off + 1;
+	return 0;
+}
+
+void stash_dir_close(struct stash_dir *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->count; i++)
+		free(d->names[i]);
+	free(d->names);
+	free(d->types);
+	free(d->inos);
+	free(d);
+}
+
+/* ---- open files ------------------------------------------------------- */
+
+int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t mode,
+		    const struct stash_caller *who, struct stash_file **out,
+		    struct stash_error *err)
+{
+	struct stash_file *f;
+	struct stat sb;
+	char *bpath;
+	int kind, r, acc = flags & O_ACCMODE;
+	bool writable = acc != O_RDONLY;
+
+	r = backing_path(path, &bpath, &kind);
+	if (r < 0)
+		return r;
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		free(bpath);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&f->lock, NULL);
+	f->st = st;
+	f->path = bpath;
+	f->kind = (enum stash_kind)kind;
+	f->flags = flags;
+	f->create_mode = mode;
+	f->base_fd = -1;
+	f->p.fd = -1;
+
+	if (kind == STASH_KIND_STREAM) {
+		/* Streams are appended in place: O_APPEND on the backing file. */
+		int oflags = (writable ? O_RDWR | O_APPEND : O_RDONLY) | O_NONBLOCK;
+
+		if (flags & O_CREAT)
+			oflags |= O_CREAT | (flags & O_EXCL);
+		f->base_fd = open_beneath(st, bpath, oflags, mode & 07777);
+		if (f->base_fd < 0) {
+			r = f->base_fd == -ELOOP ? -ENOENT : f->base_fd;
+			goto fail;
+		}
+		if (fstat(f->base_fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+			r = S_ISDIR(sb.st_mode) ? -EISDIR : -ENOENT;
+			goto fail;
+		}
+		if ((flags & O_TRUNC) && sb.st_size > 0) {
+			r = stash_error_set(err, EPERM,
+				"%s is an append-only stream: use >> to add to it", path);
+			goto fail;
+		}
+		if ((flags & O_CREAT) && who && sb.st_size == 0 && sb.st_uid != who->uid)
+			(void)!fchown(f->base_fd, who->uid, who->gid);
+		f->base_size = sb.st_size;
+		*out = f;
+		return 0;
+	}
+
+	r = open_content(st, bpath, &sb);
+	if (r == -ENOENT && (flags & O_CREAT)) {
+		/*
+		 * A new stash exists from its creation on, empty, as on a local
+		 * filesystem; the content arrives with the commit at close.  A view
+		 * creates its stash only when its merge commits.
+		 */
+		if (kind == STASH_KIND_STASH) {
+			unsigned s = lock_name(st, bpath);
+			struct pending p = { .fd = -1 };
+			uint64_t v;
+
+			r = open_content(st, bpath, &sb);
+			if (r == -ENOENT) {
+				r = pending_tmpfile(st, &p);
+				if (r == 0)
+					r = publish(st, bpath, p.fd, p.tmp_name, mode, who, &v);
+				if (r < 0 && p.fd >= 0)
+					unlinkat(st->tmp_fd, p.tmp_name, 0);
+				if (r == 0) {
+					r = p.fd;
+					p.fd = -1;
+					fstat(r, &sb);
+				}
+				close_fd(&p.fd);
+			} else if (r >= 0 && (flags & O_EXCL)) {
+				close(r);
+				r = -EEXIST;
+			}
+			unlock_name(st, s);
+		} else {
+			r = -ENOENT;
+			f->base_size = 0;
+			f->dirty = false;
+			goto opened;
+		}
+	} else if (r >= 0 && (flags & O_CREAT) && (flags & O_EXCL) && kind == STASH_KIND_STASH) {
+		close(r);
+		r = -EEXIST;
+	}
+	if (r < 0)
+		goto fail;
+	f->base_fd = r;
+	f->base_size = sb.st_size;
+	f->base_version = read_version(f->base_fd);
+opened:
+	if (writable && (flags & O_TRUNC) && kind == STASH_KIND_STASH) {
+		f->mode = PENDING_FULL;
+		f->dirty = f->base_size != 0;
+	}
+	*out = f;
+	return 0;
+fail:
+	stash_file_close(f);
+	return r;
+}
+
+enum stash_kind stash_file_kind(const struct stash_file *f)
+{
+	return f->kind;
+}
+
+uint64_t stash_file_version(const struct stash_file *f)
+{
+	return f->base_version;
+}
+
+ssize_t stash_file_read(struct stash_file *f, void *buf, size_t size, off_t off)
+{
+	ssize_t n;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->kind != STASH_KIND_VIEW && f->mode == PENDING_FULL) {
+		n = pending_pread(&f->p, buf, size, off);
+	} else if (f->kind != STASH_KIND_VIEW && f->mode == PENDING_APPEND &&
+		   off + (off_t)size > f->base_size) {
+		ssize_t a = 0;
+
+		if (off < f->base_size) {
+			a = pread(f->base_fd, buf, (size_t)(f->base_size - off), off);
+			if (a < 0) {
+				n = -errno;
+				goto out;
+			}
+		}
+		n = pending_pread(&f->p, (char *)buf + a, size - (size_t)a,
+				  off + a - f->base_size);
+		if (n >= 0)
+			n += a;
+	} else if (f->base_fd < 0) {
+		n = 0;
+	} else {
+		n = pread(f->base_fd, buf, size, off);
+		if (n < 0)
+			n = -errno;
+	}
+out:
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+int stash_file_read_fd(struct stash_file *f, int *fd)
+{
+	int r = -EAGAIN;
+
+	pthread_mutex_lock(&f->lock);
+	if ((f->kind == STASH_KIND_VIEW || f->mode == PENDING_NONE) && f->base_fd >= 0) {
+		*fd = f->base_fd;
+		r = 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+/*
+ * A refused write: remember why, so that nothing this handle wrote is ever
+ * committed, and leave the reason in user.stash.error for `getfattr`.
+ */
+static int poison(struct stash_file *f, int r, struct stash_error *err)
+{
+	int fd;
+
+	f->poison = -r;
+	if (err && err->code)
+		f->poison_err = *err;
+	else
+		stash_error_set(&f->poison_err, -r, "%s: write refused: %s", f->path, strerror(-r));
+	if (err && !err->code)
+		*err = f->poison_err;
+	fd = open_beneath(f->st, f->path, O_RDONLY | O_NONBLOCK, 0);
+	if (fd >= 0) {
+		fsetxattr(fd, XATTR_ERROR, f->poison_err.text, strlen(f->poison_err.text), 0);
+		close(fd);
+	}
+	return r;
+}
+
+/* Turn an append-only or clean handle into one holding the full content. */
+static int materialize(struct stash_file *f)
+{
+	struct pending appended = f->p;
+	int r;
+
+	if (f->mode == PENDING_FULL)
+		return 0;
+	memset(&f->p, 0, sizeof(f->p));
+	f->p.fd = -1;
+	r = pending_load(f->st, &f->p, f->base_fd, f->base_size);
+	if (r == 0 && f->mode == PENDING_APPEND) {
+		char buf[65536];
+
+		for (off_t o = 0; r == 0 && o < (off_t)appended.len; o += (off_t)sizeof(buf)) {
+			ssize_t n = pending_pread(&appended, buf, sizeof(buf), o);
+
+			r = n < 0 ? (int)n : pending_pwrite(f->st, &f->p, buf, (size_t)n,
+							   (off_t)f->p.len);
+		}
+	}
+	pending_reset(f->st, &appended);
+	f->mode = PENDING_FULL;
+	return r;
+}
+
+static int check_size(struct stash_file *f, uint64_t size, struct stash_error *err)
+{
+	uint64_t max = f->st->opts.max_size;
+
+	if (max && size > max)
+		return stash_error_set(err, EFBIG,
+			"%s: %" PRIu64 " bytes would be over the size limit of %" PRIu64 " bytes",
+			f->path, size, max);
+	return 0;
+}
+
+static ssize_t stream_write(struct stash_file *f, const void *buf, size_t size,
+			    struct stash_error *err)
+{
+	unsigned s = lock_name(f->st, f->path);
+	ssize_t n = 0;
+
+	/* One write() is one record: under the lock it lands whole, in order. */
+	while ((size_t)n < size) {
+		ssize_t w = write(f->base_fd, (const char *)buf + n, size - (size_t)n);
+
+		if (w < 0) {
+			n = stash_error_set(err, errno, "%s: append failed: %s", f->path,
+					    strerror(errno));
+			break;
+		}
+		n += w;
+	}
+	unlock_name(f->st, s);
+	return n;
+}
+
+ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off_t off,
+			 struct stash_error *err)
+{
+	int r = 0;
+	bool append = (f->flags & O_APPEND) != 0;
+
+	if (f->kind == STASH_KIND_STREAM)
+		return stream_write(f, buf, size, err);
+	pthread_mutex_lock(&f->lock);
+	if (f->poison) {
+		if (err)
+			*err = f->poison_err;
+		r = -f->poison;
+		goto out;
+	}
+	if (f->kind == STASH_KIND_VIEW) {
+		/* A view collects a patch; offsets are the patch's own. */
+		off_t at = append ? (off_t)f->p.len : off;
+
+		r = check_size(f, (uint64_t)at + size, err);
+		if (r == 0)
+			r = pending_pwrite(f->st, &f->p, buf, size, at);
+		if (r == 0 && f->p.fd < 0) {
+			/* Refuse at write() what no further data can mend. */
+			r = stash_json_progress(f->p.mem, f->p.len, err);
+			if (r > 0)
+				r = 0;
+		}
+		if (r < 0) {
+			r = poison(f, r, err);
+			goto out;
+		}
+		f->mode = PENDING_APPEND;
+		f->dirty = f->wrote = true;
+		goto out;
+	}
+	if (append && f->mode != PENDING_FULL) {
+		r = check_size(f, (uint64_t)f->base_size + f->p.len + size, err);
+		if (r == 0)
+			r = pending_pwrite(f->st, &f->p, buf, size, (off_t)f->p.len);
+		if (r == 0)
+			f->mode = PENDING_APPEND;
+	} else {
+		r = materialize(f);
+		if (append)
+			off = (off_t)f->p.len;
+		if (r == 0)
+			r = check_size(f, (uint64_t)off + size > f->p.len ?
+				       (uint64_t)off + size : f->p.len, err);
+		if (r == 0)
+			r = pending_pwrite(f->st, &f->p, buf, size, off);
+	}
+	if (r < 0) {
+		r = poison(f, r, err);
+		goto out;
+	}
+	f->dirty = f->wrote = true;
+out:
+	pthread_mutex_unlock(&f->lock);
+	return r < 0 ? r : (ssize_t)size;
+}
+
+int stash_file_truncate(struct stash_file *f, off_t size, struct stash_error *err)
+{
+	int r = 0;
+
+	if (f->kind == STASH_KIND_STREAM)
+		return size == f->base_size ? 0 :
+			stash_error_set(err, EPERM, "%s is an append-only stream", f->path);
+	if (f->kind == STASH_KIND_VIEW)
+		return 0;       /* truncating a view never truncates the stash */
+	pthread_mutex_lock(&f->lock);
+	if (f->poison) {
+		r = -f->poison;
+		goto out;
+	}
+	r = check_size(f, (uint64_t)size, err);
+	if (r == 0)
+		r = materialize(f);
+	if (r == 0)
+		r = pending_truncate(f->st, &f->p, (size_t)size);
+	if (r < 0)
+		r = poison(f, r, err);
+	else
+		f->dirty = f->wrote = true;
+out:
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+/* Make the temp file holding @content the handle's new base. */
+static void rebase(struct stash_file *f, int fd, off_t size, uint64_t version)
+{
+	close_fd(&f->base_fd);
+	f->base_fd = fd;
+	f->base_size = size;
+	f->base_version = version;
+	f->mode = PENDING_NONE;
+	f->dirty = f->wrote = false;
+}
+
+/* Commit a handle holding the full new content. */
+static int commit_full(struct stash_file *f, const struct stash_caller *who,
+		       struct stash_error *err)
+{
+	unsigned s;
+	uint64_t v;
+	int r = pending_to_file(f->st, &f->p);
+
+	if (r < 0)
+		return stash_error_set(err, -r, "%s: cannot write temp file: %s", f->path,
+				       strerror(-r));
+	s = lock_name(f->st, f->path);
+	r = publish(f->st, f->path, f->p.fd, f->p.tmp_name, f->create_mode, who, &v);
+	unlock_name(f->st, s);
+	if (r < 0)
+		return stash_error_set(err, -r, "%s: commit failed: %s", f->path, strerror(-r));
+	rebase(f, f->p.fd, (off_t)f->p.len, v);
+	free(f->p.mem);
+	memset(&f->p, 0, sizeof(f->p));
+	f->p.fd = -1;
+	return 0;
+}
+
+/* Commit appended bytes on top of whatever is committed now. */
+static int commit_append(struct stash_file *f, const struct stash_caller *who,
+			 struct stash_error *err)
+{
+	struct pending out = { .fd = -1 };
+	struct stat sb;
+	unsigned s;
+	uint64_t v;
+	int cur, r;
+	char buf[65536];
+
+	s = lock_name(f->st, f->path);
+	cur = open_content(f->st, f->path, &sb);
+	if (cur < 0 && cur != -ENOENT) {
+		r = cur;
+		goto out;
+	}
+	if (cur < 0)
+		sb.st_size = 0;
+	r = check_size(f, (uint64_t)sb.st_size + f->p.len, err);
+	if (r < 0)
+		goto out;
+	r = pending_tmpfile(f->st, &out);
+	if (r == 0 && cur >= 0)
+		r = copy_content(cur, out.fd, sb.st_size);
+	for (off_t o = 0; r == 0 && o < (off_t)f->p.len; o += (off_t)sizeof(buf)) {
+		ssize_t n = pending_pread(&f->p, buf, sizeof(buf), o);
+
+		if (n < 0 || write(out.fd, buf, (size_t)n) != n)
+			r = n < 0 ? (int)n : -EIO;
+	}
+	if (r == 0)
+		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, &v);
+	if (r == 0) {
+		rebase(f, out.fd, sb.st_size + (off_t)f->p.len, v);
+		out.fd = -1;
+		pending_reset(f->st, &f->p);
+	}
+out:
+	unlock_name(f->st, s);
+	if (cur >= 0)
+		close(cur);
+	if (out.fd >= 0) {
+		close(out.fd);
+		unlinkat(f->st->tmp_fd, out.tmp_name, 0);
+	}
+	if (r < 0 && err && !err->code)
+		stash_error_set(err, -r, "%s: commit failed: %s", f->path, strerror(-r));
+	return r;
+}
+
+/* Merge the handle's patch into the stash's document, under the name lock. */
+static int commit_merge(struct stash_file *f, const struct stash_caller *who,
+			struct stash_error *err)
+{
+	json_t *patch = NULL, *doc = NULL;
+	struct pending out = { .fd = -1 };
+	char *text = NULL, *dumped = NULL;
+	size_t len = 0, dlen = 0;
+	struct stat sb;
+	unsigned s = 0;
+	bool locked = false;
+	uint64_t v;
+	int cur = -1, r;
+
+	if (f->p.fd >= 0) {
+		r = slurp(f->p.fd, (off_t)f->p.len, &text, &len);
+		if (r < 0)
+			goto out;
+		patch = stash_json_parse(text, len, err);
+		free(text);
+		text = NULL;
+	} else {
+		patch = stash_json_parse(f->p.mem ? f->p.mem : "", f->p.len, err);
+	}
+	if (!patch) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (!json_is_object(patch)) {
+		r = stash_error_set(err, EINVAL, "%s.json: the patch must be one JSON object",
+				    f->path);
+		goto out;
+	}
+	s = lock_name(f->st, f->path);
+	locked = true;
+	cur = open_content(f->st, f->path, &sb);
+	if (cur < 0 && cur != -ENOENT) {
+		r = cur;
+		goto out;
+	}
+	if (cur >= 0 && sb.st_size > 0) {
+		r = slurp(cur, sb.st_size, &text, &len);
+		if (r < 0)
+			goto out;
+		doc = stash_json_parse(text, len, err);
+		if (!doc) {
+			char why[STASH_ERROR_TEXT];
+
+			snprintf(why, sizeof(why), "%s", err ? err->text : "");
+			r = stash_error_set(err, EINVAL,
+				"%s: cannot merge: the stash does not hold a JSON object (%s)",
+				f->path, why);
+			goto out;
+		}
+	} else {
+		doc = json_object();
+	}
+	r = stash_merge_apply(doc, patch, err);
+	if (r < 0)
+		goto out;
+	dumped = stash_json_dump(doc, f->st->opts.json_indent, &dlen);
+	if (!dumped) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = check_size(f, dlen, err);
+	if (r < 0)
+		goto out;
+	r = pending_tmpfile(f->st, &out);
+	if (r == 0 && write(out.fd, dumped, dlen) != (ssize_t)dlen)
+		r = -EIO;
+	if (r == 0)
+		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, &v);
+	if (r == 0) {
+		pending_reset(f->st, &f->p);
+		rebase(f, out.fd, (off_t)dlen, v);
+		out.fd = -1;
+	}
+out:
+	if (locked)
+		unlock_name(f->st, s);
+	if (cur >= 0)
+		close(cur);
+	if (out.fd >= 0) {
+		close(out.fd);
+		unlinkat(f->st->tmp_fd, out.tmp_name, 0);
+	}
+	free(text);
+	free(dumped);
+	json_decref(patch);
+	json_decref(doc);
+	if (r < 0 && err && !err->code)
+		stash_error_set(err, -r, "%s: merge failed: %s", f->path, strerror(-r));
+	return r;
+}
+
+int stash_file_commit(struct stash_file *f, int final, const struct stash_caller *who,
+		      struct stash_error *err)
+{
+	int r = 0;
+
+	if (f->kind == STASH_KIND_STREAM)
+		return 0;
+	pthread_mutex_lock(&f->lock);
+	if (f->poison) {
+		if (err)
+			*err = f->poison_err;
+		r = -f->poison;
+		/* Reported once; the committed content was never touched. */
+		goto out;
+	}
+	if (!(final ? f->dirty : f->wrote))
+		goto out;
+	if (f->kind == STASH_KIND_VIEW)
+		r = commit_merge(f, who, err);
+	else if (f->mode == PENDING_APPEND)
+		r = commit_append(f, who, err);
+	else
+		r = commit_full(f, who, err);
+	if (r < 0)
+		poison(f, r, err);
+out:
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+int stash_file_sync(struct stash_file *f, int datasync)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->base_fd >= 0 && (datasync ? fdatasync(f->base_fd) : fsync(f->base_fd)) < 0)
+		r = -errno;
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+int stash_file_stat(struct stash_file *f, struct stat *out)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->base_fd >= 0) {
+		if (fstat(f->base_fd, out) < 0)
+			r = -errno;
+	} else {
+		r = stash_store_stat(f->st, f->path, out);
+		if (r == -ENOENT) {
+			memset(out, 0, sizeof(*out));
+			out->st_mode = S_IFREG | (f->create_mode & 07777);
+			out->st_nlink = 1;
+			r = 0;
+		}
+	}
+	if (r == 0 && f->kind != STASH_KIND_VIEW && f->kind != STASH_KIND_STREAM) {
+		if (f->mode == PENDING_FULL)
+			out->st_size = (off_t)f->p.len;
+		else if (f->mode == PENDING_APPEND)
+			out->st_size = f->base_size + (off_t)f->p.len;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+void stash_file_close(struct stash_file *f)
+{
+	if (!f)
+		return;
+	pending_reset(f->st, &f->p);
+	close_fd(&f->base_fd);
+	pthread_mutex_destroy(&f->lock);
+	free(f->path);
+	free(f);
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs.h - the daemon's private declarations: the inode table that maps the
+ * kernel's inode numbers onto store paths, and the operations table.
+ */
+#ifndef STASHFS_FS_H
+#define STASHFS_FS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "stashfs/store.h"
+
+/* One macro for all logging; per-operation tracing only with -d. */
+#define LOG(level, ...) fuse_log(level, "stashfs: " __VA_ARGS__)
+
+struct stashfs_config {
+	double cache_timeout;   /* entry/attr timeout for stashes and dirs */
+	int debug;
+};
+
+/*
+ * A name the kernel knows.  Nodes live while the kernel holds lookups on
+ * them, open handles use them, or children hang below them.  The kernel's
+ * inode number is node->ino, stable for the node's life (commits replace
+ * the backing file, so its inode number can't serve).
+ */
+struct node {
+	fuse_ino_t ino;
+	uint64_t nlookup;
+	unsigned refs;          /* children + open handles */
+	struct node *parent;
+	char *name;             /* NULL once unlinked */
+	bool is_dir;
+	enum stash_kind kind;
+
+	/* Page-cache bookkeeping (see ops.c: cache_open). */
+	unsigned writers;       /* open handles that may commit */
+	unsigned readers;       /* open handles reading through the page cache */
+	uint64_t cache_version; /* version the kernel may hold pages of; 0 = none */
+	bool tainted;           /* a commit happened under a cached reader */
+
+	struct node *ino_next;
+	struct node *name_next;
+};
+
+struct stashfs {
+	struct stash_store *store;
+	struct fuse_session *se;
+	struct stashfs_config cfg;
+	pthread_mutex_t lock;   /* the node table */
+	struct node root;
+	struct node **ino_hash;
+	struct node **name_hash;
+	size_t nbuckets;
+	uint64_t next_ino;
+};
+
+/* The low-level operations (ops.c). */
+extern const struct fuse_lowlevel_ops stashfs_ops;
+
+/* Set up the node table (root only). */
+int stashfs_nodes_init(struct stashfs *fs);
+void stashfs_nodes_destroy(struct stashfs *fs);
+
+#endif

@@ -1,0 +1,1008 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ops.c - the FUSE low-level operations: each maps the kernel's inode
+ * numbers to a store path, makes one call into core and replies.
+ *
+ * Caching: stashes and directories get long entry/attr timeouts and the
+ * kernel keeps the page cache of unchanged stashes; every commit that goes
+ * through this daemon invalidates the inode it changed (also when it
+ * changed through NAME.json).  Views get no caching at all.  Handles that
+ * write use direct I/O, so uncommitted bytes never sit in the page cache
+ * where another reader could see them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs.h"
+
+/* One open file: the core handle and the node it belongs to. */
+struct fh {
+	struct stash_file *f;
+	struct node *node;
+	bool cached;            /* counted in node->readers */
+	bool writer;            /* counted in node->writers */
+};
+
+static struct stashfs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void caller_of(fuse_req_t req, struct stash_caller *who)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	who->uid = ctx->uid;
+	who->gid = ctx->gid;
+	who->pid = ctx->pid;
+	who->umask = ctx->umask;
+}
+
+/* ---- node table ------------------------------------------------------- */
+
+static size_t hash_ino(struct stashfs *fs, fuse_ino_t ino)
+{
+	return (size_t)(ino * 11400714819323198485ull >> 20) % fs->nbuckets;
+}
+
+static size_t hash_name(struct stashfs *fs, const struct node *parent, const char *name)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)parent->ino;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ull;
+	return (size_t)(h % fs->nbuckets);
+}
+
+int stashfs_nodes_init(struct stashfs *fs)
+{
+	fs->nbuckets = 1 << 16;
+	fs->ino_hash = calloc(fs->nbuckets, sizeof(*fs->ino_hash));
+	fs->name_hash = calloc(fs->nbuckets, sizeof(*fs->name_hash));
+	if (!fs->ino_hash || !fs->name_hash)
+		return -ENOMEM;
+	pthread_mutex_init(&fs->lock, NULL);
+	memset(&fs->root, 0, sizeof(fs->root));
+	fs->root.ino = FUSE_ROOT_ID;
+	fs->root.nlookup = 1;
+	fs->root.is_dir = true;
+	fs->root.kind = STASH_KIND_DIR;
+	fs->root.name = strdup("");
+	fs->next_ino = FUSE_ROOT_ID + 1;
+	fs->ino_hash[hash_ino(fs, FUSE_ROOT_ID)] = &fs->root;
+	return fs->root.name ? 0 : -ENOMEM;
+}
+
+static void node_free(struct node *n)
+{
+	free(n->name);
+	free(n);
+}
+
+void stashfs_nodes_destroy(struct stashfs *fs)
+{
+	for (size_t b = 0; fs->ino_hash && b < fs->nbuckets; b++) {
+		for (struct node *n = fs->ino_hash[b], *next; n; n = next) {
+			next = n->ino_next;
+			if (n != &fs->root)
+				node_free(n);
+		}
+	}
+	free(fs->root.name);
+	free(fs->ino_hash);
+	free(fs->name_hash);
+	pthread_mutex_destroy(&fs->lock);
+}
+
+/* Caller holds fs->lock. */
+static struct node *node_by_ino(struct stashfs *fs, fuse_ino_t ino)
+{
+	struct node *n = fs->ino_hash[hash_ino(fs, ino)];
+
+	while (n && n->ino != ino)
+		n = n->ino_next;
+	return n;
+}
+
+/* Caller holds fs->lock. */
+static struct node *node_by_name(struct stashfs *fs, struct node *parent, const char *name)
+{
+	struct node *n = fs->name_hash[hash_name(fs, parent, name)];
+
+	while (n && !(n->parent == parent && n->name && strcmp(n->name, name) == 0))
+		n = n->name_next;
+	return n;
+}
+
+/* Take @n out of the name hash: its name now belongs to nobody. */
+static void node_unname(struct stashfs *fs, struct node *n)
+{
+	struct node **pp;
+
+	if (!n->name || n == &fs->root)
+		return;
+	pp = &fs->name_hash[hash_name(fs, n->parent, n->name)];
+	while (*pp && *pp != n)
+		pp = &(*pp)->name_next;
+	if (*pp)
+		*pp = n->name_next;
+	n->name_next = NULL;
+	free(n->name);
+	n->name = NULL;
+}
+
+static void node_set_name(struct stashfs *fs, struct node *n, struct node *parent, char *name)
+{
+	size_t b = hash_name(fs, parent, name);
+
+	n->parent = parent;
+	n->name = name;
+	n->name_next = fs->name_hash[b];
+	fs->name_hash[b] = n;
+}
+
+/* Free @n and its now-unused ancestors.  Caller holds fs->lock. */
+static void node_maybe_free(struct stashfs *fs, struct node *n)
+{
+	while (n && n != &fs->root && n->nlookup == 0 && n->refs == 0) {
+		struct node *parent = n->parent;
+		struct node **pp = &fs->ino_hash[hash_ino(fs, n->ino)];
+
+		node_unname(fs, n);
+		while (*pp && *pp != n)
+			pp = &(*pp)->ino_next;
+		if (*pp)
+			*pp = n->ino_next;
+		node_free(n);
+		parent->refs--;
+		n = parent;
+	}
+}
+
+/* Find or make the node for @name in @parent; nlookup + 1.  Holds fs->lock. */
+static struct node *node_get(struct stashfs *fs, struct node *parent, const char *name,
+			     const struct stat *sb, int kind)
+{
+	struct node *n = node_by_name(fs, parent, name);
+	size_t b;
+
+	if (n && n->is_dir != S_ISDIR(sb->st_mode)) {
+		/* The name now stands for something else (changed behind us). */
+		node_unname(fs, n);
+		n = NULL;
+	}
+	if (!n) {
+		char *copy = strdup(name);
+
+		n = calloc(1, sizeof(*n));
+		if (!n || !copy) {
+			free(n);
+			free(copy);
+			return NULL;
+		}
+		n->ino = fs->next_ino++;
+		n->is_dir = S_ISDIR(sb->st_mode);
+		n->kind = n->is_dir ? STASH_KIND_DIR : (enum stash_kind)kind;
+		b = hash_ino(fs, n->ino);
+		n->ino_next = fs->ino_hash[b];
+		fs->ino_hash[b] = n;
+		node_set_name(fs, n, parent, copy);
+		parent->refs++;
+	}
+	n->nlookup++;
+	return n;
+}
+
+/* Build the store path of @n into @buf.  Holds fs->lock.  -ENOENT if unlinked. */
+static int node_path(struct stashfs *fs, struct node *n, char *buf, size_t size)
+{
+	const struct node *chain[PATH_MAX / 2];
+	size_t depth = 0, len = 0;
+
+	for (; n != &fs->root; n = n->parent) {
+		if (!n->name || depth == sizeof(chain) / sizeof(chain[0]))
+			return -ENOENT;
+		chain[depth++] = n;
+	}
+	buf[0] = '\0';
+	while (depth--) {
+		size_t l = strlen(chain[depth]->name);
+
+		if (len + l + 2 > size)
+			return -ENAMETOOLONG;
+		if (len)
+			buf[len++] = '/';
+		memcpy(buf + len, chain[depth]->name, l + 1);
+		len += l;
+	}
+	return 0;
+}
+
+/* Path of inode @ino, optionally joined with @name. */
+static int ino_path(struct stashfs *fs, fuse_ino_t ino, const char *name, char *buf,
+		    size_t size, struct node **out)
+{
+	struct node *n;
+	int r;
+
+	pthread_mutex_lock(&fs->lock);
+	n = node_by_ino(fs, ino);
+	r = n ? node_path(fs, n, buf, size) : -ENOENT;
+	if (r == 0 && name) {
+		size_t len = strlen(buf);
+
+		if (len + strlen(name) + 2 > size)
+			r = -ENAMETOOLONG;
+		else
+			snprintf(buf + len, size - len, "%s%s", len ? "/" : "", name);
+	}
+	if (out)
+		*out = n;
+	pthread_mutex_unlock(&fs->lock);
+	return r;
+}
+
+/* ---- cache invalidation ----------------------------------------------- */
+
+/*
+ * @n changed to @version: later opens must not keep its pages.  Cached
+ * readers that are still open read their snapshot through the daemon and
+ * may put old pages back, so the inode stays uncached until they close.
+ */
+static void node_changed(struct stashfs *fs, struct node *n, bool pages)
+{
+	fuse_ino_t ino;
+
+	pthread_mutex_lock(&fs->lock);
+	n->cache_version = 0;
+	if (n->readers)
+		n->tainted = true;
+	ino = n->ino;
+	pthread_mutex_unlock(&fs->lock);
+	fuse_lowlevel_notify_inval_inode(fs->se, ino, pages ? 0 : -1, 0);
+}
+
+/* After a merge through NAME.json: the stash NAME changed too. */
+static void view_target_changed(struct stashfs *fs, struct node *view)
+{
+	struct node *target = NULL;
+	fuse_ino_t parent_ino = 0;
+	char name[NAME_MAX + 1];
+
+	pthread_mutex_lock(&fs->lock);
+	if (view->name && view->parent) {
+		size_t l = strlen(view->name) - strlen(STASH_VIEW_SUFFIX);
+
+		snprintf(name, sizeof(name), "%.*s", (int)l, view->name);
+		target = node_by_name(fs, view->parent, name);
+		parent_ino = view->parent->ino;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (target)
+		node_changed(fs, target, true);
+	else if (parent_ino)
+		fuse_lowlevel_notify_inval_entry(fs->se, parent_ino, name, strlen(name));
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static double timeout_for(struct stashfs *fs, int kind)
+{
+	return kind == STASH_KIND_VIEW ? 0.0 : fs->cfg.cache_timeout;
+}
+
+static void fill_attr(struct stat *sb, const struct node *n)
+{
+	sb->st_ino = n->ino;
+	if (n->kind == STASH_KIND_VIEW)
+		sb->st_mode = (sb->st_mode & 07777 & ~07111) | S_IFREG;
+}
+
+/* Look @name up in @parent and fill @e (nlookup + 1 on success). */
+static int do_lookup(struct stashfs *fs, fuse_ino_t parent, const char *name,
+		     struct fuse_entry_param *e)
+{
+	char path[PATH_MAX];
+	struct node *p, *n;
+	int kind, r;
+
+	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+	if (r < 0)
+		return r;
+	kind = stash_store_classify(path);
+	if (kind < 0)
+		return kind == -EPERM ? -ENOENT : kind;
+	memset(e, 0, sizeof(*e));
+	r = stash_store_stat(fs->store, path, &e->attr);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&fs->lock);
+	p = node_by_ino(fs, parent);
+	n = p ? node_get(fs, p, name, &e->attr, kind) : NULL;
+	if (n) {
+		fill_attr(&e->attr, n);
+		e->ino = n->ino;
+		e->attr_timeout = e->entry_timeout = timeout_for(fs, n->kind);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return n ? 0 : -ENOMEM;
+}
+
+static void reply_err(fuse_req_t req, int r)
+{
+	fuse_reply_err(req, r < 0 ? -r : r);
+}
+
+/* Log a refusal once, with its reason. */
+static void log_refusal(const char *op, const char *path, int r, const struct stash_error *err)
+{
+	if (err && err->code)
+		LOG(FUSE_LOG_NOTICE, "%s %s refused: %s\n", op, path, err->text);
+	else
+		LOG(FUSE_LOG_NOTICE, "%s %s refused: %s\n", op, path, strerror(-r));
+}
+
+/* ---- operations ------------------------------------------------------- */
+
+static void stashfs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* `>` truncates in the open, so the old content lives until the commit. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Never: it hides sizes and errors behind the kernel's own buffering. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+}
+
+static void stashfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	int r = do_lookup(fs_of(req), parent, name, &e);
+
+	if (r < 0)
+		reply_err(req, r);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void stashfs_op_forget_one(struct stashfs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&fs->lock);
+	n = node_by_ino(fs, ino);
+	if (n && n != &fs->root) {
+		n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+		node_maybe_free(fs, n);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void stashfs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	stashfs_op_forget_one(fs_of(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void stashfs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	for (size_t i = 0; i < count; i++)
+		stashfs_op_forget_one(fs_of(req), f[i].ino, f[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stashfs *fs = fs_of(req);
+	char path[PATH_MAX];
+	struct node *n;
+	struct stat sb;
+	int r;
+
+	if (fi) {
+		struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+
+		r = stash_file_stat(h->f, &sb);
+		n = h->node;
+	} else {
+		r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
+		if (r == 0)
+			r = stash_store_stat(fs->store, path, &sb);
+	}
+	if (r < 0)
+		return reply_err(req, r);
+	fill_attr(&sb, n);
+	fuse_reply_attr(req, &sb, timeout_for(fs, n->kind));
+}
+
+static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			       struct fuse_file_info *fi)
+{
+	struct stashfs *fs = fs_of(req);
+	struct stash_error err;
+	struct stash_caller who;
+	char path[PATH_MAX];
+	struct node *n;
+	int r;
+
+	stash_error_clear(&err);
+	caller_of(req, &who);
+	r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
+	if (r < 0)
+		return reply_err(req, r);
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (fi)
+			r = stash_file_truncate(((struct fh *)(uintptr_t)fi->fh)->f, attr->st_size, &err);
+		else
+			r = stash_store_truncate(fs->store, path, attr->st_size, &who, &err);
+		if (r < 0) {
+			log_refusal("truncate", path, r, &err);
+			return reply_err(req, r);
+		}
+		if (!fi)
+			node_changed(fs, n, true);
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		r = stash_store_chmod(fs->store, path, attr->st_mode);
+		if (r < 0)
+			return reply_err(req, r);
+	}
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		r = stash_store_chown(fs->store, path,
+				      (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1,
+				      (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1);
+		if (r < 0)
+			return reply_err(req, r);
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+
+		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+			ts[0].tv_nsec = UTIME_NOW;
+		else if (to_set & FUSE_SET_ATTR_ATIME)
+			ts[0] = attr->st_atim;
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			ts[1].tv_nsec = UTIME_NOW;
+		else if (to_set & FUSE_SET_ATTR_MTIME)
+			ts[1] = attr->st_mtim;
+		r = stash_store_utimens(fs->store, path, ts);
+		if (r < 0)
+			return reply_err(req, r);
+	}
+	stashfs_op_getattr(req, ino, fi);
+}
+
+static void stashfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct stashfs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct stash_caller who;
+	char path[PATH_MAX];
+	int r;
+
+	caller_of(req, &who);
+	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+	if (r == 0)
+		r = stash_store_mkdir(fs->store, path, mode, &who);
+	if (r == 0)
+		r = do_lookup(fs, parent, name, &e);
+	if (r < 0)
+		return reply_err(req, r);
+	fuse_reply_entry(req, &e);
+}
+
+/* Forget the name @name in @parent: it no longer names the node it did. */
+static void unname(struct stashfs *fs, fuse_ino_t parent, const char *name)
+{
+	struct node *p, *n;
+
+	pthread_mutex_lock(&fs->lock);
+	p = node_by_ino(fs, parent);
+	n = p ? node_by_name(fs, p, name) : NULL;
+	if (n)
+		node_unname(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct stashfs *fs = fs_of(req);
+	struct stash_error err;
+	struct stash_caller who;
+	char path[PATH_MAX];
+	int r;
+
+	stash_error_clear(&err);
+	caller_of(req, &who);
+	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+	if (r == 0)
+		r = stash_store_unlink(fs->store, path, &who, &err);
+	if (r == 0)
+		unname(fs, parent, name);
+	reply_err(req, r);
+}
+
+static void stashfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct stashfs *fs = fs_of(req);
+	char path[PATH_MAX];
+	int r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+
+	if (r == 0)
+		r = stash_store_rmdir(fs->store, path);
+	if (r == 0)
+		unname(fs, parent, name);
+	reply_err(req, r);
+}
+
+static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct stashfs *fs = fs_of(req);
+	char from[PATH_MAX], to[PATH_MAX];
+	struct stash_error err;
+	struct stash_caller who;
+	struct node *p, *np, *n, *victim;
+	int r;
+
+	stash_error_clear(&err);
+	caller_of(req, &who);
+	r = ino_path(fs, parent, name, from, sizeof(from), NULL);
+	if (r == 0)
+		r = ino_path(fs, newparent, newname, to, sizeof(to), NULL);
+	if (r == 0)
+		r = stash_store_rename(fs->store, from, to, flags, &who, &err);
+	if (r < 0) {
+		if (err.code)
+			log_refusal("rename", from, r, &err);
+		return reply_err(req, r);
+	}
+	pthread_mutex_lock(&fs->lock);
+	p = node_by_ino(fs, parent);
+	np = node_by_ino(fs, newparent);
+	n = p ? node_by_name(fs, p, name) : NULL;
+	victim = np ? node_by_name(fs, np, newname) : NULL;
+	if (flags & RENAME_EXCHANGE) {
+		/* Both stay known, under each other's names. */
+		if (n)
+			node_unname(fs, n);
+		if (victim)
+			node_unname(fs, victim);
+	} else {
+		if (victim && victim != n)
+			node_unname(fs, victim);
+		if (n && np) {
+			char *copy = strdup(newname);
+
+			node_unname(fs, n);
+			if (copy) {
+				np->refs++;
+				p->refs--;
+				node_set_name(fs, n, np, copy);
+			}
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_err(req, 0);
+}
+
+static void stashfs_op_refuse_entry(fuse_req_t req)
+{
+	/* Hard links, symlinks and special files are not part of the store. */
+	fuse_reply_err(req, EPERM);
+}
+
+static void stashfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+			    const char *newname)
+{
+	stashfs_op_refuse_entry(req);
+}
+
+static void stashfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			       const char *name)
+{
+	stashfs_op_refuse_entry(req);
+}
+
+static void stashfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+			     mode_t mode, dev_t rdev)
+{
+	stashfs_op_refuse_entry(req);
+}
+
+/*
+ * Decide how the kernel may cache an open of @n.  Writers and views go
+ * around the page cache; readers keep it while the version they open is
+ * the one the kernel holds pages of.
+ */
+static void cache_open(struct stashfs *fs, struct fh *h, struct fuse_file_info *fi,
+		       bool writable)
+{
+	struct node *n = h->node;
+	uint64_t v = stash_file_version(h->f);
+
+	pthread_mutex_lock(&fs->lock);
+	n->refs++;
+	if (writable) {
+		n->writers++;
+		h->writer = true;
+	}
+	if (writable || n->kind != STASH_KIND_STASH || n->writers || n->tainted) {
+		fi->direct_io = 1;
+	} else {
+		fi->keep_cache = n->cache_version == v;
+		n->cache_version = v;
+		n->readers++;
+		h->cached = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void cache_close(struct stashfs *fs, struct fh *h)
+{
+	struct node *n = h->node;
+
+	pthread_mutex_lock(&fs->lock);
+	if (h->writer)
+		n->writers--;
+	if (h->cached && --n->readers == 0 && n->tainted) {
+		/* Old snapshots may have put pages back: the next open drops them. */
+		n->tainted = false;
+		n->cache_version = 0;
+	}
+	n->refs--;
+	node_maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static int do_open(fuse_req_t req, fuse_ino_t ino, struct node *n, const char *path, int flags,
+		   mode_t mode, struct fuse_file_info *fi)
+{
+	struct stashfs *fs = fs_of(req);
+	struct stash_error err;
+	struct stash_caller who;
+	struct fh *h;
+	int r;
+
+	stash_error_clear(&err);
+	caller_of(req, &who);
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	r = stash_file_open(fs->store, path, flags, mode, &who, &h->f, &err);
+	if (r < 0) {
+		if (err.code)
+			log_refusal("open", path, r, &err);
+		free(h);
+		return r;
+	}
+	h->node = n;
+	fi->fh = (uintptr_t)h;
+	cache_open(fs, h, fi, (flags & O_ACCMODE) != O_RDONLY);
+	return 0;
+}
+
+static void stashfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stashfs *fs = fs_of(req);
+	char path[PATH_MAX];
+	struct node *n;
+	int r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
+
+	if (r == 0)
+		r = do_open(req, ino, n, path, fi->flags, 0, fi);
+	if (r < 0)
+		return reply_err(req, r);
+	if (fi->flags & O_TRUNC)
+		node_changed(fs, n, false);
+	fuse_reply_open(req, fi);
+}
+
+static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			      mode_t mode, struct fuse_file_info *fi)
+{
+	struct stashfs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	char path[PATH_MAX];
+	struct node *p, *n = NULL;
+	struct fh *h;
+	int kind, r;
+
+	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+	if (r < 0)
+		return reply_err(req, r);
+	kind = stash_store_classify(path);
+	if (kind < 0)
+		return reply_err(req, kind);
+	if (kind == STASH_KIND_DIR)
+		return reply_err(req, EISDIR);
+	memset(&e, 0, sizeof(e));
+	e.attr.st_mode = S_IFREG | (mode & 07777);
+	pthread_mutex_lock(&fs->lock);
+	p = node_by_ino(fs, parent);
+	if (p)
+		n = node_get(fs, p, name, &e.attr, kind);
+	pthread_mutex_unlock(&fs->lock);
+	if (!n)
+		return reply_err(req, p ? ENOMEM : ENOENT);
+	r = do_open(req, n->ino, n, path, fi->flags | O_CREAT, mode, fi);
+	if (r == 0) {
+		h = (struct fh *)(uintptr_t)fi->fh;
+		r = stash_file_stat(h->f, &e.attr);
+		if (r < 0) {
+			cache_close(fs, h);
+			stash_file_close(h->f);
+			free(h);
+		}
+	}
+	if (r < 0) {
+		stashfs_op_forget_one(fs, n->ino, 1);
+		return reply_err(req, r);
+	}
+	fill_attr(&e.attr, n);
+	e.ino = n->ino;
+	e.attr_timeout = e.entry_timeout = timeout_for(fs, n->kind);
+	fuse_reply_create(req, &e, fi);
+}
+
+static void stashfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			    struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+	char *mem;
+	ssize_t n;
+	int fd;
+
+	if (stash_file_read_fd(h->f, &fd) == 0) {
+		/* Zero copy: the snapshot file goes to the kernel by splice. */
+		buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		buf.buf[0].fd = fd;
+		buf.buf[0].pos = off;
+		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+		return;
+	}
+	mem = malloc(size ? size : 1);
+	if (!mem)
+		return reply_err(req, ENOMEM);
+	n = stash_file_read(h->f, mem, size, off);
+	if (n < 0)
+		reply_err(req, (int)n);
+	else
+		fuse_reply_buf(req, mem, (size_t)n);
+	free(mem);
+}
+
+static void stashfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+			     off_t off, struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	struct stash_error err;
+	ssize_t n;
+
+	stash_error_clear(&err);
+	n = stash_file_write(h->f, buf, size, off, &err);
+	if (n < 0) {
+		log_refusal("write", h->node->name ? h->node->name : "?", (int)n, &err);
+		return reply_err(req, (int)n);
+	}
+	fuse_reply_write(req, (size_t)n);
+}
+
+/* Commit @h (@final at the last close) and tell the kernel what changed. */
+static int do_commit(fuse_req_t req, struct fh *h, int final)
+{
+	struct stashfs *fs = fs_of(req);
+	struct stash_error err;
+	struct stash_caller who;
+	uint64_t before = stash_file_version(h->f);
+	int r;
+
+	if (!h->writer)
+		return 0;
+	stash_error_clear(&err);
+	caller_of(req, &who);
+	r = stash_file_commit(h->f, final, &who, &err);
+	if (r < 0) {
+		log_refusal("commit", h->node->name ? h->node->name : "?", r, &err);
+		return r;
+	}
+	if (stash_file_version(h->f) != before) {
+		if (h->node->kind == STASH_KIND_VIEW)
+			view_target_changed(fs, h->node);
+		else
+			node_changed(fs, h->node, true);
+	}
+	return 0;
+}
+
+static void stashfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	reply_err(req, do_commit(req, (struct fh *)(uintptr_t)fi->fh, 0));
+}
+
+static void stashfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+
+	/* The close already returned; a late refusal is logged and kept in xattr. */
+	do_commit(req, h, 1);
+	cache_close(fs_of(req), h);
+	stash_file_close(h->f);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void stashfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+			     struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	int r = do_commit(req, h, 0);
+
+	if (r == 0)
+		r = stash_file_sync(h->f, datasync);
+	reply_err(req, r);
+}
+
+static void stashfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stashfs *fs = fs_of(req);
+	char path[PATH_MAX];
+	struct stash_dir *d;
+	int r = ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+
+	if (r == 0)
+		r = stash_dir_open(fs->store, path, &d);
+	if (r < 0)
+		return reply_err(req, r);
+	fi->fh = (uintptr_t)d;
+	fuse_reply_open(req, fi);
+}
+
+static void stashfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			       struct fuse_file_info *fi)
+{
+	struct stash_dir *d = (struct stash_dir *)(uintptr_t)fi->fh;
+	char *buf = malloc(size), *p = buf;
+	size_t left = size;
+	const char *name;
+	unsigned char type;
+	ino_t dino;
+	off_t next;
+
+	if (!buf)
+		return reply_err(req, ENOMEM);
+	while (stash_dir_next(d, off, &name, &type, &dino, &next) == 0) {
+		struct stat sb = { .st_ino = dino, .st_mode = (mode_t)type << 12 };
+		size_t used = fuse_add_direntry(req, p, left, name, &sb, next);
+
+		if (used > left)
+			break;
+		p += used;
+		left -= used;
+		off = next;
+	}
+	fuse_reply_buf(req, buf, size - left);
+	free(buf);
+}
+
+static void stashfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	stash_dir_close((struct stash_dir *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void stashfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	int r = stash_store_statfs(fs_of(req)->store, &sv);
+
+	if (r < 0)
+		return reply_err(req, r);
+	fuse_reply_statfs(req, &sv);
+}
+
+static void stashfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+				const char *value, size_t size, int flags)
+{
+	struct stashfs *fs = fs_of(req);
+	struct stash_error err;
+	char path[PATH_MAX];
+	int r;
+
+	stash_error_clear(&err);
+	r = ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+	if (r == 0)
+		r = stash_store_setxattr(fs->store, path, name, value, size, flags, &err);
+	if (r < 0 && err.code)
+		log_refusal("setxattr", path, r, &err);
+	reply_err(req, r);
+}
+
+/* Reply to getxattr/listxattr: the size when asked for it, else the value. */
+static void reply_xattr_value(fuse_req_t req, const char *buf, int r, size_t size)
+{
+	if (r < 0)
+		reply_err(req, r);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)r);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+}
+
+static void stashfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct stashfs *fs = fs_of(req);
+	char path[PATH_MAX];
+	char *buf = size ? malloc(size) : NULL;
+	int r = size && !buf ? -ENOMEM : ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+
+	if (r == 0)
+		r = stash_store_getxattr(fs->store, path, name, buf, size);
+	reply_xattr_value(req, buf, r, size);
+	free(buf);
+}
+
+static void stashfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct stashfs *fs = fs_of(req);
+	char path[PATH_MAX];
+	char *buf = size ? malloc(size) : NULL;
+	int r = size && !buf ? -ENOMEM : ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+
+	if (r == 0)
+		r = stash_store_listxattr(fs->store, path, buf, size);
+	reply_xattr_value(req, buf, r, size);
+	free(buf);
+}
+
+static void stashfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct stashfs *fs = fs_of(req);
+	char path[PATH_MAX];
+	int r = ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+
+	if (r == 0)
+		r = stash_store_removexattr(fs->store, path, name);
+	reply_err(req, r);
+}
+
+const struct fuse_lowlevel_ops stashfs_ops = {
+	.init = stashfs_op_init,
+	.lookup = stashfs_op_lookup,
+	.forget = stashfs_op_forget,
+	.forget_multi = stashfs_op_forget_multi,
+	.getattr = stashfs_op_getattr,
+	.setattr = stashfs_op_setattr,
+	.mkdir = stashfs_op_mkdir,
+	.unlink = stashfs_op_unlink,
+	.rmdir = stashfs_op_rmdir,
+	.rename = stashfs_op_rename,
+	.link = stashfs_op_link,
+	.symlink = stashfs_op_symlink,
+	.mknod = stashfs_op_mknod,
+	.open = stashfs_op_open,
+	.create = stashfs_op_create,
+	.read = stashfs_op_read,
+	.write = stashfs_op_write,
+	.flush = stashfs_op_flush,
+	.release = stashfs_op_release,
+	.fsync = stashfs_op_fsync,
+	.opendir = stashfs_op_opendir,
+	.readdir = stashfs_op_readdir,
+	.releasedir = stashfs_op_releasedir,
+	.statfs = stashfs_op_statfs,
+	.setxattr = stashfs_op_setxattr,
+	.getxattr = stashfs_op_getxattr,
+	.listxattr = stashfs_op_listxattr,
+	.removexattr = stashfs_op_removexattr,
+};

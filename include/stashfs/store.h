@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store.h - the store: stashes over a backing directory.
+ *
+ * Paths are relative to the store root, without a leading slash ("" is the
+ * root, "team-a/nightly" a stash in a namespace).  Every function is
+ * thread-safe.  Errors are negative errnos chosen for the user's shell;
+ * where a struct stash_error is passed, it receives the reason.
+ *
+ * The store knows three kinds of names: directories, stashes (plain files,
+ * replaced atomically at commit) and their JSON views (NAME.json, virtual:
+ * read = the document, write = a top-level merge at commit).  Everything
+ * under the top-level "streams" directory is an append-only stream.
+ */
+#ifndef STASHFS_STORE_H
+#define STASHFS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "stashfs/error.h"
+
+#define STASH_FORMAT_VERSION 1
+#define STASH_INTERNAL_DIR ".stashfs"
+#define STASH_VIEW_SUFFIX ".json"
+#define STASH_STREAMS_DIR "streams"
+#define STASH_SCHEMAS_DIR "schemas"
+
+enum stash_sync {
+	STASH_SYNC_ALWAYS,      /* fsync every persistent commit (default) */
+	STASH_SYNC_NEVER,       /* leave it to the kernel */
+};
+
+struct stash_store_options {
+	int default_persistent;  /* 1 = survive restarts (default) */
+	enum stash_sync sync;
+	uint64_t max_size;       /* largest stash in bytes; 0 = no limit */
+	int json_indent;         /* spaces per level in merged documents; 0 = compact */
+};
+
+/* Fill @o with the defaults: persistent, sync=always, 64 MiB, indent 2. */
+void stash_store_options_init(struct stash_store_options *o);
+
+enum stash_kind {
+	STASH_KIND_NONE = 0,
+	STASH_KIND_DIR,
+	STASH_KIND_STASH,
+	STASH_KIND_VIEW,        /* NAME.json of stash NAME */
+	STASH_KIND_STREAM,
+};
+
+/* Who asks: the calling process, for ownership and audit records. */
+struct stash_caller {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	mode_t umask;
+};
+
+struct stash_store;
+struct stash_file;
+struct stash_dir;
+
+/*
+ * Open the store over @backing (created if missing).  Checks that the
+ * backing filesystem takes user xattrs, writes or checks the format marker,
+ * removes temp files left by commits that never finished.  On success
+ * *@out owns the store (stash_store_close).
+ */
+int stash_store_open(const char *backing, const struct stash_store_options *opts,
+		     struct stash_store **out, struct stash_error *err);
+
+/* Close the store; every open file must have been closed. */
+void stash_store_close(struct stash_store *st);
+
+/* The options the store runs with (borrowed for the store's lifetime). */
+const struct stash_store_options *stash_store_options(const struct stash_store *st);
+
+/*
+ * What @path names, without touching the backing directory: views by
+ * suffix, streams by place, reserved names (-EPERM) and invalid ones
+ * (-EINVAL, -ENAMETOOLONG).  Returns a kind >= 0 or a negative errno.
+ */
+int stash_store_classify(const char *path);
+
+/* stat @path; views report their stash's metadata and size. */
+int stash_store_stat(struct stash_store *st, const char *path, struct stat *out);
+
+int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
+		      const struct stash_caller *who);
+int stash_store_rmdir(struct stash_store *st, const char *path);
+/* Delete a stash or a stream. */
+int stash_store_unlink(struct stash_store *st, const char *path,
+		       const struct stash_caller *who, struct stash_error *err);
+/* Rename atomically; @flags are renameat2's (RENAME_NOREPLACE, RENAME_EXCHANGE). */
+int stash_store_rename(struct stash_store *st, const char *from, const char *to,
+		       unsigned flags, const struct stash_caller *who,
+		       struct stash_error *err);
+/* truncate(2) by name: an atomic commit of the shortened or extended content. */
+int stash_store_truncate(struct stash_store *st, const char *path, off_t size,
+			 const struct stash_caller *who, struct stash_error *err);
+int stash_store_chmod(struct stash_store *st, const char *path, mode_t mode);
+int stash_store_chown(struct stash_store *st, const char *path, uid_t uid, gid_t gid);
+/* @ts as for utimensat (UTIME_NOW / UTIME_OMIT honoured). */
+int stash_store_utimens(struct stash_store *st, const char *path, const struct timespec ts[2]);
+int stash_store_statfs(struct stash_store *st, struct statvfs *out);
+
+/* xattrs: the user.stash.* interface plus plain user.* storage. */
+int stash_store_getxattr(struct stash_store *st, const char *path, const char *name,
+			 void *value, size_t size);
+int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,
+			 const void *value, size_t size, int flags,
+			 struct stash_error *err);
+int stash_store_listxattr(struct stash_store *st, const char *path, char *list, size_t size);
+int stash_store_removexattr(struct stash_store *st, const char *path, const char *name);
+
+/*
+ * Directory listing.  Entries of the backing directory that are not part of
+ * the store (the internal directory, stray temp files) are left out.
+ * The callback returns nonzero to stop.
+ */
+int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **out);
+/* Next entry at or after position @off; fills name/type/next offset. 0 = entry, 1 = end. */
+int stash_dir_next(struct stash_dir *d, off_t off, const char **name, unsigned char *type,
+		   ino_t *ino, off_t *next);
+void stash_dir_close(struct stash_dir *d);
+
+/*
+ * Open files.  A handle reads the version committed when it was opened
+ * (its snapshot) until it writes; writes are buffered in the handle and
+ * committed atomically by stash_file_commit.  @flags are open(2)'s.
+ */
+int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t mode,
+		    const struct stash_caller *who, struct stash_file **out,
+		    struct stash_error *err);
+
+/* The kind of file (stash, view or stream). */
+enum stash_kind stash_file_kind(const struct stash_file *f);
+
+/* Read up to @size bytes at @off.  Returns the count or a negative errno. */
+ssize_t stash_file_read(struct stash_file *f, void *buf, size_t size, off_t off);
+
+/*
+ * For zero-copy reads: if the handle's content is a backing file as is,
+ * store its fd (borrowed until stash_file_close) and return 0; otherwise
+ * -EAGAIN (use stash_file_read).
+ */
+int stash_file_read_fd(struct stash_file *f, int *fd);
+
+/*
+ * Write @size bytes at @off (at the end for O_APPEND handles and streams).
+ * Returns @size or a negative errno; a refused write poisons the handle so
+ * that nothing it wrote is ever committed.
+ */
+ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off_t off,
+			 struct stash_error *err);
+
+/* ftruncate(2) on the handle's buffer. */
+int stash_file_truncate(struct stash_file *f, off_t size, struct stash_error *err);
+
+/*
+ * Commit what the handle wrote.  @final = 1 at the last close: commits any
+ * pending change (also a truncation without writes); @final = 0 (close of a
+ * duplicate fd, fsync) commits only if data was written, so a shell's
+ * `> f` never publishes an empty stash before its data arrives.
+ * Returns 0, or the refusal (also for a poisoned handle).
+ */
+int stash_file_commit(struct stash_file *f, int final, const struct stash_caller *who,
+		      struct stash_error *err);
+
+/* fsync the committed content (after a commit). */
+int stash_file_sync(struct stash_file *f, int datasync);
+
+/* stat through the handle: its own size for a snapshot or pending write. */
+int stash_file_stat(struct stash_file *f, struct stat *out);
+
+/*
+ * Version of the content the handle is reading (its snapshot), and whether
+ * it holds uncommitted changes.
+ */
+uint64_t stash_file_version(const struct stash_file *f);
+
+/* Close: frees the handle; never commits (call stash_file_commit first). */
+void stash_file_close(struct stash_file *f);
+
+/* Path of the stash behind a view ("a/b.json" -> "a/b"), caller frees. */
+char *stash_view_target(const char *path);
+
+#endif
