@@ -87,6 +87,7 @@ struct stash_file {
 	enum pending_mode mode;
 	bool dirty;             /* something to commit at the last close */
 	bool wrote;             /* data written since the last commit */
+	unsigned flushes;       /* flushes that found only a truncation */
 	int poison;             /* errno of a refused write: nothing commits */
 	struct stash_error poison_err;
 	struct pending p;
@@ -1873,9 +1874,10 @@ out:
 	return r;
 }
 
-int stash_file_commit(struct stash_file *f, int final, const struct stash_caller *who,
-		      struct stash_error *err)
+int stash_file_commit(struct stash_file *f, enum stash_commit when,
+		      const struct stash_caller *who, struct stash_error *err)
 {
+	bool due;
 	int r = 0;
 
 	if (f->kind == STASH_KIND_STREAM)
@@ -1888,7 +1890,11 @@ int stash_file_commit(struct stash_file *f, int final, const struct stash_caller
 		/* Reported once; the committed content was never touched. */
 		goto out;
 	}
-	if (!(final ? f->dirty : f->wrote))
+	if (when == STASH_COMMIT_FLUSH)
+		due = f->wrote || (f->dirty && ++f->flushes >= 2);
+	else
+		due = f->dirty;
+	if (!due)
 		goto out;
 	if (f->kind == STASH_KIND_VIEW)
 		r = commit_merge(f, who, err);

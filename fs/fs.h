@@ -37,12 +37,6 @@ struct node {
 	bool is_dir;
 	enum stash_kind kind;
 
-	/* Page-cache bookkeeping (see ops.c: cache_open). */
-	unsigned writers;       /* open handles that may commit */
-	unsigned readers;       /* open handles reading through the page cache */
-	uint64_t cache_version; /* version the kernel may hold pages of; 0 = none */
-	bool tainted;           /* a commit happened under a cached reader */
-
 	struct node *ino_next;
 	struct node *name_next;
 };

@@ -209,13 +209,10 @@ static char *default_backing(void)
 	else
 		return NULL;
 	/* ~/.local/share may not exist yet on a fresh account. */
-	if (!xdg || !*xdg) {
-		char parent[PATH_MAX];
-
-		snprintf(parent, sizeof(parent), "%s/.local", home);
-		mkdir(parent, 0700);
-		snprintf(parent, sizeof(parent), "%s/.local/share", home);
-		mkdir(parent, 0700);
+	for (char *s = strchr(buf + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		mkdir(buf, 0700);
+		*s = '/';
 	}
 	return strdup(buf);
 }

@@ -3,12 +3,11 @@
  * ops.c - the FUSE low-level operations: each maps the kernel's inode
  * numbers to a store path, makes one call into core and replies.
  *
- * Caching: stashes and directories get long entry/attr timeouts and the
- * kernel keeps the page cache of unchanged stashes; every commit that goes
- * through this daemon invalidates the inode it changed (also when it
- * changed through NAME.json).  Views get no caching at all.  Handles that
- * write use direct I/O, so uncommitted bytes never sit in the page cache
- * where another reader could see them.
+ * Caching: stashes and directories get long entry/attr timeouts; every
+ * commit that goes through this daemon invalidates the attributes of the
+ * inode it changed (also when it changed through NAME.json).  Views get no
+ * entry or attribute caching.  File data goes around the page cache (see
+ * cache_open), so a snapshot per open holds whatever the kernel caches.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +25,8 @@
 struct fh {
 	struct stash_file *f;
 	struct node *node;
-	bool cached;            /* counted in node->readers */
-	bool writer;            /* counted in node->writers */
+	bool writer;            /* opened for writing: may commit */
+	uint64_t owner;         /* fd table (lock owner) of the last write, 0 = unknown */
 };
 
 static struct stashfs *fs_of(fuse_req_t req)
@@ -251,19 +250,12 @@ static int ino_path(struct stashfs *fs, fuse_ino_t ino, const char *name, char *
 
 /* ---- cache invalidation ----------------------------------------------- */
 
-/*
- * @n changed to @version: later opens must not keep its pages.  Cached
- * readers that are still open read their snapshot through the daemon and
- * may put old pages back, so the inode stays uncached until they close.
- */
+/* @n changed behind the kernel's back: drop its cached attributes and pages. */
 static void node_changed(struct stashfs *fs, struct node *n, bool pages)
 {
 	fuse_ino_t ino;
 
 	pthread_mutex_lock(&fs->lock);
-	n->cache_version = 0;
-	if (n->readers)
-		n->tainted = true;
 	ino = n->ino;
 	pthread_mutex_unlock(&fs->lock);
 	fuse_lowlevel_notify_inval_inode(fs->se, ino, pages ? 0 : -1, 0);
@@ -620,47 +612,28 @@ static void stashfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name
 }
 
 /*
- * Decide how the kernel may cache an open of @n.  Writers and views go
- * around the page cache; readers keep it while the version they open is
- * the one the kernel holds pages of.
+ * Every open of a stash goes around the page cache (direct I/O): the
+ * kernel keeps one size and one set of pages per inode, while stashfs
+ * gives each open its own snapshot; a cached reader would see the old
+ * version cut to the new size after a commit.  Read-only opens skip the
+ * flush round trip at close: they have nothing to commit.
  */
 static void cache_open(struct stashfs *fs, struct fh *h, struct fuse_file_info *fi,
 		       bool writable)
 {
-	struct node *n = h->node;
-	uint64_t v = stash_file_version(h->f);
-
 	pthread_mutex_lock(&fs->lock);
-	n->refs++;
-	if (writable) {
-		n->writers++;
-		h->writer = true;
-	}
-	if (writable || n->kind != STASH_KIND_STASH || n->writers || n->tainted) {
-		fi->direct_io = 1;
-	} else {
-		fi->keep_cache = n->cache_version == v;
-		n->cache_version = v;
-		n->readers++;
-		h->cached = true;
-	}
+	h->node->refs++;
 	pthread_mutex_unlock(&fs->lock);
+	h->writer = writable;
+	fi->direct_io = 1;
+	fi->noflush = !writable;
 }
 
 static void cache_close(struct stashfs *fs, struct fh *h)
 {
-	struct node *n = h->node;
-
 	pthread_mutex_lock(&fs->lock);
-	if (h->writer)
-		n->writers--;
-	if (h->cached && --n->readers == 0 && n->tainted) {
-		/* Old snapshots may have put pages back: the next open drops them. */
-		n->tainted = false;
-		n->cache_version = 0;
-	}
-	n->refs--;
-	node_maybe_free(fs, n);
+	h->node->refs--;
+	node_maybe_free(fs, h->node);
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -790,6 +763,7 @@ static void stashfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, si
 	ssize_t n;
 
 	stash_error_clear(&err);
+	h->owner = fi->lock_owner;
 	n = stash_file_write(h->f, buf, size, off, &err);
 	if (n < 0) {
 		log_refusal("write", h->node->name ? h->node->name : "?", (int)n, &err);
@@ -798,8 +772,8 @@ static void stashfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, si
 	fuse_reply_write(req, (size_t)n);
 }
 
-/* Commit @h (@final at the last close) and tell the kernel what changed. */
-static int do_commit(fuse_req_t req, struct fh *h, int final)
+/* Commit @h and tell the kernel what changed. */
+static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 {
 	struct stashfs *fs = fs_of(req);
 	struct stash_error err;
@@ -811,7 +785,7 @@ static int do_commit(fuse_req_t req, struct fh *h, int final)
 		return 0;
 	stash_error_clear(&err);
 	caller_of(req, &who);
-	r = stash_file_commit(h->f, final, &who, &err);
+	r = stash_file_commit(h->f, when, &who, &err);
 	if (r < 0) {
 		log_refusal("commit", h->node->name ? h->node->name : "?", r, &err);
 		return r;
@@ -827,7 +801,16 @@ static int do_commit(fuse_req_t req, struct fh *h, int final)
 
 static void stashfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	reply_err(req, do_commit(req, (struct fh *)(uintptr_t)fi->fh, 0));
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+
+	/*
+	 * A flush from another fd table is a forked child closing its
+	 * inherited copy (close-on-exec, exit): the writer is not done, so
+	 * publishing now would show readers half a document.
+	 */
+	if (h->owner && fi->lock_owner != h->owner)
+		return (void)fuse_reply_err(req, 0);
+	reply_err(req, do_commit(req, h, STASH_COMMIT_FLUSH));
 }
 
 static void stashfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -835,7 +818,7 @@ static void stashfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
 
 	/* The close already returned; a late refusal is logged and kept in xattr. */
-	do_commit(req, h, 1);
+	do_commit(req, h, STASH_COMMIT_LAST);
 	cache_close(fs_of(req), h);
 	stash_file_close(h->f);
 	free(h);
@@ -846,7 +829,7 @@ static void stashfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 			     struct fuse_file_info *fi)
 {
 	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-	int r = do_commit(req, h, 0);
+	int r = do_commit(req, h, STASH_COMMIT_SYNC);
 
 	if (r == 0)
 		r = stash_file_sync(h->f, datasync);

@@ -161,15 +161,22 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 /* ftruncate(2) on the handle's buffer. */
 int stash_file_truncate(struct stash_file *f, off_t size, struct stash_error *err);
 
+enum stash_commit {
+	STASH_COMMIT_FLUSH,     /* close(2) of one fd: maybe a dup of the handle */
+	STASH_COMMIT_SYNC,      /* fsync(2): everything pending */
+	STASH_COMMIT_LAST,      /* the last close of the open file */
+};
+
 /*
- * Commit what the handle wrote.  @final = 1 at the last close: commits any
- * pending change (also a truncation without writes); @final = 0 (close of a
- * duplicate fd, fsync) commits only if data was written, so a shell's
- * `> f` never publishes an empty stash before its data arrives.
- * Returns 0, or the refusal (also for a poisoned handle).
+ * Commit what the handle wrote.  LAST and SYNC commit any pending change.
+ * FLUSH commits data written since the last commit, and a truncation
+ * without data only from the second flush on: a shell's `> f` closes a
+ * duplicate fd before its data arrives, and publishing the empty stash then
+ * would show readers a torn replace.  Returns 0, or the refusal (also for a
+ * poisoned handle).
  */
-int stash_file_commit(struct stash_file *f, int final, const struct stash_caller *who,
-		      struct stash_error *err);
+int stash_file_commit(struct stash_file *f, enum stash_commit when,
+		      const struct stash_caller *who, struct stash_error *err);
 
 /* fsync the committed content (after a commit). */
 int stash_file_sync(struct stash_file *f, int datasync);
