@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_store.c - the store without FUSE: commits, snapshots, appends,
+ * refusals and name rules, on a temporary backing directory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "stashfs/store.h"
+
+static char backing[256];
+static const struct stash_caller who = { .uid = 0, .gid = 0, .pid = 1, .umask = 022 };
+
+/* Read a backing file directly, as a user with the daemon down would. */
+static char *backing_read(const char *name)
+{
+	static char buf[4096];
+	char path[512];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", backing, name);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n < 0 ? 0 : n] = '\0';
+	return buf;
+}
+
+static int put(struct stash_store *st, const char *path, const char *text, int flags)
+{
+	struct stash_file *f;
+	struct stash_error err;
+	int r = stash_file_open(st, path, O_WRONLY | O_CREAT | flags, 0644, &who, &f, &err);
+
+	if (r < 0)
+		return r;
+	if (stash_file_write(f, text, strlen(text), 0, &err) < 0)
+		r = -err.code;
+	if (r == 0)
+		r = stash_file_commit(f, STASH_COMMIT_LAST, &who, &err);
+	stash_file_close(f);
+	return r;
+}
+
+static char *get(struct stash_store *st, const char *path)
+{
+	static char buf[4096];
+	struct stash_file *f;
+	struct stash_error err;
+	ssize_t n;
+
+	if (stash_file_open(st, path, O_RDONLY, 0, &who, &f, &err) < 0)
+		return NULL;
+	n = stash_file_read(f, buf, sizeof(buf) - 1, 0);
+	stash_file_close(f);
+	buf[n < 0 ? 0 : n] = '\0';
+	return buf;
+}
+
+static void test_classify(void)
+{
+	char longname[300];
+
+	CHECK(stash_store_classify("") == STASH_KIND_DIR);
+	CHECK(stash_store_classify("p") == STASH_KIND_STASH);
+	CHECK(stash_store_classify("team/p.json") == STASH_KIND_VIEW);
+	CHECK(stash_store_classify(".json") == STASH_KIND_STASH);
+	CHECK(stash_store_classify("streams/log") == STASH_KIND_STREAM);
+	CHECK(stash_store_classify(".stashfs") == -EPERM);
+	CHECK(stash_store_classify("a/.stashfs-x") == -EPERM);
+	CHECK(stash_store_classify("a/..") == -EINVAL);
+	memset(longname, 'n', 256);
+	longname[256] = '\0';
+	CHECK(stash_store_classify(longname) == -ENAMETOOLONG);
+	longname[255] = '\0';
+	CHECK(stash_store_classify(longname) == STASH_KIND_STASH);
+}
+
+static void test_commit_and_snapshot(struct stash_store *st)
+{
+	struct stash_file *reader, *w;
+	struct stash_error err;
+	char buf[64];
+	ssize_t n;
+
+	CHECK(put(st, "p", "first", O_TRUNC) == 0);
+	CHECK(strcmp(backing_read("p"), "first") == 0);
+	CHECK(stash_file_open(st, "p", O_RDONLY, 0, &who, &reader, &err) == 0);
+	CHECK(put(st, "p", "second", O_TRUNC) == 0);
+	n = stash_file_read(reader, buf, sizeof(buf), 0);
+	CHECK(n == 5 && memcmp(buf, "first", 5) == 0);   /* snapshot kept */
+	stash_file_close(reader);
+	CHECK(strcmp(get(st, "p"), "second") == 0);
+
+	/* Uncommitted writes are invisible; FLUSH without data commits nothing. */
+	CHECK(stash_file_open(st, "p", O_WRONLY | O_TRUNC, 0, &who, &w, &err) == 0);
+	CHECK(stash_file_commit(w, STASH_COMMIT_FLUSH, &who, &err) == 0);
+	CHECK(strcmp(backing_read("p"), "second") == 0);
+	CHECK(stash_file_write(w, "third", 5, 0, &err) == 5);
+	CHECK(strcmp(backing_read("p"), "second") == 0);
+	CHECK(stash_file_commit(w, STASH_COMMIT_FLUSH, &who, &err) == 0);
+	CHECK(strcmp(backing_read("p"), "third") == 0);
+	stash_file_close(w);
+}
+
+static void test_append_and_truncate(struct stash_store *st)
+{
+	struct stash_file *a, *b;
+	struct stash_error err;
+	struct stat sb;
+
+	CHECK(put(st, "log", "a", O_TRUNC) == 0);
+	/* Two appenders: both appends survive (neither replays a stale base). */
+	CHECK(stash_file_open(st, "log", O_WRONLY | O_APPEND, 0, &who, &a, &err) == 0);
+	CHECK(stash_file_open(st, "log", O_WRONLY | O_APPEND, 0, &who, &b, &err) == 0);
+	CHECK(stash_file_write(a, "b", 1, 0, &err) == 1);
+	CHECK(stash_file_write(b, "c", 1, 0, &err) == 1);
+	CHECK(stash_file_commit(a, STASH_COMMIT_LAST, &who, &err) == 0);
+	CHECK(stash_file_commit(b, STASH_COMMIT_LAST, &who, &err) == 0);
+	stash_file_close(a);
+	stash_file_close(b);
+	CHECK(strcmp(get(st, "log"), "abc") == 0);
+
+	CHECK(stash_store_truncate(st, "log", 1, &who, &err) == 0);
+	CHECK(strcmp(get(st, "log"), "a") == 0);
+	CHECK(stash_store_stat(st, "log", &sb) == 0 && sb.st_size == 1);
+}
+
+static void test_refusals(struct stash_store *st)
+{
+	struct stash_file *f;
+	struct stash_error err;
+	char big[2048];
+	char reason[256];
+	ssize_t n;
+
+	memset(big, 'x', sizeof(big));
+	CHECK(put(st, "small", "keep", O_TRUNC) == 0);
+	CHECK(stash_file_open(st, "small", O_WRONLY | O_TRUNC, 0, &who, &f, &err) == 0);
+	CHECK(stash_file_write(f, big, 1000, 0, &err) == 1000);
+	CHECK(stash_file_write(f, big, 1000, 1000, &err) == -EFBIG);
+	CHECK(strstr(err.text, "size limit") != NULL);
+	/* Poisoned: the commit repeats the refusal and changes nothing. */
+	CHECK(stash_file_commit(f, STASH_COMMIT_LAST, &who, &err) == -EFBIG);
+	stash_file_close(f);
+	CHECK(strcmp(get(st, "small"), "keep") == 0);
+	n = stash_store_getxattr(st, "small", "user.stash.error", reason, sizeof(reason) - 1);
+	CHECK(n > 0);
+	reason[n > 0 ? n : 0] = '\0';
+	CHECK(strstr(reason, "size limit") != NULL);
+	CHECK(stash_store_setxattr(st, "small", "user.stash.version", "9", 1, 0, &err) == -EPERM);
+}
+
+static void test_rename_and_dirs(struct stash_store *st)
+{
+	struct stash_error err;
+	struct stat sb;
+
+	CHECK(stash_store_mkdir(st, "ns", 0755, &who) == 0);
+	CHECK(put(st, "ns/a", "A", O_TRUNC) == 0);
+	CHECK(put(st, "ns/b", "B", O_TRUNC) == 0);
+	CHECK(stash_store_rename(st, "ns/a", "ns/b", 0, &who, &err) == 0);
+	CHECK(strcmp(get(st, "ns/b"), "A") == 0);
+	CHECK(stash_store_stat(st, "ns/a", &sb) == -ENOENT);
+	CHECK(stash_store_rename(st, "ns/b", "ns/b.json", 0, &who, &err) == -EPERM);
+	CHECK(stash_store_rmdir(st, "ns") == -ENOTEMPTY);
+	CHECK(stash_store_unlink(st, "ns/b", &who, &err) == 0);
+	CHECK(stash_store_rmdir(st, "ns") == 0);
+	CHECK(stash_store_rmdir(st, "streams") == -EBUSY);
+}
+
+static void test_symlink_not_followed(struct stash_store *st)
+{
+	char path[512];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/escape", backing);
+	CHECK(symlink("/etc", path) == 0);
+	CHECK(stash_store_stat(st, "escape/hostname", &sb) < 0);
+	CHECK(put(st, "escape/x", "no", O_TRUNC) < 0);
+	unlink(path);
+}
+
+int main(void)
+{
+	struct stash_store_options opts;
+	struct stash_store *st;
+	struct stash_error err;
+	char cmd[300];
+
+	snprintf(backing, sizeof(backing), "/tmp/stashfs-unit-XXXXXX");
+	if (!mkdtemp(backing))
+		return 2;
+	stash_store_options_init(&opts);
+	opts.max_size = 1500;
+	opts.sync = STASH_SYNC_NEVER;
+	if (stash_store_open(backing, &opts, &st, &err) < 0) {
+		fprintf(stderr, "open: %s\n", err.text);
+		return 2;
+	}
+	test_classify();
+	test_commit_and_snapshot(st);
+	test_append_and_truncate(st);
+	test_refusals(st);
+	test_rename_and_dirs(st);
+	test_symlink_not_followed(st);
+	stash_store_close(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", backing);
+	if (system(cmd) != 0)
+		return 2;
+	return check_done();
+}
