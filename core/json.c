@@ -7,12 +7,15 @@
  * The scanner exists because jansson can only say "premature end of input"
  * for some truncations and calls a UTF-8 character cut by the end of a
  * buffer invalid; write() needs to know whether more bytes can still make
- * the text valid.  It also pins errors to the byte that caused them.  Value
- * building, duplicate keys and the depth limit stay with jansson.
+ * the text valid.  It also pins errors to the byte that caused them and
+ * refuses numbers that would change on the way in.  Building values and
+ * refusing duplicate keys stay with jansson; the scanner applies jansson's
+ * depth limit so the two never disagree.
  *
  * Not here: schemas, storage, anything about files.
  */
 #include <errno.h>
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
@@ -91,13 +94,31 @@ static unsigned int hex_value(unsigned char c)
 /* Name a byte in a message so that even control bytes stay readable. */
 static const char *describe(unsigned char c, char *buf, size_t size)
 {
-	if (c > 0x20 && c < 0x7f)
+	if (c == '\'')
+		snprintf(buf, size, "\"'\" (JSON strings take double quotes)");
+	else if (c > 0x20 && c < 0x7f)
 		snprintf(buf, size, "'%c'", c);
+	else if (c == ' ')
+		snprintf(buf, size, "a space");
 	else if (c < 0x80)
 		snprintf(buf, size, "control character 0x%02x", c);
 	else
 		snprintf(buf, size, "non-ASCII byte 0x%02x", c);
 	return buf;
+}
+
+/* How a control character is written inside a JSON string. */
+static const char *control_escape(unsigned char c, char *buf, size_t size)
+{
+	switch (c) {
+	case '\t': return "\\t";
+	case '\r': return "\\r";
+	case '\b': return "\\b";
+	case '\f': return "\\f";
+	default:
+		snprintf(buf, size, "\\u%04x", c);
+		return buf;
+	}
 }
 
 static bool is_lead(unsigned char c)
@@ -324,7 +345,7 @@ static bool starts_value(unsigned char c)
 static int scan_value_start(struct stash_json_scan *s, unsigned char c,
 			    struct stash_error *err)
 {
-	char what[40];
+	char what[64];
 
 	if (!starts_value(c))
 		return scan_fail(s, err, c, "expected a value%s, found %s",
@@ -368,7 +389,7 @@ static int scan_value_start(struct stash_json_scan *s, unsigned char c,
 static int scan_close(struct stash_json_scan *s, unsigned char c, struct stash_error *err)
 {
 	char want = top_is_object(s) ? '}' : ']';
-	char what[40];
+	char what[64];
 
 	if (c != want)
 		return scan_fail(s, err, c, "expected ',' or '%c', found %s", want,
@@ -409,7 +430,7 @@ static int scan_escape_done(struct stash_json_scan *s, struct stash_error *err)
 static int scan_string_byte(struct stash_json_scan *s, unsigned char c,
 			    struct stash_error *err)
 {
-	char what[40];
+	char what[64];
 
 	if (c == '"') {
 		if (s->flags & F_KEY) {
@@ -429,8 +450,8 @@ static int scan_string_byte(struct stash_json_scan *s, unsigned char c,
 		return scan_fail(s, err, c, "line break inside a string (write it as \\n)");
 	if (c < 0x20)
 		return scan_fail(s, err, c,
-				 "unescaped control character 0x%02x inside a string (write it as \\u%04x)",
-				 c, c);
+				 "unescaped control character 0x%02x inside a string (write it as %s)",
+				 c, control_escape(c, what, sizeof(what)));
 	if (c < 0x80)
 		return 0;
 
@@ -464,7 +485,7 @@ static int scan_number_byte(struct stash_json_scan *s, unsigned char c,
 			    const char *chunk, size_t chunk_offset,
 			    struct stash_error *err, bool *ended)
 {
-	char what[40];
+	char what[64];
 	enum num_problem problem;
 
 	*ended = false;
@@ -533,7 +554,7 @@ static int scan_number_byte(struct stash_json_scan *s, unsigned char c,
 static int scan_byte(struct stash_json_scan *s, unsigned char c, const char *chunk,
 		     size_t chunk_offset, struct stash_error *err)
 {
-	char what[40];
+	char what[64];
 	bool ended;
 	int ret;
 
@@ -743,7 +764,7 @@ static const char *scan_expected(const struct stash_json_scan *s)
 {
 	switch (s->state) {
 	case SC_VALUE:
-		return s->depth ? "a value" : "a JSON value (the input is empty)";
+		return s->depth ? "a value" : "a JSON value";
 	case SC_VALUE_OR_END:
 		return "a value or ']'";
 	case SC_KEY:
@@ -1031,41 +1052,105 @@ static void out_string(struct outbuf *o, const char *p, size_t n)
 	out_char(o, '"');
 }
 
+/* Raise the last mantissa digit of a %e text by one; false on a carry out. */
+static bool bump_last_digit(char *sci)
+{
+	char *p = strchr(sci, 'e');
+
+	while (p-- > sci) {
+		if (*p == '-')
+			break;
+		if (!is_digit((unsigned char)*p))
+			continue;       /* the decimal point */
+		if (*p < '9') {
+			(*p)++;
+			return true;
+		}
+		*p = '0';
+	}
+	return false;
+}
+
 /*
- * The shortest %g text that reads back to the very same double, so 0.1
- * prints as 0.1, not 0.10000000000000001.  Bits are compared, not values,
- * so -0.0 keeps its sign.  Always looks like a real ("1.0", not "1"), so a
- * reader sees the same type that was written.
+ * The shortest text that reads back to the very same double, so 0.1 prints
+ * as 0.1, not 0.10000000000000001.  Bits are compared, not values, so -0.0
+ * keeps its sign.  Layout follows Python's repr (what jq and most readers
+ * show): positional for exponents -4..15, else 1.5e+300; always looks like a
+ * real ("1.0", not "1") so a reader sees the type that was written.
  */
 static size_t format_real(double d, char *out, size_t size)
 {
-	char tmp[40];
+	char sci[40], pos[48];
+	const char *best = sci;
 	double back;
-	int prec;
+	int prec, exp2, exp10, decimals;
 	size_t i, n = 0;
-	bool real_looking = false;
+	bool real_looking = false, in_point = false;
 
 	if (!isfinite(d))
 		return (size_t)snprintf(out, size, "null");  /* jansson cannot hold these */
 
-	for (prec = 1; prec <= 17; prec++) {
-		snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-		back = strtod(tmp, NULL);
+	/*
+	 * For normal doubles: if any precision up to 15 digits reads back, 15
+	 * does, and its text is that shorter one padded with zeros (15 digits
+	 * resolve finer than a double's spacing).  So one try gives the length
+	 * and only values needing 16 or 17 digits cost more.  Subnormals are
+	 * spaced more coarsely, so they try every precision.
+	 */
+	prec = fabs(d) < DBL_MIN ? 1 : 15;
+	for (; prec <= 17; prec++) {
+		snprintf(sci, sizeof(sci), "%.*e", prec - 1, d);
+		back = strtod(sci, NULL);
 		if (memcmp(&back, &d, sizeof(d)) == 0)
 			break;
 	}
+	/* A power of two has a wider gap above it than below; the nearest
+	 * 16-digit text may fall in the narrow one while the next one up
+	 * still reads back (Python's repr finds it too). */
+	if (prec == 17 && fabs(frexp(d, &exp2)) == 0.5) {
+		snprintf(pos, sizeof(pos), "%.15e", d);
+		back = bump_last_digit(pos) ? strtod(pos, NULL) : 0;
+		if (memcmp(&back, &d, sizeof(d)) == 0) {
+			memcpy(sci, pos, sizeof(sci));
+			prec = 16;
+		}
+	}
+	if (prec == 15 && fabs(d) >= DBL_MIN) {
+		int digits = 0, zeros = 0;
 
-	/* %g and strtod agree on the locale's decimal point; JSON wants '.'. */
-	for (i = 0; tmp[i] && n + 3 < size; i++) {
-		char c = tmp[i];
+		for (i = 0; sci[i] && sci[i] != 'e'; i++) {
+			if (!is_digit((unsigned char)sci[i]))
+				continue;
+			digits++;
+			zeros = sci[i] == '0' ? zeros + 1 : 0;
+		}
+		prec = digits - zeros;
+		if (prec < 15)
+			snprintf(sci, sizeof(sci), "%.*e", prec - 1, d);
+	}
+	exp10 = atoi(strchr(sci, 'e') + 1);
+	if (exp10 >= -4 && exp10 < 16) {
+		decimals = prec - 1 - exp10;
+		snprintf(pos, sizeof(pos), "%.*f", decimals > 0 ? decimals : 0, d);
+		/* Same digits on the same grid; checked anyway, it is cheap. */
+		back = strtod(pos, NULL);
+		if (memcmp(&back, &d, sizeof(d)) == 0)
+			best = pos;
+	}
 
-		if (is_digit((unsigned char)c) || c == '-' || c == '+') {
+	/* printf and strtod agree on the locale's decimal point; JSON wants
+	 * '.'.  Anything but digits, signs and 'e' is that point. */
+	for (i = 0; best[i] && n + 3 < size; i++) {
+		char c = best[i];
+
+		if (is_digit((unsigned char)c) || c == '-' || c == '+' || c == 'e') {
 			out[n++] = c;
-		} else if (c == 'e') {
-			out[n++] = c;
-			real_looking = true;
-		} else if (!real_looking || out[n - 1] != '.') {
+			in_point = false;
+			if (c == 'e')
+				real_looking = true;
+		} else if (!in_point) {
 			out[n++] = '.';
+			in_point = true;
 			real_looking = true;
 		}
 	}

@@ -1582,6 +1582,23 @@ static int check_size(struct stash_file *f, uint64_t size, struct stash_error *e
 	return 0;
 }
 
+/* A complete patch has arrived: it must be one JSON object. */
+static int check_patch(struct stash_file *f, struct stash_error *err)
+{
+	json_t *patch = stash_json_parse(f->p.mem, f->p.len, err);
+	int r = 0;
+
+	if (!patch)
+		return -EINVAL;
+	if (!json_is_object(patch))
+		r = stash_error_set(err, EINVAL, "%s.json: the patch must be one JSON object, not %s",
+				    f->path, json_is_array(patch) ? "an array" :
+				    json_is_string(patch) ? "a string" :
+				    json_is_number(patch) ? "a number" : "a literal");
+	json_decref(patch);
+	return r;
+}
+
 static ssize_t stream_write(struct stash_file *f, const void *buf, size_t size,
 			    struct stash_error *err)
 {
@@ -1626,10 +1643,13 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, at);
 		if (r == 0 && f->p.fd < 0) {
-			/* Refuse at write() what no further data can mend. */
+			/*
+			 * Refuse at write() what no further data can mend, so that
+			 * `echo` reports it even in shells that ignore close().
+			 */
 			r = stash_json_progress(f->p.mem, f->p.len, err);
 			if (r > 0)
-				r = 0;
+				r = check_patch(f, err);
 		}
 		if (r < 0) {
 			r = poison(f, r, err);

@@ -28,6 +28,7 @@ struct cmdline {
 	int allow_other;
 	int default_permissions;
 	int no_auto_unmount;
+	int shared;
 	char *persistent;
 	char *sync;
 	char *max_size;
@@ -51,6 +52,7 @@ static const struct fuse_opt stashfs_opts[] = {
 	OPT("json_indent=%s", json_indent),
 	OPT("cache_timeout=%s", cache_timeout),
 	OPT("noauto_unmount", no_auto_unmount),
+	OPT("shared", shared),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -118,6 +120,9 @@ static void usage(const char *prog)
 	       "    -o max_size=BYTES      largest stash, suffixes k, M, G (64M)\n"
 	       "    -o json_indent=N       indent of merged JSON documents, 0 = compact (2)\n"
 	       "    -o cache_timeout=SECS  kernel entry/attr cache timeout (3600)\n"
+	       "    -o shared              the backing directory is shared with other daemons:\n"
+	       "                           the kernel caches names and attributes for\n"
+	       "                           1 second at most (cache_timeout=1)\n"
 	       "    -o noauto_unmount      keep the mount if the daemon dies\n"
 	       "                           (auto_unmount is the default)\n"
 	       "    -o allow_other         needs default_permissions as well\n\n");
@@ -153,7 +158,8 @@ static int apply_options(struct cmdline *c, struct stash_store_options *so,
 	char *end;
 
 	stash_store_options_init(so);
-	cfg->cache_timeout = 3600.0;
+	/* Other daemons change a shared backing directory behind our kernel. */
+	cfg->cache_timeout = c->shared ? 1.0 : 3600.0;
 	if (c->persistent) {
 		if (strcmp(c->persistent, "0") && strcmp(c->persistent, "1")) {
 			fprintf(stderr, "stashfs: persistent must be 0 or 1\n");

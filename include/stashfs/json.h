@@ -4,8 +4,8 @@
  * the top-level merge of DESIGN 2.2.
  *
  * Parsing is strict (one value, UTF-8 checked, duplicate keys refused,
- * integers that do not fit 64 bits refused with a reason rather than
- * changed).  Printing renders reals in the shortest form that reads back to
+ * integers that do not fit 64 bits, and reals that would become infinite
+ * or 0, refused with a reason rather than changed).  Printing renders reals in the shortest form that reads back to
  * the same double, so `0.1` stays `0.1`.
  */
 #ifndef STASHFS_JSON_H
@@ -33,8 +33,9 @@ int stash_json_progress(const char *buf, size_t len, struct stash_error *err);
 
 /*
  * Render @doc with @indent spaces per level (0 = compact, one line) and a
- * trailing newline.  Returns a malloc'ed buffer (caller frees) and its
- * length in *@len, or NULL on allocation failure.
+ * trailing newline.  Returns a malloc'ed, NUL-terminated buffer (caller
+ * frees) and its length without the NUL in *@len, or NULL on allocation
+ * failure or nesting deeper than STASH_JSON_MAX_DEPTH.
  */
 char *stash_json_dump(const json_t *doc, int indent, size_t *len);
 
@@ -60,7 +61,8 @@ int stash_merge_apply(json_t *doc, const json_t *patch, struct stash_error *err)
  * receive a text in appended chunks and do not want to rescan it each time.
  * Plain data: no allocation, nothing to free.  It checks syntax, UTF-8,
  * escapes, nesting depth and number ranges, but not duplicate keys (those
- * need the whole object; stash_json_parse refuses them).
+ * need the whole object; stash_json_parse refuses them).  The fields are
+ * json.c's own: callers only init and feed.
  */
 struct stash_json_scan {
 	size_t offset;              /* bytes consumed so far */

@@ -135,7 +135,7 @@ class Env:
 
     def sh(self, script, check=True, **kw):
         """Run a shell snippet in the mount, as a user would."""
-        return subprocess.run(["sh", "-c", script], cwd=str(self.mnt), check=check,
+        return subprocess.run(["bash", "-c", script], cwd=str(self.mnt), check=check,
                               capture_output=True, text=True, **kw)
 
 
