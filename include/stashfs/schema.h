@@ -35,7 +35,9 @@ struct stash_schema_options {
  * error messages.  @loader/@ctx resolve external references (may be NULL).
  * @opts may be NULL for defaults.  On success stores a new schema in *@out
  * (free with stash_schema_free) and returns 0; on failure returns -EINVAL
- * (or -ENOMEM) with @err saying why.
+ * (or -ENOMEM) with @err saying why, or -E2BIG when the schema is over a
+ * limit (max_schema_bytes, nesting) or applies itself to the same value in
+ * a loop ({"$ref": "#"}).
  */
 int stash_schema_compile(const json_t *doc, const char *name, const char *base_uri,
 			 stash_schema_loader loader, void *ctx,

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: MIT
+/*
+ * schema_suite.c - run the official JSON-Schema-Test-Suite (draft2020-12)
+ * against core/schema.c.
+ *
+ * Usage: schema_suite SUITE_DIR [-v]
+ * Runs the .json files of tests/draft2020-12 (required: any failure makes
+ * the exit status 1) and everything under tests/draft2020-12/optional
+ * (reported, counted
+ * separately, never fatal; the optional/format files run with format
+ * assertion on).  Remote references http://localhost:1234/X are served
+ * from SUITE_DIR/remotes/X by the loader.  Prints per-file counts and
+ * ends with "N passed, N failed" for the required set.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "stashfs/schema.h"
+
+#define REMOTE_PREFIX "http://localhost:1234/"
+
+static const char *suite_dir;
+static int verbose;
+
+static json_t *load_json(const char *path)
+{
+	json_error_t je;
+	json_t *j = json_load_file(path, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+
+	/* Big integers do not fit jansson's integers; reals keep them loadable. */
+	if (!j)
+		j = json_load_file(path, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
+	if (!j && verbose)
+		fprintf(stderr, "%s: %s (line %d)\n", path, je.text, je.line);
+	return j;
+}
+
+static json_t *remote_loader(void *ctx, const char *uri)
+{
+	char path[4096];
+
+	(void)ctx;
+	if (strncmp(uri, REMOTE_PREFIX, strlen(REMOTE_PREFIX)))
+		return NULL;
+	snprintf(path, sizeof(path), "%s/remotes/%s", suite_dir, uri + strlen(REMOTE_PREFIX));
+	return load_json(path);
+}
+
+struct counts {
+	int passed, failed;
+};
+
+static void run_file(const char *path, const char *label, int format_assert, struct counts *total)
+{
+	struct stash_schema_options opts = { .format_assert = format_assert };
+	struct counts c = { 0, 0 };
+	json_t *groups = load_json(path), *g;
+	size_t gi;
+
+	if (!json_is_array(groups)) {
+		printf("%-50s cannot load\n", label);
+		total->failed++;
+		json_decref(groups);
+		return;
+	}
+	json_array_foreach(groups, gi, g) {
+		const char *gdesc = json_string_value(json_object_get(g, "description"));
+		json_t *tests = json_object_get(g, "tests"), *t;
+		struct stash_schema *s = NULL;
+		struct stash_error err;
+		size_t ti;
+		int rc;
+
+		rc = stash_schema_compile(json_object_get(g, "schema"), gdesc, NULL, remote_loader,
+					  NULL, &opts, &s, &err);
+		json_array_foreach(tests, ti, t) {
+			const char *tdesc = json_string_value(json_object_get(t, "description"));
+			int want = json_is_true(json_object_get(t, "valid"));
+			struct stash_error verr;
+			int got, vr;
+
+			if (rc < 0) {
+				c.failed++;
+				if (verbose)
+					printf("  FAIL %s / %s / %s: compile: %s\n", label, gdesc, tdesc,
+					       err.text);
+				continue;
+			}
+			vr = stash_schema_validate(s, json_object_get(t, "data"), &verr);
+			got = vr == 0;
+			if (got == want && (vr == 0 || vr == -EINVAL)) {
+				c.passed++;
+			} else {
+				c.failed++;
+				if (verbose)
+					printf("  FAIL %s / %s / %s: want %s, got %d (%s)\n", label, gdesc,
+					       tdesc, want ? "valid" : "invalid", vr, verr.text);
+			}
+		}
+		stash_schema_free(s);
+	}
+	json_decref(groups);
+	printf("%-50s %4d passed, %3d failed\n", label, c.passed, c.failed);
+	total->passed += c.passed;
+	total->failed += c.failed;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Run every .json file of @dir (sorted), recursing into subdirectories
+ * when @recurse. */
+static void run_dir(const char *dir, const char *prefix, int recurse, int format_assert,
+		    struct counts *total)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0, i;
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d) {
+		perror(dir);
+		total->failed++;
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			names = realloc(names, cap * sizeof(*names));
+			if (!names) {
+				closedir(d);
+				return;
+			}
+		}
+		names[n++] = strdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_names);
+	for (i = 0; i < n; i++) {
+		char path[4096], label[512];
+		size_t len = strlen(names[i]);
+
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		snprintf(label, sizeof(label), "%s%s", prefix, names[i]);
+		if (len > 5 && !strcmp(names[i] + len - 5, ".json")) {
+			run_file(path, label, format_assert, total);
+		} else if (recurse) {
+			char sub[512];
+			DIR *probe = opendir(path);
+
+			if (probe) {
+				closedir(probe);
+				snprintf(sub, sizeof(sub), "%.500s/", label);
+				run_dir(path, sub, recurse, format_assert || !strcmp(names[i], "format"),
+					total);
+			}
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+int main(int argc, char **argv)
+{
+	struct counts req = { 0, 0 }, opt = { 0, 0 };
+	char dir[4096];
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s JSON-SCHEMA-TEST-SUITE-DIR [-v]\n", argv[0]);
+		return 2;
+	}
+	suite_dir = argv[1];
+	verbose = argc > 2 && !strcmp(argv[2], "-v");
+
+	snprintf(dir, sizeof(dir), "%s/tests/draft2020-12/optional", suite_dir);
+	printf("optional:\n");
+	run_dir(dir, "optional/", 1, 0, &opt);
+	printf("optional: %d passed, %d failed\n\nrequired:\n", opt.passed, opt.failed);
+
+	snprintf(dir, sizeof(dir), "%s/tests/draft2020-12", suite_dir);
+	run_dir(dir, "", 0, 0, &req);
+	printf("%d passed, %d failed\n", req.passed, req.failed);
+	return req.failed ? 1 : 0;
+}
