@@ -40,24 +40,14 @@
 
 #include "stashfs/json.h"
 #include "stashfs/store.h"
+#include "store_priv.h"
 
-#define LOCK_STRIPES 1024
 /* Writes stay in memory up to this size, then spill to the temp file. */
 #define SPILL_BYTES (1024 * 1024)
 #define XATTR_VERSION "user.stash.version"
 #define XATTR_PREFIX "user.stash."
 #define XATTR_ERROR "user.stash.error"
 
-struct stash_store {
-	struct stash_store_options opts;
-	int root_fd;            /* the backing directory */
-	int tmp_fd;             /* .stashfs/tmp/<instance> */
-	int lock_fd;            /* .stashfs/lock, OFD byte-range locks */
-	int instance_lock_fd;   /* held while this instance's temp dir lives */
-	char instance[64];
-	atomic_uint_fast64_t tmp_seq;
-	pthread_mutex_t stripes[LOCK_STRIPES];
-};
 
 /* What a handle will commit: a buffer in memory or spilled to a temp file. */
 struct pending {
@@ -78,6 +68,7 @@ struct stash_file {
 	struct stash_store *st;
 	pthread_mutex_t lock;
 	char *path;             /* the stash (for a view: its target) */
+	char *schema;           /* bound schema at open, or NULL */
 	enum stash_kind kind;
 	int flags;
 	mode_t create_mode;
@@ -117,8 +108,7 @@ static int sys_openat2(int dirfd, const char *path, int flags, mode_t mode)
 	return fd < 0 ? -errno : (int)fd;
 }
 
-/* Open @path beneath the backing root; "" is the root itself. */
-static int open_beneath(struct stash_store *st, const char *path, int flags, mode_t mode)
+int store_open_beneath(struct stash_store *st, const char *path, int flags, mode_t mode)
 {
 	return sys_openat2(st->root_fd, *path ? path : ".", flags, mode);
 }
@@ -135,7 +125,7 @@ static int open_parent(struct stash_store *st, const char *path, const char **le
 
 	if (!slash) {
 		*leaf = path;
-		return open_beneath(st, "", O_PATH | O_DIRECTORY, 0);
+		return store_open_beneath(st, "", O_PATH | O_DIRECTORY, 0);
 	}
 	n = (size_t)(slash - path);
 	if (n >= sizeof(dir))
@@ -143,7 +133,7 @@ static int open_parent(struct stash_store *st, const char *path, const char **le
 	memcpy(dir, path, n);
 	dir[n] = '\0';
 	*leaf = slash + 1;
-	return open_beneath(st, dir, O_PATH | O_DIRECTORY, 0);
+	return store_open_beneath(st, dir, O_PATH | O_DIRECTORY, 0);
 }
 
 static void close_fd(int *fd)
@@ -688,6 +678,10 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		stash_store_options_init(&st->opts);
 	for (int i = 0; i < LOCK_STRIPES; i++)
 		pthread_mutex_init(&st->stripes[i], NULL);
+	if (binding_init(st) < 0) {
+		free(st);
+		return stash_error_set(err, ENOMEM, "out of memory");
+	}
 
 	if (mkdir(backing, 0755) < 0 && errno != EEXIST) {
 		r = stash_error_set(err, errno, "cannot create backing directory %s: %s", backing,
@@ -758,6 +752,7 @@ void stash_store_close(struct stash_store *st)
 	close_fd(&st->lock_fd);
 	close_fd(&st->instance_lock_fd);
 	close_fd(&st->root_fd);
+	binding_destroy(st);
 	for (int i = 0; i < LOCK_STRIPES; i++)
 		pthread_mutex_destroy(&st->stripes[i]);
 	free(st);
@@ -765,14 +760,103 @@ void stash_store_close(struct stash_store *st)
 
 /* ---- commit ----------------------------------------------------------- */
 
+#define PUBLISH_CREATE 1   /* the empty first version of a new stash */
+
+/* Copy the directory defaults (nearest ancestor wins) onto a new object. */
+static void inherit_defaults(struct stash_store *st, const char *path, int fd)
+{
+	static const char *const names[] = { XATTR_SCHEMA };
+	char dir[PATH_MAX], value[512];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(dir, sizeof(dir), "%s", path);
+		for (;;) {
+			char *slash = strrchr(dir, '/');
+			int dfd;
+			ssize_t n;
+
+			if (slash)
+				*slash = '\0';
+			else
+				dir[0] = '\0';
+			dfd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
+			n = dfd >= 0 ? fgetxattr(dfd, names[i], value, sizeof(value)) : -1;
+			if (dfd >= 0)
+				close(dfd);
+			if (n > 0) {
+				fsetxattr(fd, names[i], value, (size_t)n, 0);
+				break;
+			}
+			if (!dir[0])
+				break;
+		}
+	}
+}
+
+/*
+ * The content about to be published as @path must be acceptable: a schema
+ * under schemas/ must compile, a bound stash must validate.  @doc is the
+ * parsed content when the caller has it.  The empty first version of a new
+ * stash has no document yet and passes.
+ */
+static int check_content(struct stash_store *st, const char *path, int fd, const json_t *doc,
+			 bool creating, struct stash_error *err)
+{
+	char schema[256];
+	bool is_schema = strncmp(path, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
+	ssize_t n = fgetxattr(fd, XATTR_SCHEMA, schema, sizeof(schema) - 1);
+	char *text = NULL;
+	size_t len = 0;
+	struct stat sb;
+	int r = 0;
+
+	if ((n <= 0 && !is_schema) || creating)
+		return 0;
+	if (!doc || is_schema) {
+		if (fstat(fd, &sb) < 0)
+			return -errno;
+		r = store_slurp(fd, sb.st_size, &text, &len);
+		if (r < 0)
+			return r;
+	}
+	if (is_schema)
+		r = binding_compile(st, path + strlen(STASH_SCHEMAS_DIR) + 1, text, len, err);
+	if (r == 0 && n > 0) {
+		schema[n] = '\0';
+		r = binding_validate(st, schema, path, doc, text, len, err);
+	}
+	free(text);
+	return r;
+}
+
+/* Validate the content of @fd against schema @schema, for stash @path. */
+static int check_content_as(struct stash_store *st, const char *path, int fd, const char *schema,
+			    struct stash_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct stat sb;
+	int r;
+
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	r = store_slurp(fd, sb.st_size, &text, &len);
+	if (r == 0)
+		r = binding_validate(st, schema, path, NULL, text, len, err);
+	free(text);
+	return r;
+}
+
 /*
  * Publish the temp file @tmpfd/@tmpname as @path: metadata from the current
- * file (or ownership from @who for a new one), version + 1, fsync, rename,
- * fsync the directory.  The caller holds the name lock.  On success the
- * temp file has become the stash and *@version holds its version.
+ * file (or ownership from @who and the directory defaults for a new one),
+ * the checks of check_content, version + 1, fsync, rename, fsync the
+ * directory.  The caller holds the name lock.  On success the temp file has
+ * become the stash and *@version holds its version; a refusal fills @err.
  */
 static int publish(struct stash_store *st, const char *path, int tmpfd, const char *tmpname,
-		   mode_t create_mode, const struct stash_caller *who, uint64_t *version)
+		   mode_t create_mode, const struct stash_caller *who, const json_t *doc,
+		   unsigned flags, uint64_t *version, struct stash_error *err)
 {
 	const char *leaf;
 	int dirfd = open_parent(st, path, &leaf);
@@ -811,6 +895,11 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 		r = errno == ELOOP ? -EPERM : -errno;
 		goto out;
 	}
+	if (oldfd < 0)
+		inherit_defaults(st, path, tmpfd);
+	r = check_content(st, path, tmpfd, doc, (flags & PUBLISH_CREATE) != 0, err);
+	if (r < 0)
+		goto out;
 	r = write_version(tmpfd, v + 1);
 	if (r < 0)
 		goto out;
@@ -842,7 +931,7 @@ out:
 /* Open the committed content of stash @path read-only (snapshot). */
 static int open_content(struct stash_store *st, const char *path, struct stat *stbuf)
 {
-	int fd = open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
 
 	if (fd < 0)
 		return fd == -ELOOP ? -ENOENT : fd;
@@ -863,8 +952,7 @@ static int open_content(struct stash_store *st, const char *path, struct stat *s
 	return fd;
 }
 
-/* Read a whole file into a new buffer (NUL-terminated); caller frees. */
-static int slurp(int fd, off_t size, char **out, size_t *len)
+int store_slurp(int fd, off_t size, char **out, size_t *len)
 {
 	char *buf = malloc((size_t)size + 1);
 	off_t done = 0;
@@ -898,7 +986,7 @@ int stash_store_stat(struct stash_store *st, const char *path, struct stat *out)
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
-	fd = open_beneath(st, bpath, O_PATH, 0);
+	fd = store_open_beneath(st, bpath, O_PATH, 0);
 	free(bpath);
 	if (fd < 0)
 		return fd == -ELOOP ? -ENOENT : fd;
@@ -1003,6 +1091,68 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 	return r;
 }
 
+/*
+ * A rename over a stash replaces its content like a write does: the source
+ * must validate against the target's schema (and a file moved into schemas/
+ * must compile).  The target's binding and version carry over to the
+ * source, so an editor's or sed's save keeps the stash bound and its
+ * version counting up.
+ */
+static int check_rename(struct stash_store *st, int dfrom, const char *lfrom, int dto,
+			const char *lto, const char *to, unsigned flags, struct stash_error *err)
+{
+	char schema[256];
+	bool into_schemas = strncmp(to, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
+	int src = openat(dfrom, lfrom, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int dst = openat(dto, lto, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	ssize_t n = dst >= 0 ? fgetxattr(dst, XATTR_SCHEMA, schema, sizeof(schema) - 1) : -1;
+	struct stat sb;
+	int r = 0;
+
+	if (src < 0) {
+		r = errno == ELOOP ? -ENOENT : (errno == EISDIR ? 0 : -errno);
+		goto out;
+	}
+	if (fstat(src, &sb) < 0 || !S_ISREG(sb.st_mode))
+		goto out;       /* directories move as they are */
+	if ((flags & RENAME_EXCHANGE) && (n > 0 || into_schemas ||
+	    fgetxattr(src, XATTR_SCHEMA, schema, sizeof(schema) - 1) > 0)) {
+		r = stash_error_set(err, EPERM, "%s: exchanging bound stashes or schemas is not supported", to);
+		goto out;
+	}
+	if (into_schemas) {
+		char *text = NULL;
+		size_t len = 0;
+
+		r = store_slurp(src, sb.st_size, &text, &len);
+		if (r == 0)
+			r = binding_compile(st, to + strlen(STASH_SCHEMAS_DIR) + 1, text, len, err);
+		free(text);
+		if (r < 0)
+			goto out;
+	}
+	if (n > 0) {
+		schema[n] = '\0';
+		r = check_content_as(st, to, src, schema, err);
+		if (r == 0 && fsetxattr(src, XATTR_SCHEMA, schema, (size_t)n, 0) < 0)
+			r = -errno;
+	}
+	if (r == 0 && dst >= 0) {
+		uint64_t v = read_version(dst), sv = read_version(src);
+
+		if (v >= sv)
+			r = write_version(src, v + 1);
+	}
+out:
+	if (r < 0 && dst >= 0 && err && err->code)
+		fsetxattr(dst, XATTR_ERROR, err->text, strlen(err->text), 0);
+	if (src >= 0)
+		close(src);
+	if (dst >= 0)
+		close(dst);
+	return r;
+}
+
 int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		       unsigned flags, const struct stash_caller *who,
 		       struct stash_error *err)
@@ -1045,7 +1195,9 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		pthread_mutex_lock(&st->stripes[s2]);
 		ofd_lock(st->lock_fd, F_WRLCK, s2);
 	}
-	r = syscall(SYS_renameat2, dfrom, lfrom, dto, lto, flags) < 0 ? -errno : 0;
+	r = check_rename(st, dfrom, lfrom, dto, lto, to, flags, err);
+	if (r == 0)
+		r = syscall(SYS_renameat2, dfrom, lfrom, dto, lto, flags) < 0 ? -errno : 0;
 	if (s2 != s1)
 		unlock_name(st, s2);
 	unlock_name(st, s1);
@@ -1056,7 +1208,8 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 
 /* Commit the first @size bytes of @fd's content (zero-extended) as @path. */
 static int commit_truncated(struct stash_store *st, const char *path, int fd, off_t cur,
-			    off_t size, const struct stash_caller *who, uint64_t *version)
+			    off_t size, const struct stash_caller *who, uint64_t *version,
+			    struct stash_error *err)
 {
 	struct pending p = { .fd = -1 };
 	int r = pending_tmpfile(st, &p);
@@ -1067,7 +1220,7 @@ static int commit_truncated(struct stash_store *st, const char *path, int fd, of
 	if (!r && ftruncate(p.fd, size) < 0)
 		r = -errno;
 	if (!r)
-		r = publish(st, path, p.fd, p.tmp_name, 0644, who, version);
+		r = publish(st, path, p.fd, p.tmp_name, 0644, who, NULL, 0, version, err);
 	if (r < 0)
 		unlinkat(st->tmp_fd, p.tmp_name, 0);
 	close(p.fd);
@@ -1107,7 +1260,7 @@ int stash_store_truncate(struct stash_store *st, const char *path, off_t size,
 		r = size == sb.st_size ? 0 :
 			stash_error_set(err, EPERM, "%s is an append-only stream", path);
 	} else if (size != sb.st_size) {
-		r = commit_truncated(st, bpath, fd, sb.st_size, size, who, &v);
+		r = commit_truncated(st, bpath, fd, sb.st_size, size, who, &v, err);
 	}
 	close(fd);
 out:
@@ -1124,7 +1277,7 @@ static int open_meta(struct stash_store *st, const char *path)
 
 	if (r < 0)
 		return r;
-	r = open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	r = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
 	free(bpath);
 	return r == -ELOOP ? -ENOENT : r;
 }
@@ -1189,6 +1342,29 @@ int stash_store_getxattr(struct stash_store *st, const char *path, const char *n
 	return (int)n;
 }
 
+/*
+ * Binding @fd (stash @path or a directory) to schema @value: the schema must
+ * exist and compile, and a stash's current document must validate (a new,
+ * empty stash has none yet).
+ */
+static int check_binding(struct stash_store *st, const char *path, int fd, const void *value,
+			 size_t size, struct stash_error *err)
+{
+	char name[256];
+	struct stat sb;
+	int r;
+
+	if (size == 0 || size >= sizeof(name) || memchr(value, '\0', size))
+		return stash_error_set(err, EINVAL, "bad schema name");
+	memcpy(name, value, size);
+	name[size] = '\0';
+	r = binding_check(st, name, err);
+	if (r < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0)
+		return r;
+	r = check_content_as(st, path, fd, name, err);
+	return r;
+}
+
 int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,
 			 const void *value, size_t size, int flags,
 			 struct stash_error *err)
@@ -1204,11 +1380,13 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 		return r;
 	/* Under the name lock: a commit copies xattrs and must not miss this one. */
 	s = lock_name(st, bpath);
-	fd = open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0) {
 		r = fd == -ELOOP ? -ENOENT : fd;
 	} else {
-		r = fsetxattr(fd, name, value, size, flags) < 0 ? -errno : 0;
+		r = strcmp(name, XATTR_SCHEMA) == 0 ? check_binding(st, bpath, fd, value, size, err) : 0;
+		if (r == 0)
+			r = fsetxattr(fd, name, value, size, flags) < 0 ? -errno : 0;
 		close(fd);
 	}
 	unlock_name(st, s);
@@ -1242,7 +1420,7 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 	if (r < 0)
 		return r;
 	s = lock_name(st, bpath);
-	fd = open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0) {
 		r = fd == -ELOOP ? -ENOENT : fd;
 	} else {
@@ -1279,7 +1457,7 @@ int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **
 
 	if (stash_store_classify(path) < 0)
 		return -ENOENT;
-	fd = open_beneath(st, path, O_RDONLY | O_DIRECTORY, 0);
+	fd = store_open_beneath(st, path, O_RDONLY | O_DIRECTORY, 0);
 	if (fd < 0)
 		return fd == -ELOOP ? -ENOENT : fd;
 	dir = fdopendir(fd);
@@ -1387,7 +1565,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 
 		if (flags & O_CREAT)
 			oflags |= O_CREAT | (flags & O_EXCL);
-		f->base_fd = open_beneath(st, bpath, oflags, mode & 07777);
+		f->base_fd = store_open_beneath(st, bpath, oflags, mode & 07777);
 		if (f->base_fd < 0) {
 			r = f->base_fd == -ELOOP ? -ENOENT : f->base_fd;
 			goto fail;
@@ -1424,7 +1602,8 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 			if (r == -ENOENT) {
 				r = pending_tmpfile(st, &p);
 				if (r == 0)
-					r = publish(st, bpath, p.fd, p.tmp_name, mode, who, &v);
+					r = publish(st, bpath, p.fd, p.tmp_name, mode, who, NULL,
+						    PUBLISH_CREATE, &v, err);
 				if (r < 0 && p.fd >= 0)
 					unlinkat(st->tmp_fd, p.tmp_name, 0);
 				if (r == 0) {
@@ -1453,6 +1632,13 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 	f->base_fd = r;
 	f->base_size = sb.st_size;
 	f->base_version = read_version(f->base_fd);
+	{
+		char name[256];
+		ssize_t n = fgetxattr(f->base_fd, XATTR_SCHEMA, name, sizeof(name) - 1);
+
+		if (n > 0)
+			f->schema = strndup(name, (size_t)n);
+	}
 opened:
 	if (writable && (flags & O_TRUNC) && kind == STASH_KIND_STASH) {
 		f->mode = PENDING_FULL;
@@ -1537,7 +1723,7 @@ static int poison(struct stash_file *f, int r, struct stash_error *err)
 		stash_error_set(&f->poison_err, -r, "%s: write refused: %s", f->path, strerror(-r));
 	if (err && !err->code)
 		*err = f->poison_err;
-	fd = open_beneath(f->st, f->path, O_RDONLY | O_NONBLOCK, 0);
+	fd = store_open_beneath(f->st, f->path, O_RDONLY | O_NONBLOCK, 0);
 	if (fd >= 0) {
 		fsetxattr(fd, XATTR_ERROR, f->poison_err.text, strlen(f->poison_err.text), 0);
 		close(fd);
@@ -1580,6 +1766,61 @@ static int check_size(struct stash_file *f, uint64_t size, struct stash_error *e
 			"%s: %" PRIu64 " bytes would be over the size limit of %" PRIu64 " bytes",
 			f->path, size, max);
 	return 0;
+}
+
+/*
+ * A bound stash: once the buffer holds a complete JSON document, validate
+ * it now, so that `echo ... > p` fails at write() where every shell sees it.
+ * An incomplete document waits for more data; the commit checks it anyway.
+ */
+static bool is_schema_path(const char *path)
+{
+	return strncmp(path, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
+}
+
+static int precheck_document(struct stash_file *f, struct stash_error *err)
+{
+	int r = stash_json_progress(f->p.mem, f->p.len, err);
+
+	if (r == 0)
+		return 0;
+	stash_error_clear(err);
+	if (is_schema_path(f->path))
+		return binding_compile(f->st, f->path + strlen(STASH_SCHEMAS_DIR) + 1, f->p.mem,
+				       f->p.len, err);
+	return binding_validate(f->st, f->schema, f->path, NULL, f->p.mem, f->p.len, err);
+}
+
+/*
+ * A complete patch for a bound stash: merge it into the current document
+ * and validate now, for the same reason.  The commit merges again under
+ * the lock, on whatever is current then.
+ */
+static int precheck_merge(struct stash_file *f, struct stash_error *err)
+{
+	json_t *patch = stash_json_parse(f->p.mem, f->p.len, NULL);
+	json_t *doc = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	struct stat sb;
+	int fd, r;
+
+	if (!patch)
+		return 0;
+	fd = open_content(f->st, f->path, &sb);
+	if (fd >= 0 && sb.st_size > 0 && store_slurp(fd, sb.st_size, &text, &len) == 0)
+		doc = stash_json_parse(text, len, NULL);
+	else if (fd >= 0 || fd == -ENOENT)
+		doc = json_object();
+	if (fd >= 0)
+		close(fd);
+	/* A document that can't be merged into is the commit's to report. */
+	r = doc && json_is_object(doc) && stash_merge_apply(doc, patch, NULL) == 0 ?
+		binding_validate(f->st, f->schema, f->path, doc, NULL, 0, err) : 0;
+	free(text);
+	json_decref(doc);
+	json_decref(patch);
+	return r;
 }
 
 /* A complete patch has arrived: it must be one JSON object. */
@@ -1650,6 +1891,8 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 			r = stash_json_progress(f->p.mem, f->p.len, err);
 			if (r > 0)
 				r = check_patch(f, err);
+			if (r == 0 && f->schema && f->p.len && stash_json_progress(f->p.mem, f->p.len, NULL) > 0)
+				r = precheck_merge(f, err);
 		}
 		if (r < 0) {
 			r = poison(f, r, err);
@@ -1659,7 +1902,8 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 		f->dirty = f->wrote = true;
 		goto out;
 	}
-	if (append && f->mode != PENDING_FULL) {
+	/* A bound stash is validated whole, so its appends build the whole document. */
+	if (append && f->mode != PENDING_FULL && !f->schema) {
 		r = check_size(f, (uint64_t)f->base_size + f->p.len + size, err);
 		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, (off_t)f->p.len);
@@ -1675,6 +1919,9 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, off);
 	}
+	if (r == 0 && (f->schema || is_schema_path(f->path)) && f->mode == PENDING_FULL &&
+	    f->p.fd < 0)
+		r = precheck_document(f, err);
 	if (r < 0) {
 		r = poison(f, r, err);
 		goto out;
@@ -1736,10 +1983,11 @@ static int commit_full(struct stash_file *f, const struct stash_caller *who,
 		return stash_error_set(err, -r, "%s: cannot write temp file: %s", f->path,
 				       strerror(-r));
 	s = lock_name(f->st, f->path);
-	r = publish(f->st, f->path, f->p.fd, f->p.tmp_name, f->create_mode, who, &v);
+	r = publish(f->st, f->path, f->p.fd, f->p.tmp_name, f->create_mode, who, NULL, 0, &v, err);
 	unlock_name(f->st, s);
 	if (r < 0)
-		return stash_error_set(err, -r, "%s: commit failed: %s", f->path, strerror(-r));
+		return err && err->code ? r :
+			stash_error_set(err, -r, "%s: commit failed: %s", f->path, strerror(-r));
 	rebase(f, f->p.fd, (off_t)f->p.len, v);
 	free(f->p.mem);
 	memset(&f->p, 0, sizeof(f->p));
@@ -1779,7 +2027,7 @@ static int commit_append(struct stash_file *f, const struct stash_caller *who,
 			r = n < 0 ? (int)n : -EIO;
 	}
 	if (r == 0)
-		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, &v);
+		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, NULL, 0, &v, err);
 	if (r == 0) {
 		rebase(f, out.fd, sb.st_size + (off_t)f->p.len, v);
 		out.fd = -1;
@@ -1813,7 +2061,7 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 	int cur = -1, r;
 
 	if (f->p.fd >= 0) {
-		r = slurp(f->p.fd, (off_t)f->p.len, &text, &len);
+		r = store_slurp(f->p.fd, (off_t)f->p.len, &text, &len);
 		if (r < 0)
 			goto out;
 		patch = stash_json_parse(text, len, err);
@@ -1839,7 +2087,7 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 		goto out;
 	}
 	if (cur >= 0 && sb.st_size > 0) {
-		r = slurp(cur, sb.st_size, &text, &len);
+		r = store_slurp(cur, sb.st_size, &text, &len);
 		if (r < 0)
 			goto out;
 		doc = stash_json_parse(text, len, err);
@@ -1870,7 +2118,7 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 	if (r == 0 && write(out.fd, dumped, dlen) != (ssize_t)dlen)
 		r = -EIO;
 	if (r == 0)
-		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, &v);
+		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, doc, 0, &v, err);
 	if (r == 0) {
 		pending_reset(f->st, &f->p);
 		rebase(f, out.fd, (off_t)dlen, v);
@@ -1974,6 +2222,7 @@ void stash_file_close(struct stash_file *f)
 	pending_reset(f->st, &f->p);
 	close_fd(&f->base_fd);
 	pthread_mutex_destroy(&f->lock);
+	free(f->schema);
 	free(f->path);
 	free(f);
 }

@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: MIT
+/*
+ * binding.c - schemas under schemas/ and the stashes bound to them.
+ *
+ * A schema is compiled when it is written and kept in a small cache keyed
+ * by name; an entry stays valid while the schema file and every schema it
+ * loaded keep the versions they had when it was compiled (so a schema
+ * replaced by another daemon is recompiled too).  References between
+ * schemas resolve by name: with base "stashfs:///schemas/a", {"$ref":"b"}
+ * loads schemas/b.  Nothing is fetched from anywhere else.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "stashfs/json.h"
+#include "store_priv.h"
+
+#define SCHEMA_URI_PREFIX "stashfs:///schemas/"
+#define MAX_DEPS 32
+
+struct dep {
+	char *name;
+	uint64_t version;
+};
+
+struct cached {
+	char *name;
+	struct stash_schema *schema;
+	struct dep deps[MAX_DEPS];      /* deps[0] is the schema itself */
+	unsigned ndeps;
+	unsigned refs;
+	struct cached *next;
+};
+
+struct schema_cache {
+	pthread_mutex_t lock;
+	struct cached *head;
+};
+
+/* What the loader sees while one schema compiles. */
+struct load_ctx {
+	struct stash_store *st;
+	struct dep deps[MAX_DEPS];
+	unsigned ndeps;
+	const char *self;               /* the schema being written: not on disk yet */
+};
+
+bool binding_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 255 || name[0] == '/' || name[n - 1] == '/')
+		return false;
+	for (const char *c = name; *c; c++) {
+		if ((unsigned char)*c < 0x20)
+			return false;
+	}
+	for (const char *c = name; c; c = strchr(c, '/')) {
+		if (*c == '/')
+			c++;
+		if (strncmp(c, "..", 2) == 0 && (c[2] == '/' || c[2] == '\0'))
+			return false;
+		if (strncmp(c, ".", 1) == 0 && (c[1] == '/' || c[1] == '\0'))
+			return false;
+	}
+	return stash_store_classify(name) == STASH_KIND_STASH;
+}
+
+/* Read schemas/@name: its text (caller frees) and version. */
+static int read_schema_file(struct stash_store *st, const char *name, char **text, size_t *len,
+			    uint64_t *version)
+{
+	char path[PATH_MAX], buf[32];
+	struct stat sb;
+	ssize_t n;
+	int fd, r;
+
+	snprintf(path, sizeof(path), STASH_SCHEMAS_DIR "/%s", name);
+	fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+	if (fd < 0)
+		return -ENOENT;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return -ENOENT;
+	}
+	n = fgetxattr(fd, "user.stash.version", buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	*version = strtoull(buf, NULL, 10);
+	r = text ? store_slurp(fd, sb.st_size, text, len) : 0;
+	close(fd);
+	return r;
+}
+
+static json_t *loader(void *data, const char *uri)
+{
+	struct load_ctx *ctx = data;
+	const char *name;
+	char *text = NULL;
+	size_t len;
+	uint64_t v;
+	json_t *doc;
+
+	if (strncmp(uri, SCHEMA_URI_PREFIX, strlen(SCHEMA_URI_PREFIX)) != 0)
+		return NULL;
+	name = uri + strlen(SCHEMA_URI_PREFIX);
+	if (!binding_name_ok(name) || (ctx->self && strcmp(name, ctx->self) == 0))
+		return NULL;
+	if (read_schema_file(ctx->st, name, &text, &len, &v) < 0)
+		return NULL;
+	doc = stash_json_parse(text, len, NULL);
+	free(text);
+	if (doc && ctx->ndeps < MAX_DEPS) {
+		ctx->deps[ctx->ndeps].name = strdup(name);
+		ctx->deps[ctx->ndeps].version = v;
+		ctx->ndeps++;
+	}
+	return doc;
+}
+
+static void free_deps(struct dep *deps, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		free(deps[i].name);
+}
+
+static int compile(struct stash_store *st, const char *name, const char *text, size_t len,
+		   struct load_ctx *ctx, struct stash_schema **out, struct stash_error *err)
+{
+	char uri[PATH_MAX];
+	json_t *doc = stash_json_parse(text, len, err);
+	int r;
+
+	if (!doc)
+		return stash_error_set(err, EINVAL, "schema %s is not JSON: %s", name,
+				       err ? err->text : "");
+	snprintf(uri, sizeof(uri), SCHEMA_URI_PREFIX "%s", name);
+	r = stash_schema_compile(doc, name, uri, loader, ctx, NULL, out, err);
+	json_decref(doc);
+	if (r < 0 && err && !strstr(err->text, name)) {
+		char why[STASH_ERROR_TEXT];
+
+		snprintf(why, sizeof(why), "%s", err->text);
+		stash_error_set(err, -r, "schema %s is not a valid JSON Schema: %s", name, why);
+	}
+	return r;
+}
+
+int binding_compile(struct stash_store *st, const char *name, const char *text, size_t len,
+		    struct stash_error *err)
+{
+	struct load_ctx ctx = { .st = st, .self = name };
+	struct stash_schema *s = NULL;
+	int r = compile(st, name, text, len, &ctx, &s, err);
+
+	/* The cache is refreshed by version at the next use; this only checks. */
+	stash_schema_free(s);
+	free_deps(ctx.deps, ctx.ndeps);
+	return r < 0 ? (r == -E2BIG ? -EINVAL : r) : 0;
+}
+
+int binding_init(struct stash_store *st)
+{
+	st->schemas = calloc(1, sizeof(*st->schemas));
+	if (!st->schemas)
+		return -ENOMEM;
+	pthread_mutex_init(&st->schemas->lock, NULL);
+	return 0;
+}
+
+static void cached_put(struct cached *c)
+{
+	if (!c || --c->refs)
+		return;
+	stash_schema_free(c->schema);
+	free_deps(c->deps, c->ndeps);
+	free(c->name);
+	free(c);
+}
+
+void binding_destroy(struct stash_store *st)
+{
+	if (!st->schemas)
+		return;
+	for (struct cached *c = st->schemas->head, *next; c; c = next) {
+		next = c->next;
+		cached_put(c);
+	}
+	pthread_mutex_destroy(&st->schemas->lock);
+	free(st->schemas);
+	st->schemas = NULL;
+}
+
+/* Do the files this entry was compiled from still have those versions? */
+static bool fresh(struct stash_store *st, const struct cached *c)
+{
+	for (unsigned i = 0; i < c->ndeps; i++) {
+		uint64_t v;
+
+		if (read_schema_file(st, c->deps[i].name, NULL, NULL, &v) < 0 ||
+		    v != c->deps[i].version)
+			return false;
+	}
+	return true;
+}
+
+/* A compiled, current schema @name (a reference: cached_put it). */
+static int lookup(struct stash_store *st, const char *name, struct cached **out,
+		  struct stash_error *err)
+{
+	struct schema_cache *sc = st->schemas;
+	struct load_ctx ctx = { .st = st };
+	struct cached *c, **pp;
+	char *text = NULL;
+	size_t len;
+	uint64_t v;
+	int r;
+
+	pthread_mutex_lock(&sc->lock);
+	for (pp = &sc->head; (c = *pp); pp = &c->next) {
+		if (strcmp(c->name, name) == 0)
+			break;
+	}
+	if (c && fresh(st, c)) {
+		c->refs++;
+		pthread_mutex_unlock(&sc->lock);
+		*out = c;
+		return 0;
+	}
+	if (c) {
+		*pp = c->next;
+		cached_put(c);
+	}
+	pthread_mutex_unlock(&sc->lock);
+
+	r = read_schema_file(st, name, &text, &len, &v);
+	if (r < 0)
+		return stash_error_set(err, EINVAL,
+			"schema %s is missing: writes to stashes bound to it are refused", name);
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		free(text);
+		return stash_error_set(err, ENOMEM, "out of memory");
+	}
+	ctx.deps[0].name = strdup(name);
+	ctx.deps[0].version = v;
+	ctx.ndeps = 1;
+	r = compile(st, name, text, len, &ctx, &c->schema, err);
+	free(text);
+	memcpy(c->deps, ctx.deps, sizeof(ctx.deps));
+	c->ndeps = ctx.ndeps;
+	c->name = strdup(name);
+	c->refs = 1;
+	if (r < 0 || !c->name) {
+		cached_put(c);
+		return r < 0 ? r : -ENOMEM;
+	}
+	pthread_mutex_lock(&sc->lock);
+	c->refs++;              /* one for the cache, one for the caller */
+	c->next = sc->head;
+	sc->head = c;
+	pthread_mutex_unlock(&sc->lock);
+	*out = c;
+	return 0;
+}
+
+int binding_validate(struct stash_store *st, const char *name, const char *path,
+		     const json_t *doc, const char *text, size_t len, struct stash_error *err)
+{
+	struct cached *c;
+	json_t *parsed = NULL;
+	int r = lookup(st, name, &c, err);
+
+	if (r < 0)
+		return r;
+	if (!doc) {
+		parsed = stash_json_parse(text, len, err);
+		if (!parsed) {
+			char why[STASH_ERROR_TEXT];
+
+			snprintf(why, sizeof(why), "%s", err ? err->text : "");
+			r = stash_error_set(err, EINVAL, "%s is bound to schema %s and must hold JSON: %s",
+					    path, name, why);
+			goto out;
+		}
+		doc = parsed;
+	}
+	r = stash_schema_validate(c->schema, doc, err);
+	if (r == -E2BIG)
+		r = -EINVAL;
+out:
+	json_decref(parsed);
+	pthread_mutex_lock(&st->schemas->lock);
+	cached_put(c);
+	pthread_mutex_unlock(&st->schemas->lock);
+	return r;
+}
+
+int binding_check(struct stash_store *st, const char *name, struct stash_error *err)
+{
+	struct cached *c;
+	int r;
+
+	if (!binding_name_ok(name))
+		return stash_error_set(err, EINVAL, "bad schema name \"%s\"", name);
+	r = lookup(st, name, &c, err);
+	if (r < 0)
+		return stash_error_set(err, EINVAL, "unknown schema \"%s\" (no valid schemas/%s)",
+				       name, name);
+	pthread_mutex_lock(&st->schemas->lock);
+	cached_put(c);
+	pthread_mutex_unlock(&st->schemas->lock);
+	return 0;
+}

@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: MIT
+"""Schemas under /schemas and stashes bound to them (DESIGN 2.3, 2.6)."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCHEMA = os.path.join(HERE, "..", "data", "schemas", "task-progress.json")
+GOOD = '{"task":"survey","status":"active","next_step":"read papers"}'
+
+
+def read(p):
+    with open(p, "rb") as f:
+        return f.read()
+
+
+def reason(mnt, name):
+    return os.getxattr(mnt.path(name), "user.stash.error").decode()
+
+
+@pytest.fixture
+def bound(mnt):
+    mnt.sh("cat %s > schemas/task-progress" % SCHEMA)
+    mnt.sh("echo '%s' > p && setfattr -n user.stash.schema -v task-progress p" % GOOD)
+    return mnt
+
+
+def test_invalid_schema_refused(mnt):
+    for bad in ('{"type": 12}', '{"minLength": -1}', '{"$ref": "#"}', 'not json'):
+        r = mnt.sh("echo '%s' > schemas/bad" % bad, check=False)
+        assert r.returncode != 0, bad
+        assert "Invalid argument" in r.stderr
+    r = mnt.sh("echo '{\"type\": 12}' > schemas/s; getfattr --only-values -n user.stash.error schemas/s",
+               check=False)
+    assert "schema" in r.stdout
+
+
+def test_binding_rules(mnt):
+    mnt.sh("cat %s > schemas/task-progress" % SCHEMA)
+    # Binding a stash whose content fails is refused.
+    mnt.sh("""echo '{"task":"x"}' > old""")
+    r = mnt.sh("setfattr -n user.stash.schema -v task-progress old", check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    assert "user.stash.schema" not in os.listxattr(mnt.path("old"))
+    # Unknown schema names and bad names are refused.
+    mnt.sh("touch new")
+    for name in ("nope", "../etc", "a/../b"):
+        r = mnt.sh("setfattr -n user.stash.schema -v '%s' new" % name, check=False)
+        assert r.returncode != 0, name
+    # A new, empty stash can be bound; its first write must validate.
+    mnt.sh("setfattr -n user.stash.schema -v task-progress new")
+    r = mnt.sh("""echo '{"task":"x"}' > new""", check=False)
+    assert r.returncode != 0
+    assert read(mnt.path("new")) == b""
+    mnt.sh("echo '%s' > new" % GOOD)
+    assert json.loads(read(mnt.path("new")))["task"] == "survey"
+
+
+def test_every_write_path_validated(bound):
+    m = bound
+    before = read(m.path("p"))
+    refused = [
+        """echo '{"task":"survey","status":"done","next_step":"x"}' > p""",     # replace
+        """echo '{"status":"finished"}' > p.json""",                            # merge
+        """echo '{"next_step":null}' > p.json""",                              # merge deletes required
+        """echo 'trailing' >> p""",                                             # append
+        "truncate -s 5 p",                                                      # truncate
+        """echo '{"task":""}' > t && mv t p""",                                 # rename over
+        """sed -i 's/active/gone/' p""",                                        # editor-style save
+    ]
+    for cmd in refused:
+        r = m.sh(cmd, check=False)
+        assert r.returncode != 0, cmd
+        assert read(m.path("p")) == before, cmd
+        assert "task-progress" in reason(m, "p"), cmd
+    # What validates goes through every path, and the binding stays.
+    m.sh("""echo '{"status":"completed","findings":[{"summary":"ok"}]}' > p.json""")
+    m.sh("sed -i 's/survey/study/' p")
+    m.sh("""printf '%s' '{"task":"t2","status":"blocked","next_step":"wait"}' > t2 && mv t2 p""")
+    assert json.loads(read(m.path("p")))["task"] == "t2"
+    assert os.getxattr(m.path("p"), "user.stash.schema") == b"task-progress"
+
+
+def test_error_names_pointer_keyword_schema(bound):
+    r = bound.sh("""echo '{"status":"done"}' > p.json""", check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    why = reason(bound, "p")
+    assert "/status" in why and "enum" in why and "task-progress" in why, why
+    r = bound.sh("""echo '{"findings":[{"source":"x"}]}' > p.json""", check=False)
+    assert r.returncode != 0
+    why = reason(bound, "p")
+    assert "/findings/0" in why and "required" in why, why
+
+
+def test_directory_binding_inherited(mnt):
+    mnt.sh("cat %s > schemas/task-progress" % SCHEMA)
+    mnt.sh("mkdir -p agents/deep && setfattr -n user.stash.schema -v task-progress agents")
+    mnt.sh("echo '%s' > agents/deep/a" % GOOD)
+    assert os.getxattr(mnt.path("agents/deep/a"), "user.stash.schema") == b"task-progress"
+    r = mnt.sh("""echo '{"task":"x"}' > agents/b""", check=False)
+    assert r.returncode != 0
+    # Created before the binding: not bound.
+    mnt.sh("mkdir plain && echo '{}' > plain/x && setfattr -n user.stash.schema -v task-progress plain")
+    mnt.sh("echo 'free text' > plain/x")
+
+
+def test_missing_schema_fails_closed_and_replacement_recompiles(bound):
+    m = bound
+    m.sh("rm schemas/task-progress")
+    r = m.sh("""echo '{"next_step":"y"}' > p.json""", check=False)
+    assert r.returncode != 0
+    assert "missing" in reason(m, "p")
+    # A new version of the schema: later writes use it.
+    m.sh("""echo '{"type":"object","required":["task","owner"]}' > schemas/task-progress""")
+    r = m.sh("""echo '{"next_step":"y"}' > p.json""", check=False)
+    assert r.returncode != 0 and "owner" in reason(m, "p")
+    m.sh("""echo '{"owner":"me"}' > p.json""")
+    assert json.loads(read(m.path("p")))["owner"] == "me"
+
+
+def test_schema_references_another_by_name(mnt):
+    mnt.sh("""echo '{"type":"string","maxLength":3}' > schemas/short""")
+    mnt.sh("""echo '{"type":"object","properties":{"code":{"$ref":"short"}}}' > schemas/rec""")
+    mnt.sh("touch r && setfattr -n user.stash.schema -v rec r")
+    mnt.sh("""echo '{"code":"abc"}' > r""")
+    r = mnt.sh("""echo '{"code":"abcd"}' > r""", check=False)
+    assert r.returncode != 0 and "maxLength" in reason(mnt, "r")
+
+
+def test_hostile_schema_cannot_hang(mnt):
+    mnt.sh("""echo '{"type":"object","properties":{"s":{"pattern":"^(a+)+$"}}}' > schemas/evil""")
+    mnt.sh("touch h && setfattr -n user.stash.schema -v evil h")
+    start = time.monotonic()
+    r = mnt.sh("""echo '{"s":"%s!"}' > h""" % ("a" * 5000), check=False, timeout=60)
+    assert r.returncode != 0
+    assert "limit" in reason(mnt, "h") or "pattern" in reason(mnt, "h")
+    assert time.monotonic() - start < 60
+    # The daemon still serves.
+    mnt.sh("echo alive > ok && cat ok")
