@@ -170,7 +170,7 @@ static int ofd_lock(int fd, short type, unsigned byte)
 }
 
 /* Serialize commits of @path within this process and across daemons. */
-static unsigned lock_name(struct stash_store *st, const char *path)
+unsigned store_lock_name(struct stash_store *st, const char *path)
 {
 	unsigned s = stripe_of(path);
 
@@ -180,10 +180,25 @@ static unsigned lock_name(struct stash_store *st, const char *path)
 	return s;
 }
 
-static void unlock_name(struct stash_store *st, unsigned s)
+void store_unlock_name(struct stash_store *st, unsigned s)
 {
 	(void)ofd_lock(st->lock_fd, F_UNLCK, s);
 	pthread_mutex_unlock(&st->stripes[s]);
+}
+
+unsigned store_lock_stream(struct stash_store *st, const char *path)
+{
+	unsigned s = stripe_of(path);
+
+	pthread_mutex_lock(&st->stream_stripes[s]);
+	(void)ofd_lock(st->lock_fd, F_WRLCK, LOCK_STRIPES + s);
+	return s;
+}
+
+void store_unlock_stream(struct stash_store *st, unsigned s)
+{
+	(void)ofd_lock(st->lock_fd, F_UNLCK, LOCK_STRIPES + s);
+	pthread_mutex_unlock(&st->stream_stripes[s]);
 }
 
 static bool has_suffix(const char *s, const char *suffix)
@@ -575,7 +590,7 @@ static int check_xattrs(int internal_fd, struct stash_error *err)
 }
 
 /* Remove temp dirs of instances that are gone (their lock is free). */
-static void clean_stale_tmp(int tmproot)
+static void clean_stale_tmp(struct stash_store *st, int tmproot)
 {
 	DIR *d;
 	struct dirent *e;
@@ -609,8 +624,12 @@ static void clean_stale_tmp(int tmproot)
 			struct dirent *se;
 
 			while (sd && (se = readdir(sd))) {
-				if (strcmp(se->d_name, ".") && strcmp(se->d_name, ".."))
-					unlinkat(sub, se->d_name, 0);
+				if (strcmp(se->d_name, ".") == 0 || strcmp(se->d_name, "..") == 0)
+					continue;
+				/* A journal: the dead instance's audit records to finish. */
+				if (se->d_name[0] == 'j')
+					stream_recover_journal(st, sub, se->d_name);
+				unlinkat(sub, se->d_name, 0);
 			}
 			if (sd)
 				closedir(sd);
@@ -636,7 +655,7 @@ static int make_instance(struct stash_store *st, int internal_fd, struct stash_e
 	tmproot = openat(internal_fd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (tmproot < 0)
 		return stash_error_set(err, errno, "cannot open .stashfs/tmp: %s", strerror(errno));
-	clean_stale_tmp(tmproot);
+	clean_stale_tmp(st, tmproot);
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(st->instance, sizeof(st->instance), "%d-%lx%lx", (int)getpid(),
@@ -676,8 +695,11 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		st->opts = *opts;
 	else
 		stash_store_options_init(&st->opts);
-	for (int i = 0; i < LOCK_STRIPES; i++)
+	for (int i = 0; i < LOCK_STRIPES; i++) {
 		pthread_mutex_init(&st->stripes[i], NULL);
+		pthread_mutex_init(&st->stream_stripes[i], NULL);
+	}
+	st->links_fd = -1;
 	if (binding_init(st) < 0) {
 		free(st);
 		return stash_error_set(err, ENOMEM, "out of memory");
@@ -714,6 +736,15 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 	st->lock_fd = openat(internal_fd, "lock", O_RDWR | O_CLOEXEC);
 	if (st->lock_fd < 0) {
 		r = stash_error_set(err, errno, "cannot open .stashfs/lock: %s", strerror(errno));
+		goto fail;
+	}
+	if (mkdirat(internal_fd, "links", 0700) < 0 && errno != EEXIST) {
+		r = stash_error_set(err, errno, "cannot create .stashfs/links: %s", strerror(errno));
+		goto fail;
+	}
+	st->links_fd = openat(internal_fd, "links", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (st->links_fd < 0) {
+		r = stash_error_set(err, errno, "cannot open .stashfs/links: %s", strerror(errno));
 		goto fail;
 	}
 	r = make_instance(st, internal_fd, err);
@@ -753,8 +784,11 @@ void stash_store_close(struct stash_store *st)
 	close_fd(&st->instance_lock_fd);
 	close_fd(&st->root_fd);
 	binding_destroy(st);
-	for (int i = 0; i < LOCK_STRIPES; i++)
+	close_fd(&st->links_fd);
+	for (int i = 0; i < LOCK_STRIPES; i++) {
 		pthread_mutex_destroy(&st->stripes[i]);
+		pthread_mutex_destroy(&st->stream_stripes[i]);
+	}
 	free(st);
 }
 
@@ -856,8 +890,9 @@ static int check_content_as(struct stash_store *st, const char *path, int fd, co
  */
 static int publish(struct stash_store *st, const char *path, int tmpfd, const char *tmpname,
 		   mode_t create_mode, const struct stash_caller *who, const json_t *doc,
-		   unsigned flags, uint64_t *version, struct stash_error *err)
+		   json_t *patch, unsigned flags, uint64_t *version, struct stash_error *err)
 {
+	struct stream_audit *audit = NULL;
 	const char *leaf;
 	int dirfd = open_parent(st, path, &leaf);
 	int oldfd = -1, r = 0;
@@ -907,8 +942,12 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 		r = -errno;
 		goto out;
 	}
+	r = stream_audit_begin(st, path, patch ? "merge" : "put", v + 1, patch, tmpfd, who, &audit);
+	if (r < 0)
+		goto out;
 	if (renameat(st->tmp_fd, tmpname, dirfd, leaf) < 0) {
 		r = -errno;
+		stream_audit_abort(st, audit);
 		goto out;
 	}
 	if (want_sync(st)) {
@@ -920,6 +959,7 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 			close(d);
 		}
 	}
+	stream_audit_commit(st, audit);
 	*version = v + 1;
 out:
 	if (oldfd >= 0)
@@ -1064,7 +1104,6 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 	unsigned s;
 	struct stat sb;
 
-	(void)who;
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
@@ -1078,14 +1117,28 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 		free(bpath);
 		return dirfd;
 	}
-	s = lock_name(st, bpath);
-	if (fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+	s = store_lock_name(st, bpath);
+	if (fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
 		r = -errno;
-	else if (S_ISDIR(sb.st_mode))
+	} else if (S_ISDIR(sb.st_mode)) {
 		r = -EISDIR;
-	else
-		r = unlinkat(dirfd, leaf, 0) < 0 ? -errno : 0;
-	unlock_name(st, s);
+	} else {
+		struct stream_audit *audit = NULL;
+		int fd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		uint64_t v = fd >= 0 ? read_version(fd) : 0;
+
+		if (fd >= 0)
+			close(fd);
+		r = kind == STASH_KIND_STREAM ? 0 :
+			stream_audit_begin(st, bpath, "delete", v + 1, json_null(), -1, who, &audit);
+		if (r == 0)
+			r = unlinkat(dirfd, leaf, 0) < 0 ? -errno : 0;
+		if (r == 0)
+			stream_audit_commit(st, audit);
+		else
+			stream_audit_abort(st, audit);
+	}
+	store_unlock_name(st, s);
 	close(dirfd);
 	free(bpath);
 	return r;
@@ -1153,16 +1206,61 @@ out:
 	return r;
 }
 
+/* The stash a stream links to, into @buf (size PATH_MAX); 0 or -errno. */
+static int read_link(struct stash_store *st, const char *stream, char *buf)
+{
+	int fd = store_open_beneath(st, stream, O_RDONLY | O_NONBLOCK, 0);
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	n = fgetxattr(fd, XATTR_LINKED, buf, PATH_MAX - 1);
+	close(fd);
+	if (n <= 0)
+		return -ENODATA;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Journal the audit records of a rename: one for each name it changes. */
+static int audit_rename(struct stash_store *st, int dfrom, const char *lfrom, const char *from,
+			const char *to, const struct stash_caller *who, struct stream_audit *a[2])
+{
+	int fd = openat(dfrom, lfrom, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat sb;
+	uint64_t v;
+	json_t *d;
+	int r;
+
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return 0;
+	}
+	v = read_version(fd);
+	close(fd);
+	d = json_pack("{s:s}", "from", from);
+	r = stream_audit_begin(st, to, "rename", v, d, -1, who, &a[0]);
+	json_decref(d);
+	if (r < 0)
+		return r;
+	d = json_pack("{s:s}", "to", to);
+	r = stream_audit_begin(st, from, "rename", v, d, -1, who, &a[1]);
+	json_decref(d);
+	return r;
+}
+
 int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		       unsigned flags, const struct stash_caller *who,
 		       struct stash_error *err)
 {
 	const char *lfrom, *lto;
 	int kf = stash_store_classify(from), kt = stash_store_classify(to);
+	struct stream_audit *audits[2] = { NULL, NULL };
 	int dfrom = -1, dto = -1, r;
 	unsigned s1, s2;
 
-	(void)who;
 	if (kf < 0)
 		return kf;
 	if (kt < 0)
@@ -1196,13 +1294,28 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		ofd_lock(st->lock_fd, F_WRLCK, s2);
 	}
 	r = check_rename(st, dfrom, lfrom, dto, lto, to, flags, err);
+	if (r == 0 && kf == STASH_KIND_STASH)
+		r = audit_rename(st, dfrom, lfrom, from, to, who, audits);
 	if (r == 0)
 		r = syscall(SYS_renameat2, dfrom, lfrom, dto, lto, flags) < 0 ? -errno : 0;
+	for (int i = 0; i < 2; i++) {
+		if (r == 0)
+			stream_audit_commit(st, audits[i]);
+		else
+			stream_audit_abort(st, audits[i]);
+	}
 	if (s2 != s1)
-		unlock_name(st, s2);
-	unlock_name(st, s1);
+		store_unlock_name(st, s2);
+	store_unlock_name(st, s1);
 	close(dfrom);
 	close(dto);
+	if (r == 0 && kf == STASH_KIND_STREAM) {
+		char target[PATH_MAX];
+
+		/* The link moves with the stream: index it under its new name. */
+		if (read_link(st, to, target) == 0)
+			stream_index_update(st, target, to, true);
+	}
 	return r;
 }
 
@@ -1220,7 +1333,7 @@ static int commit_truncated(struct stash_store *st, const char *path, int fd, of
 	if (!r && ftruncate(p.fd, size) < 0)
 		r = -errno;
 	if (!r)
-		r = publish(st, path, p.fd, p.tmp_name, 0644, who, NULL, 0, version, err);
+		r = publish(st, path, p.fd, p.tmp_name, 0644, who, NULL, NULL, 0, version, err);
 	if (r < 0)
 		unlinkat(st->tmp_fd, p.tmp_name, 0);
 	close(p.fd);
@@ -1250,7 +1363,7 @@ int stash_store_truncate(struct stash_store *st, const char *path, off_t size,
 		return stash_error_set(err, EFBIG, "%s: %lld bytes is over the size limit of %" PRIu64,
 				       path, (long long)size, st->opts.max_size);
 	}
-	s = lock_name(st, bpath);
+	s = store_lock_name(st, bpath);
 	fd = open_content(st, bpath, &sb);
 	if (fd < 0) {
 		r = fd;
@@ -1264,7 +1377,7 @@ int stash_store_truncate(struct stash_store *st, const char *path, off_t size,
 	}
 	close(fd);
 out:
-	unlock_name(st, s);
+	store_unlock_name(st, s);
 	free(bpath);
 	return r;
 }
@@ -1324,7 +1437,52 @@ int stash_store_statfs(struct stash_store *st, struct statvfs *out)
 
 static bool xattr_readonly(const char *name)
 {
-	return strcmp(name, XATTR_VERSION) == 0 || strcmp(name, XATTR_ERROR) == 0;
+	return strcmp(name, XATTR_VERSION) == 0 || strcmp(name, XATTR_ERROR) == 0 ||
+	       strcmp(name, XATTR_SEQ) == 0;
+}
+
+/*
+ * Link stream @path to stash @value (or unlink, @value NULL).  The index
+ * is updated before the xattr and the stale entry after, so a commit never
+ * misses a link; stale entries are harmless (checked at append).
+ */
+static int set_link(struct stash_store *st, const char *path, const char *value, size_t size,
+		    int flags, struct stash_error *err)
+{
+	char target[PATH_MAX], old[PATH_MAX];
+	bool had = read_link(st, path, old) == 0;
+	unsigned s;
+	int fd, r;
+
+	if (stash_store_classify(path) != STASH_KIND_STREAM)
+		return stash_error_set(err, EINVAL, "only streams (under streams/) link to a stash");
+	if (value) {
+		if (size == 0 || size >= sizeof(target) || memchr(value, '\0', size))
+			return stash_error_set(err, EINVAL, "bad stash path for a link");
+		memcpy(target, value, size);
+		target[size] = '\0';
+		if (!stream_path_ok(target))
+			return stash_error_set(err, EINVAL,
+				"cannot link to \"%s\": give a stash path relative to the mount root, "
+				"without \"..\"", target);
+		r = stream_index_update(st, target, path, true);
+		if (r < 0)
+			return r;
+	}
+	s = store_lock_name(st, path);
+	fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+	if (fd < 0)
+		r = fd == -ELOOP ? -ENOENT : fd;
+	else if (value)
+		r = fsetxattr(fd, XATTR_LINKED, target, strlen(target), flags) < 0 ? -errno : 0;
+	else
+		r = fremovexattr(fd, XATTR_LINKED) < 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	store_unlock_name(st, s);
+	if (r == 0 && had && (!value || strcmp(old, target) != 0))
+		stream_index_update(st, old, path, false);
+	return r;
 }
 
 int stash_store_getxattr(struct stash_store *st, const char *path, const char *name,
@@ -1375,11 +1533,13 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 
 	if (xattr_readonly(name))
 		return stash_error_set(err, EPERM, "%s is read-only", name);
+	if (strcmp(name, XATTR_LINKED) == 0)
+		return set_link(st, path, value, size, flags, err);
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
 	/* Under the name lock: a commit copies xattrs and must not miss this one. */
-	s = lock_name(st, bpath);
+	s = store_lock_name(st, bpath);
 	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0) {
 		r = fd == -ELOOP ? -ENOENT : fd;
@@ -1389,7 +1549,7 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 			r = fsetxattr(fd, name, value, size, flags) < 0 ? -errno : 0;
 		close(fd);
 	}
-	unlock_name(st, s);
+	store_unlock_name(st, s);
 	free(bpath);
 	return r;
 }
@@ -1416,10 +1576,12 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 
 	if (xattr_readonly(name))
 		return -EPERM;
+	if (strcmp(name, XATTR_LINKED) == 0)
+		return set_link(st, path, NULL, 0, 0, NULL);
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
-	s = lock_name(st, bpath);
+	s = store_lock_name(st, bpath);
 	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0) {
 		r = fd == -ELOOP ? -ENOENT : fd;
@@ -1427,7 +1589,7 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 		r = fremovexattr(fd, name) < 0 ? -errno : 0;
 		close(fd);
 	}
-	unlock_name(st, s);
+	store_unlock_name(st, s);
 	free(bpath);
 	return r;
 }
@@ -1594,7 +1756,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 		 * creates its stash only when its merge commits.
 		 */
 		if (kind == STASH_KIND_STASH) {
-			unsigned s = lock_name(st, bpath);
+			unsigned s = store_lock_name(st, bpath);
 			struct pending p = { .fd = -1 };
 			uint64_t v;
 
@@ -1603,7 +1765,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 				r = pending_tmpfile(st, &p);
 				if (r == 0)
 					r = publish(st, bpath, p.fd, p.tmp_name, mode, who, NULL,
-						    PUBLISH_CREATE, &v, err);
+						    NULL, PUBLISH_CREATE, &v, err);
 				if (r < 0 && p.fd >= 0)
 					unlinkat(st->tmp_fd, p.tmp_name, 0);
 				if (r == 0) {
@@ -1616,7 +1778,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 				close(r);
 				r = -EEXIST;
 			}
-			unlock_name(st, s);
+			store_unlock_name(st, s);
 		} else {
 			r = -ENOENT;
 			f->base_size = 0;
@@ -1843,7 +2005,7 @@ static int check_patch(struct stash_file *f, struct stash_error *err)
 static ssize_t stream_write(struct stash_file *f, const void *buf, size_t size,
 			    struct stash_error *err)
 {
-	unsigned s = lock_name(f->st, f->path);
+	unsigned s = store_lock_stream(f->st, f->path);
 	ssize_t n = 0;
 
 	/* One write() is one record: under the lock it lands whole, in order. */
@@ -1857,7 +2019,9 @@ static ssize_t stream_write(struct stash_file *f, const void *buf, size_t size,
 		}
 		n += w;
 	}
-	unlock_name(f->st, s);
+	if (n > 0 && want_sync(f->st))
+		fdatasync(f->base_fd);
+	store_unlock_stream(f->st, s);
 	return n;
 }
 
@@ -1982,9 +2146,10 @@ static int commit_full(struct stash_file *f, const struct stash_caller *who,
 	if (r < 0)
 		return stash_error_set(err, -r, "%s: cannot write temp file: %s", f->path,
 				       strerror(-r));
-	s = lock_name(f->st, f->path);
-	r = publish(f->st, f->path, f->p.fd, f->p.tmp_name, f->create_mode, who, NULL, 0, &v, err);
-	unlock_name(f->st, s);
+	s = store_lock_name(f->st, f->path);
+	r = publish(f->st, f->path, f->p.fd, f->p.tmp_name, f->create_mode, who, NULL, NULL, 0,
+		    &v, err);
+	store_unlock_name(f->st, s);
 	if (r < 0)
 		return err && err->code ? r :
 			stash_error_set(err, -r, "%s: commit failed: %s", f->path, strerror(-r));
@@ -2006,7 +2171,7 @@ static int commit_append(struct stash_file *f, const struct stash_caller *who,
 	int cur, r;
 	char buf[65536];
 
-	s = lock_name(f->st, f->path);
+	s = store_lock_name(f->st, f->path);
 	cur = open_content(f->st, f->path, &sb);
 	if (cur < 0 && cur != -ENOENT) {
 		r = cur;
@@ -2027,14 +2192,15 @@ static int commit_append(struct stash_file *f, const struct stash_caller *who,
 			r = n < 0 ? (int)n : -EIO;
 	}
 	if (r == 0)
-		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, NULL, 0, &v, err);
+		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, NULL, NULL,
+			    0, &v, err);
 	if (r == 0) {
 		rebase(f, out.fd, sb.st_size + (off_t)f->p.len, v);
 		out.fd = -1;
 		pending_reset(f->st, &f->p);
 	}
 out:
-	unlock_name(f->st, s);
+	store_unlock_name(f->st, s);
 	if (cur >= 0)
 		close(cur);
 	if (out.fd >= 0) {
@@ -2079,7 +2245,7 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 				    f->path);
 		goto out;
 	}
-	s = lock_name(f->st, f->path);
+	s = store_lock_name(f->st, f->path);
 	locked = true;
 	cur = open_content(f->st, f->path, &sb);
 	if (cur < 0 && cur != -ENOENT) {
@@ -2118,7 +2284,8 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 	if (r == 0 && write(out.fd, dumped, dlen) != (ssize_t)dlen)
 		r = -EIO;
 	if (r == 0)
-		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, doc, 0, &v, err);
+		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, doc, patch,
+			    0, &v, err);
 	if (r == 0) {
 		pending_reset(f->st, &f->p);
 		rebase(f, out.fd, (off_t)dlen, v);
@@ -2126,7 +2293,7 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 	}
 out:
 	if (locked)
-		unlock_name(f->st, s);
+		store_unlock_name(f->st, s);
 	if (cur >= 0)
 		close(cur);
 	if (out.fd >= 0) {

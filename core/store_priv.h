@@ -16,6 +16,8 @@
 
 #define LOCK_STRIPES 1024
 #define XATTR_SCHEMA "user.stash.schema"
+#define XATTR_LINKED "user.stash.linked_stash"
+#define XATTR_SEQ "user.stash.seq"
 
 struct schema_cache;
 
@@ -27,9 +29,21 @@ struct stash_store {
 	int instance_lock_fd;   /* held while this instance's temp dir lives */
 	char instance[64];
 	atomic_uint_fast64_t tmp_seq;
-	pthread_mutex_t stripes[LOCK_STRIPES];
+	pthread_mutex_t stripes[LOCK_STRIPES];         /* commits of a name */
+	pthread_mutex_t stream_stripes[LOCK_STRIPES];  /* appends to a stream */
+	int links_fd;                   /* .stashfs/links: the stream index */
 	struct schema_cache *schemas;   /* binding.c */
 };
+
+/*
+ * Name locks: a mutex stripe in this process plus an OFD lock on the same
+ * byte of .stashfs/lock across daemons.  Stream appends use a second range,
+ * always taken after a name lock, never before: no cycles.
+ */
+unsigned store_lock_name(struct stash_store *st, const char *path);
+void store_unlock_name(struct stash_store *st, unsigned stripe);
+unsigned store_lock_stream(struct stash_store *st, const char *path);
+void store_unlock_stream(struct stash_store *st, unsigned stripe);
 
 /* Open @path beneath the backing root, never through a symlink; "" is the root. */
 int store_open_beneath(struct stash_store *st, const char *path, int flags, mode_t mode);
@@ -62,5 +76,31 @@ int binding_check(struct stash_store *st, const char *name, struct stash_error *
  */
 int binding_validate(struct stash_store *st, const char *name, const char *path,
 		     const json_t *doc, const char *text, size_t len, struct stash_error *err);
+
+/* ---- streams (stream.c) ---- */
+
+struct stream_audit;
+
+/* Can @stash be the target of a link (a stash path, no "..")? */
+bool stream_path_ok(const char *stash);
+
+/* Add or remove "stash -> stream" in the link index (takes the stash's lock). */
+int stream_index_update(struct stash_store *st, const char *stash, const char *stream, bool add);
+
+/*
+ * Before a change of @stash to @version commits (caller holds its name
+ * lock): if streams are linked to it, journal their record and return it
+ * in *@out (NULL when nothing is linked).  @data (borrowed) is the record's
+ * data; NULL = derive it from @content_fd.  After the change is in place,
+ * stream_audit_commit appends the records; if it failed, stream_audit_abort.
+ */
+int stream_audit_begin(struct stash_store *st, const char *stash, const char *op,
+		       uint64_t version, json_t *data, int content_fd,
+		       const struct stash_caller *who, struct stream_audit **out);
+void stream_audit_commit(struct stash_store *st, struct stream_audit *a);
+void stream_audit_abort(struct stash_store *st, struct stream_audit *a);
+
+/* Replay journal @name in @dirfd of an instance that died (at start-up). */
+void stream_recover_journal(struct stash_store *st, int dirfd, const char *name);
 
 #endif

@@ -27,6 +27,7 @@ struct fh {
 	struct node *node;
 	bool writer;            /* opened for writing: may commit */
 	uint64_t owner;         /* fd table (lock owner) of the last write, 0 = unknown */
+	struct stash_caller opener;     /* for commits at release, which has no caller */
 };
 
 static struct stashfs *fs_of(fuse_req_t req)
@@ -287,7 +288,8 @@ static void view_target_changed(struct stashfs *fs, struct node *view)
 
 static double timeout_for(struct stashfs *fs, int kind)
 {
-	return kind == STASH_KIND_VIEW ? 0.0 : fs->cfg.cache_timeout;
+	/* Views and streams change behind their inode (merges, audit records). */
+	return kind == STASH_KIND_VIEW || kind == STASH_KIND_STREAM ? 0.0 : fs->cfg.cache_timeout;
 }
 
 static void fill_attr(struct stat *sb, const struct node *n)
@@ -659,6 +661,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct node *n, const char *p
 		return r;
 	}
 	h->node = n;
+	h->opener = who;
 	fi->fh = (uintptr_t)h;
 	cache_open(fs, h, fi, (flags & O_ACCMODE) != O_RDONLY);
 	return 0;
@@ -785,6 +788,8 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 		return 0;
 	stash_error_clear(&err);
 	caller_of(req, &who);
+	if (who.pid == 0)
+		who = h->opener;
 	r = stash_file_commit(h->f, when, &who, &err);
 	if (r < 0) {
 		log_refusal("commit", h->node->name ? h->node->name : "?", r, &err);

@@ -1,0 +1,514 @@
+// SPDX-License-Identifier: MIT
+/*
+ * stream.c - append-only streams and the audit trail of linked stashes.
+ *
+ * A stream under streams/ is appended in place (O_APPEND on the backing
+ * file) under a stream lock, so each write lands whole and in order.  A
+ * stream whose user.stash.linked_stash names a stash receives one JSON line
+ * per committed change of that stash.
+ *
+ * Finding the streams of a stash must be cheap on every commit, so links
+ * are indexed in BACKING/.stashfs/links/<hash of the stash path>, one
+ * "stash<TAB>stream" line per link.  The index is only a hint: before
+ * appending, the stream's own xattr is checked, so a stale line (a stream
+ * deleted, renamed or relinked) is skipped.
+ *
+ * Audit and commit are one unit through a journal: before the stash is
+ * renamed into place, the records to append are written (and fsynced) to
+ * tmp/<instance>/j<n>; after the rename they are appended and the journal
+ * removed.  At start-up, journals left by a dead instance are replayed:
+ * when the change did commit, every record not yet in its stream is
+ * appended; when it did not, the journal is dropped.  So a committed change
+ * is in each linked stream exactly once, and a change that did not commit
+ * is in none.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stashfs/json.h"
+#include "stashfs/sha256.h"
+#include "store_priv.h"
+
+#define INLINE_JSON_MAX (64 * 1024)
+#define INLINE_TEXT_MAX 4096
+
+static uint64_t fnv64(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static void index_name(const char *stash, char out[32])
+{
+	snprintf(out, 32, "%016" PRIx64, fnv64(stash));
+}
+
+bool stream_path_ok(const char *stash)
+{
+	return binding_name_ok(stash) && strncmp(stash, STASH_STREAMS_DIR "/",
+						 strlen(STASH_STREAMS_DIR) + 1) != 0;
+}
+
+/* ---- the link index --------------------------------------------------- */
+
+/* Read the index lines of @stash's hash into a new buffer ("" if none). */
+static char *index_read(struct stash_store *st, const char *stash)
+{
+	char name[32], *text = NULL;
+	struct stat sb;
+	size_t len;
+	int fd;
+
+	index_name(stash, name);
+	fd = openat(st->links_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &sb) < 0 || store_slurp(fd, sb.st_size, &text, &len) < 0)
+		text = NULL;
+	close(fd);
+	return text;
+}
+
+/*
+ * Add (@add) or remove the line "@stash TAB @stream" in the index.  Takes the
+ * stash's name lock; the caller holds no name lock.
+ */
+int stream_index_update(struct stash_store *st, const char *stash, const char *stream, bool add)
+{
+	char name[32], tmp[64], *text;
+	unsigned s = store_lock_name(st, stash);
+	size_t want = strlen(stash) + strlen(stream) + 2;
+	FILE *out;
+	int fd, r = 0;
+	bool found = false;
+
+	index_name(stash, name);
+	text = index_read(st, stash);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	fd = openat(st->links_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	out = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!out) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	for (char *line = text, *nl; line && *line; line = nl + 1) {
+		char *tab = strchr(line, '\t');
+
+		nl = strchr(line, '\n');
+		if (!nl || !tab || tab > nl)
+			break;
+		if ((size_t)(nl - line + 1) == want && strncmp(line, stash, (size_t)(tab - line)) == 0 &&
+		    strlen(stash) == (size_t)(tab - line) &&
+		    strncmp(tab + 1, stream, (size_t)(nl - tab - 1)) == 0) {
+			found = true;
+			if (!add)
+				continue;
+		}
+		fwrite(line, 1, (size_t)(nl - line + 1), out);
+	}
+	if (add && !found)
+		fprintf(out, "%s\t%s\n", stash, stream);
+	if (fflush(out) != 0 || (st->opts.sync == STASH_SYNC_ALWAYS && fsync(fd) < 0))
+		r = -EIO;
+	fclose(out);
+	if (r == 0 && renameat(st->links_fd, tmp, st->links_fd, name) < 0)
+		r = -errno;
+out:
+	free(text);
+	store_unlock_name(st, s);
+	return r;
+}
+
+/*
+ * The streams linked to @stash: a NULL-terminated array of paths (caller
+ * frees with stream_list_free), or NULL when there are none.
+ */
+static char **linked_streams(struct stash_store *st, const char *stash)
+{
+	char *text = index_read(st, stash);
+	char **list = NULL;
+	size_t n = 0;
+
+	for (char *line = text, *nl; line && *line; line = nl + 1) {
+		char *tab = strchr(line, '\t');
+		char **grown;
+
+		nl = strchr(line, '\n');
+		if (!nl || !tab || tab > nl)
+			break;
+		*nl = '\0';
+		*tab = '\0';
+		if (strcmp(line, stash) != 0)
+			continue;       /* another stash with the same hash */
+		grown = realloc(list, (n + 2) * sizeof(*list));
+		if (!grown)
+			break;
+		list = grown;
+		list[n] = strdup(tab + 1);
+		if (list[n])
+			n++;
+		list[n] = NULL;
+	}
+	free(text);
+	return list;
+}
+
+static void stream_list_free(char **list)
+{
+	for (size_t i = 0; list && list[i]; i++)
+		free(list[i]);
+	free(list);
+}
+
+/* ---- records ---------------------------------------------------------- */
+
+static void now_iso(char out[64])
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (ts.tv_nsec / 1000000) % 1000);
+}
+
+static void process_name(pid_t pid, char out[32])
+{
+	char path[64];
+	ssize_t n = 0;
+	int fd;
+
+	out[0] = '\0';
+	if (pid <= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, out, 31);
+		close(fd);
+	}
+	if (n > 0 && out[n - 1] == '\n')
+		n--;
+	out[n > 0 ? n : 0] = '\0';
+}
+
+static bool printable_text(const char *s, size_t len)
+{
+	json_t *j;
+
+	if (memchr(s, '\0', len))
+		return false;
+	/* jansson checks UTF-8 for us. */
+	j = json_stringn(s, len);
+	if (!j)
+		return false;
+	json_decref(j);
+	return true;
+}
+
+/* What a put records: the document if JSON, short text as is, else size and hash. */
+static json_t *content_data(int fd)
+{
+	char *text = NULL, hex[65];
+	struct stat sb;
+	size_t len = 0;
+	json_t *data = NULL;
+
+	if (fstat(fd, &sb) < 0)
+		return json_null();
+	if (sb.st_size <= INLINE_JSON_MAX && store_slurp(fd, sb.st_size, &text, &len) == 0) {
+		if (len)
+			data = stash_json_parse(text, len, NULL);
+		if (!data && len <= INLINE_TEXT_MAX && printable_text(text, len))
+			data = json_stringn(text, len);
+	}
+	if (!data) {
+		if (stash_sha256_fd(fd, hex) < 0)
+			hex[0] = '\0';
+		data = json_pack("{s:I,s:s}", "size", (json_int_t)sb.st_size, "sha256", hex);
+	}
+	free(text);
+	return data;
+}
+
+/* ---- appending -------------------------------------------------------- */
+
+static uint64_t read_seq(int fd)
+{
+	char buf[32];
+	ssize_t n = fgetxattr(fd, XATTR_SEQ, buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtoull(buf, NULL, 10);
+}
+
+/* Is the stream at @fd still linked to @stash (the index is only a hint)? */
+static bool still_linked(int fd, const char *stash)
+{
+	char buf[PATH_MAX];
+	ssize_t n = fgetxattr(fd, XATTR_LINKED, buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strcmp(buf, stash) == 0;
+}
+
+/*
+ * Does @fd already hold the record of (@stash, @version, @op) at or after
+ * byte @from?  Used by recovery only, so a plain scan is fine.
+ */
+static bool has_record(int fd, off_t from, const char *stash, uint64_t version, const char *op)
+{
+	struct stat sb;
+	char *text = NULL;
+	size_t len;
+	bool found = false;
+
+	if (fstat(fd, &sb) < 0 || sb.st_size <= from)
+		return false;
+	text = malloc((size_t)(sb.st_size - from) + 1);
+	if (!text)
+		return false;
+	len = (size_t)pread(fd, text, (size_t)(sb.st_size - from), from);
+	text[len < (size_t)(sb.st_size - from) ? len : (size_t)(sb.st_size - from)] = '\0';
+	for (char *line = text, *nl; line && *line && !found; line = nl ? nl + 1 : NULL) {
+		json_t *rec;
+
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		rec = json_loads(line, 0, NULL);
+		found = rec && json_is_integer(json_object_get(rec, "version")) &&
+			(uint64_t)json_integer_value(json_object_get(rec, "version")) == version &&
+			json_is_string(json_object_get(rec, "stash")) &&
+			strcmp(json_string_value(json_object_get(rec, "stash")), stash) == 0 &&
+			json_is_string(json_object_get(rec, "op")) &&
+			strcmp(json_string_value(json_object_get(rec, "op")), op) == 0;
+		json_decref(rec);
+	}
+	free(text);
+	return found;
+}
+
+/*
+ * Append @rec (without seq) to stream @stream if it is still linked to
+ * @stash.  With @from >= 0 (recovery), skip it if already there.
+ */
+static int append_record(struct stash_store *st, const char *stream, const char *stash,
+			 json_t *rec, off_t from)
+{
+	unsigned s = store_lock_stream(st, stream);
+	json_t *line = NULL;
+	char *text = NULL, buf[32];
+	size_t len = 0;
+	uint64_t seq;
+	int fd, r = 0;
+
+	fd = store_open_beneath(st, stream, O_RDWR | O_APPEND | O_NONBLOCK, 0);
+	if (fd < 0 || !still_linked(fd, stash))
+		goto out;
+	if (from >= 0 && has_record(fd, from, stash,
+				    (uint64_t)json_integer_value(json_object_get(rec, "version")),
+				    json_string_value(json_object_get(rec, "op"))))
+		goto out;
+	seq = read_seq(fd) + 1;
+	line = json_pack("{s:I}", "seq", (json_int_t)seq);
+	if (!line || json_object_update(line, rec) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	text = stash_json_dump(line, 0, &len);
+	if (!text) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Seq first: a crash between the two never reuses a number. */
+	snprintf(buf, sizeof(buf), "%" PRIu64, seq);
+	if (fsetxattr(fd, XATTR_SEQ, buf, strlen(buf), 0) < 0 ||
+	    write(fd, text, len) != (ssize_t)len)
+		r = -errno ? -errno : -EIO;
+	else if (st->opts.sync == STASH_SYNC_ALWAYS)
+		fdatasync(fd);
+out:
+	if (fd >= 0)
+		close(fd);
+	store_unlock_stream(st, s);
+	free(text);
+	json_decref(line);
+	return r;
+}
+
+/* ---- the audit of one change ------------------------------------------ */
+
+struct stream_audit {
+	char **streams;
+	json_t *rec;            /* the record without seq */
+	json_t *journal;        /* what recovery needs */
+	char jname[48];
+};
+
+int stream_audit_begin(struct stash_store *st, const char *stash, const char *op,
+		       uint64_t version, json_t *data, int content_fd,
+		       const struct stash_caller *who, struct stream_audit **out)
+{
+	struct stream_audit *a;
+	char when[64], comm[32], *text = NULL;
+	size_t len = 0;
+	int fd, r = 0;
+
+	*out = NULL;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->streams = linked_streams(st, stash);
+	if (!a->streams) {
+		free(a);
+		return 0;       /* not linked: nothing to record */
+	}
+	now_iso(when);
+	process_name(who ? who->pid : 0, comm);
+	if (!data)
+		data = content_fd >= 0 ? content_data(content_fd) : json_null();
+	else
+		json_incref(data);
+	a->rec = json_pack("{s:s,s:s,s:s,s:I,s:o,s:i,s:i,s:s}", "time", when, "stash", stash,
+			   "op", op, "version", (json_int_t)version, "data", data,
+			   "uid", who ? (int)who->uid : -1, "pid", who ? (int)who->pid : 0,
+			   "comm", comm);
+	a->journal = json_pack("{s:s,s:O,s:[]}", "stash", stash, "record", a->rec, "streams");
+	if (!a->rec || !a->journal) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; a->streams[i]; i++) {
+		struct stat sb;
+		int sfd = store_open_beneath(st, a->streams[i], O_PATH, 0);
+		off_t size = sfd >= 0 && fstat(sfd, &sb) == 0 ? sb.st_size : 0;
+
+		if (sfd >= 0)
+			close(sfd);
+		json_array_append_new(json_object_get(a->journal, "streams"),
+				      json_pack("{s:s,s:I}", "path", a->streams[i], "from",
+						(json_int_t)size));
+	}
+	text = stash_json_dump(a->journal, 0, &len);
+	snprintf(a->jname, sizeof(a->jname), "j%" PRIu64, (uint64_t)atomic_fetch_add(&st->tmp_seq, 1));
+	fd = openat(st->tmp_fd, a->jname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (!text || fd < 0 || write(fd, text, len) != (ssize_t)len ||
+	    (st->opts.sync == STASH_SYNC_ALWAYS && fdatasync(fd) < 0)) {
+		r = fd < 0 ? -errno : -EIO;
+		if (fd >= 0) {
+			close(fd);
+			unlinkat(st->tmp_fd, a->jname, 0);
+		}
+		goto fail;
+	}
+	close(fd);
+	free(text);
+	*out = a;
+	return 0;
+fail:
+	free(text);
+	stream_audit_abort(st, a);
+	return r;
+}
+
+void stream_audit_commit(struct stash_store *st, struct stream_audit *a)
+{
+	const char *stash;
+
+	if (!a)
+		return;
+	stash = json_string_value(json_object_get(a->rec, "stash"));
+	for (size_t i = 0; a->streams[i]; i++)
+		append_record(st, a->streams[i], stash, a->rec, -1);
+	stream_audit_abort(st, a);
+}
+
+void stream_audit_abort(struct stash_store *st, struct stream_audit *a)
+{
+	if (!a)
+		return;
+	if (a->jname[0])
+		unlinkat(st->tmp_fd, a->jname, 0);
+	stream_list_free(a->streams);
+	json_decref(a->rec);
+	json_decref(a->journal);
+	free(a);
+}
+
+/* Did the change of journal @j commit?  (The stash has the recorded version,
+ * or, for a delete, is gone.) */
+static bool committed(struct stash_store *st, json_t *rec)
+{
+	const char *stash = json_string_value(json_object_get(rec, "stash"));
+	const char *op = json_string_value(json_object_get(rec, "op"));
+	uint64_t v = (uint64_t)json_integer_value(json_object_get(rec, "version"));
+	char buf[32];
+	ssize_t n;
+	int fd;
+
+	if (!stash || !op)
+		return false;
+	fd = store_open_beneath(st, stash, O_RDONLY | O_NONBLOCK, 0);
+	if (strcmp(op, "delete") == 0 || strcmp(op, "expire") == 0 ||
+	    json_object_get(json_object_get(rec, "data"), "to")) {
+		/* Gone from this name: a delete, an expiry, a rename away. */
+		if (fd >= 0)
+			close(fd);
+		return fd < 0;
+	}
+	if (fd < 0)
+		return false;
+	n = fgetxattr(fd, "user.stash.version", buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n > 0 && strtoull(buf, NULL, 10) == v;
+}
+
+void stream_recover_journal(struct stash_store *st, int dirfd, const char *name)
+{
+	json_t *j = NULL, *rec, *streams, *s;
+	char *text = NULL;
+	struct stat sb;
+	size_t len, i;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &sb) == 0 && store_slurp(fd, sb.st_size, &text, &len) == 0)
+		j = json_loadb(text, len, 0, NULL);
+	close(fd);
+	rec = json_object_get(j, "record");
+	streams = json_object_get(j, "streams");
+	if (rec && json_is_array(streams) && committed(st, rec)) {
+		json_array_foreach(streams, i, s) {
+			const char *path = json_string_value(json_object_get(s, "path"));
+
+			if (path)
+				append_record(st, path, json_string_value(json_object_get(rec, "stash")),
+					      rec, (off_t)json_integer_value(json_object_get(s, "from")));
+		}
+	}
+	json_decref(j);
+	free(text);
+}
