@@ -44,9 +44,6 @@
 
 /* Writes stay in memory up to this size, then spill to the temp file. */
 #define SPILL_BYTES (1024 * 1024)
-#define XATTR_VERSION "user.stash.version"
-#define XATTR_PREFIX "user.stash."
-#define XATTR_ERROR "user.stash.error"
 
 
 /* What a handle will commit: a buffer in memory or spilled to a temp file. */
@@ -136,6 +133,18 @@ static int open_parent(struct stash_store *st, const char *path, const char **le
 	return store_open_beneath(st, dir, O_PATH | O_DIRECTORY, 0);
 }
 
+int store_unlink_path(struct stash_store *st, const char *path)
+{
+	const char *leaf;
+	int dirfd = open_parent(st, path, &leaf), r;
+
+	if (dirfd < 0)
+		return dirfd;
+	r = unlinkat(dirfd, leaf, 0) < 0 ? -errno : 1;
+	close(dirfd);
+	return r;
+}
+
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
@@ -208,7 +217,7 @@ static bool has_suffix(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-static uint64_t read_version(int fd)
+uint64_t store_read_version(int fd)
 {
 	char buf[32];
 	ssize_t n = fgetxattr(fd, XATTR_VERSION, buf, sizeof(buf) - 1);
@@ -249,9 +258,16 @@ static int copy_xattrs(int from, int to)
 	return 0;
 }
 
-static bool want_sync(struct stash_store *st)
+/* Does a commit of the object at @fd get fsynced?  Ephemeral ones never. */
+static bool want_sync(struct stash_store *st, int fd)
 {
-	return st->opts.sync == STASH_SYNC_ALWAYS && st->opts.default_persistent;
+	char v[4];
+	ssize_t n;
+
+	if (st->opts.sync != STASH_SYNC_ALWAYS)
+		return false;
+	n = fgetxattr(fd, XATTR_PERSISTENT, v, sizeof(v));
+	return !(n == 1 && v[0] == '0');
 }
 
 /* Copy @len bytes of @from (at 0) to the end of @to. */
@@ -700,7 +716,8 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		pthread_mutex_init(&st->stream_stripes[i], NULL);
 	}
 	st->links_fd = -1;
-	if (binding_init(st) < 0) {
+	if (binding_init(st) < 0 || life_init(st) < 0) {
+		binding_destroy(st);
 		free(st);
 		return stash_error_set(err, ENOMEM, "out of memory");
 	}
@@ -799,7 +816,7 @@ void stash_store_close(struct stash_store *st)
 /* Copy the directory defaults (nearest ancestor wins) onto a new object. */
 static void inherit_defaults(struct stash_store *st, const char *path, int fd)
 {
-	static const char *const names[] = { XATTR_SCHEMA };
+	static const char *const names[] = { XATTR_SCHEMA, XATTR_PERSISTENT, XATTR_TTL };
 	char dir[PATH_MAX], value[512];
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -825,6 +842,26 @@ static void inherit_defaults(struct stash_store *st, const char *path, int fd)
 				break;
 		}
 	}
+}
+
+/*
+ * A new object: directory defaults, then the mount's defaults; an
+ * ephemeral object is marked with the instance that owns it.
+ */
+static void set_defaults(struct stash_store *st, const char *path, int fd)
+{
+	char v[32];
+
+	inherit_defaults(st, path, fd);
+	if (!st->opts.default_persistent && fgetxattr(fd, XATTR_PERSISTENT, v, sizeof(v)) < 0)
+		fsetxattr(fd, XATTR_PERSISTENT, "0", 1, 0);
+	if (st->opts.default_ttl && fgetxattr(fd, XATTR_TTL, v, sizeof(v)) < 0) {
+		int n = snprintf(v, sizeof(v), "%" PRIu64, st->opts.default_ttl);
+
+		fsetxattr(fd, XATTR_TTL, v, (size_t)n, 0);
+	}
+	if (fgetxattr(fd, XATTR_PERSISTENT, v, sizeof(v)) == 1 && v[0] == '0')
+		fsetxattr(fd, XATTR_SESSION, st->instance, strlen(st->instance), 0);
 }
 
 /*
@@ -893,6 +930,7 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 		   json_t *patch, unsigned flags, uint64_t *version, struct stash_error *err)
 {
 	struct stream_audit *audit = NULL;
+	bool durable;
 	const char *leaf;
 	int dirfd = open_parent(st, path, &leaf);
 	int oldfd = -1, r = 0;
@@ -902,12 +940,19 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 	if (dirfd < 0)
 		return dirfd;
 	oldfd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (oldfd >= 0 && fstat(oldfd, &old) == 0 && S_ISREG(old.st_mode) &&
+	    life_check(st, oldfd, &old, NULL) < 0) {
+		/* Expired or orphaned: the name starts afresh. */
+		close(oldfd);
+		oldfd = -1;
+		errno = ENOENT;
+	}
 	if (oldfd >= 0) {
 		if (fstat(oldfd, &old) < 0 || !S_ISREG(old.st_mode)) {
 			r = S_ISDIR(old.st_mode) ? -EISDIR : -EPERM;
 			goto out;
 		}
-		v = read_version(oldfd);
+		v = store_read_version(oldfd);
 		r = copy_xattrs(oldfd, tmpfd);
 		if (r < 0)
 			goto out;
@@ -931,14 +976,15 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 		goto out;
 	}
 	if (oldfd < 0)
-		inherit_defaults(st, path, tmpfd);
+		set_defaults(st, path, tmpfd);
 	r = check_content(st, path, tmpfd, doc, (flags & PUBLISH_CREATE) != 0, err);
 	if (r < 0)
 		goto out;
 	r = write_version(tmpfd, v + 1);
 	if (r < 0)
 		goto out;
-	if (want_sync(st) && fdatasync(tmpfd) < 0) {
+	durable = want_sync(st, tmpfd);
+	if (durable && fdatasync(tmpfd) < 0) {
 		r = -errno;
 		goto out;
 	}
@@ -950,7 +996,7 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 		stream_audit_abort(st, audit);
 		goto out;
 	}
-	if (want_sync(st)) {
+	if (durable) {
 		/* The rename is durable only once the directory is. */
 		int d = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
@@ -960,6 +1006,7 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 		}
 	}
 	stream_audit_commit(st, audit);
+	life_note(st, path, tmpfd);
 	*version = v + 1;
 out:
 	if (oldfd >= 0)
@@ -985,7 +1032,7 @@ static int open_content(struct stash_store *st, const char *path, struct stat *s
 		close(fd);
 		return -EISDIR;
 	}
-	if (!S_ISREG(stbuf->st_mode)) {
+	if (!S_ISREG(stbuf->st_mode) || life_check(st, fd, stbuf, NULL) < 0) {
 		close(fd);
 		return -ENOENT;
 	}
@@ -1018,29 +1065,30 @@ int store_slurp(int fd, off_t size, char **out, size_t *len)
 
 /* ---- path operations -------------------------------------------------- */
 
-int stash_store_stat(struct stash_store *st, const char *path, struct stat *out)
+int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
+		     time_t *expires)
 {
 	char *bpath;
 	int kind, fd, r;
 
+	if (expires)
+		*expires = 0;
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
-	fd = store_open_beneath(st, bpath, O_PATH, 0);
+	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
 	free(bpath);
 	if (fd < 0)
-		return fd == -ELOOP ? -ENOENT : fd;
+		return fd == -ELOOP || fd == -ENXIO ? -ENOENT : fd;
 	r = fstat(fd, out) < 0 ? -errno : 0;
+	if (r == 0 && !S_ISREG(out->st_mode) && !S_ISDIR(out->st_mode))
+		r = -ENOENT;            /* not something the store offers */
+	if (r == 0 && kind == STASH_KIND_VIEW && !S_ISREG(out->st_mode))
+		r = -ENOENT;
+	if (r == 0)
+		r = life_check(st, fd, out, expires);
 	close(fd);
-	if (r < 0)
-		return r;
-	if (!S_ISREG(out->st_mode) && !S_ISDIR(out->st_mode))
-		return -ENOENT;         /* not something the store offers */
-	if (kind == STASH_KIND_VIEW && !S_ISREG(out->st_mode))
-		return -ENOENT;
-	if ((kind == STASH_KIND_STASH || kind == STASH_KIND_STREAM) && S_ISDIR(out->st_mode))
-		return 0;
-	return 0;
+	return r;
 }
 
 int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
@@ -1125,7 +1173,7 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 	} else {
 		struct stream_audit *audit = NULL;
 		int fd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		uint64_t v = fd >= 0 ? read_version(fd) : 0;
+		uint64_t v = fd >= 0 ? store_read_version(fd) : 0;
 
 		if (fd >= 0)
 			close(fd);
@@ -1191,7 +1239,7 @@ static int check_rename(struct stash_store *st, int dfrom, const char *lfrom, in
 			r = -errno;
 	}
 	if (r == 0 && dst >= 0) {
-		uint64_t v = read_version(dst), sv = read_version(src);
+		uint64_t v = store_read_version(dst), sv = store_read_version(src);
 
 		if (v >= sv)
 			r = write_version(src, v + 1);
@@ -1238,7 +1286,7 @@ static int audit_rename(struct stash_store *st, int dfrom, const char *lfrom, co
 		close(fd);
 		return 0;
 	}
-	v = read_version(fd);
+	v = store_read_version(fd);
 	close(fd);
 	d = json_pack("{s:s}", "from", from);
 	r = stream_audit_begin(st, to, "rename", v, d, -1, who, &a[0]);
@@ -1354,7 +1402,7 @@ int stash_store_truncate(struct stash_store *st, const char *path, off_t size,
 		return r;
 	if (kind == STASH_KIND_VIEW) {
 		/* `>` on a view sends a patch; its truncation never touches the stash. */
-		r = stash_store_stat(st, path, &sb);
+		r = stash_store_stat(st, path, &sb, NULL);
 		free(bpath);
 		return r;
 	}
@@ -1489,15 +1537,42 @@ int stash_store_getxattr(struct stash_store *st, const char *path, const char *n
 			 void *value, size_t size)
 {
 	int fd = open_meta(st, path);
+	struct stat sb;
 	ssize_t n;
 
 	if (fd < 0)
 		return fd;
-	n = fgetxattr(fd, name, value, size);
-	if (n < 0)
+	if (fstat(fd, &sb) < 0)
+		n = -errno;
+	else if (life_hidden_xattr(name))
+		n = -ENODATA;
+	else if ((n = life_virtual_xattr(fd, &sb, name, value, size)) == 1 &&
+		 (n = fgetxattr(fd, name, value, size)) < 0)
 		n = -errno;
 	close(fd);
 	return (int)n;
+}
+
+/*
+ * Switching persistence takes effect at once and keeps the content: an
+ * ephemeral object is marked with its owner; a persistent one loses the
+ * mark and is made durable now.
+ */
+static int set_persistence(struct stash_store *st, int fd, bool persistent)
+{
+	struct stat sb;
+
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	if (S_ISDIR(sb.st_mode))
+		return 0;       /* on a directory it is only a default */
+	if (!persistent)
+		return fsetxattr(fd, XATTR_SESSION, st->instance, strlen(st->instance), 0) < 0 ?
+			-errno : 0;
+	fremovexattr(fd, XATTR_SESSION);
+	if (st->opts.sync == STASH_SYNC_ALWAYS)
+		fsync(fd);
+	return 0;
 }
 
 /*
@@ -1531,8 +1606,9 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 	int kind, fd, r;
 	unsigned s;
 
-	if (xattr_readonly(name))
-		return stash_error_set(err, EPERM, "%s is read-only", name);
+	r = life_check_xattr(name, value, size, err);
+	if (r < 0)
+		return r;
 	if (strcmp(name, XATTR_LINKED) == 0)
 		return set_link(st, path, value, size, flags, err);
 	r = backing_path(path, &bpath, &kind);
@@ -1547,6 +1623,10 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 		r = strcmp(name, XATTR_SCHEMA) == 0 ? check_binding(st, bpath, fd, value, size, err) : 0;
 		if (r == 0)
 			r = fsetxattr(fd, name, value, size, flags) < 0 ? -errno : 0;
+		if (r == 0 && strcmp(name, XATTR_PERSISTENT) == 0)
+			r = set_persistence(st, fd, ((const char *)value)[0] == '1');
+		if (r == 0)
+			life_note(st, bpath, fd);
 		close(fd);
 	}
 	store_unlock_name(st, s);
@@ -1556,16 +1636,42 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 
 int stash_store_listxattr(struct stash_store *st, const char *path, char *list, size_t size)
 {
+	static const char *const virt[] = { XATTR_SHA256, XATTR_EXPIRES };
+	char raw[8192], out[8192 + 64];
 	int fd = open_meta(st, path);
+	size_t len = 0;
+	struct stat sb;
 	ssize_t n;
 
 	if (fd < 0)
 		return fd;
-	n = flistxattr(fd, list, size);
-	if (n < 0)
+	n = flistxattr(fd, raw, sizeof(raw));
+	if (n < 0 || fstat(fd, &sb) < 0) {
 		n = -errno;
+		close(fd);
+		return (int)n;
+	}
+	for (char *name = raw; name < raw + n; name += strlen(name) + 1) {
+		if (life_hidden_xattr(name))
+			continue;
+		memcpy(out + len, name, strlen(name) + 1);
+		len += strlen(name) + 1;
+	}
+	/* The computed ones, where they have a value. */
+	for (size_t i = 0; i < sizeof(virt) / sizeof(virt[0]); i++) {
+		if (strcmp(virt[i], XATTR_SHA256) == 0 ? !S_ISREG(sb.st_mode) :
+		    !S_ISREG(sb.st_mode) || !life_deadline(fd, &sb))
+			continue;
+		memcpy(out + len, virt[i], strlen(virt[i]) + 1);
+		len += strlen(virt[i]) + 1;
+	}
 	close(fd);
-	return (int)n;
+	if (size == 0)
+		return (int)len;
+	if (size < len)
+		return -ERANGE;
+	memcpy(list, out, len);
+	return (int)len;
 }
 
 int stash_store_removexattr(struct stash_store *st, const char *path, const char *name)
@@ -1574,7 +1680,8 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 	int kind, fd, r;
 	unsigned s;
 
-	if (xattr_readonly(name))
+	if (xattr_readonly(name) || strcmp(name, XATTR_SHA256) == 0 ||
+	    strcmp(name, XATTR_EXPIRES) == 0 || life_hidden_xattr(name))
 		return -EPERM;
 	if (strcmp(name, XATTR_LINKED) == 0)
 		return set_link(st, path, NULL, 0, 0, NULL);
@@ -1587,6 +1694,9 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 		r = fd == -ELOOP ? -ENOENT : fd;
 	} else {
 		r = fremovexattr(fd, name) < 0 ? -errno : 0;
+		/* Without the attribute, an object is persistent (the default mark goes). */
+		if (r == 0 && strcmp(name, XATTR_PERSISTENT) == 0)
+			set_persistence(st, fd, true);
 		close(fd);
 	}
 	store_unlock_name(st, s);
@@ -1607,6 +1717,20 @@ static bool listed(const char *dirpath, const char *name, unsigned char type)
 		return false;
 	(void)dirpath;
 	return true;
+}
+
+/* Expired and orphaned objects are not listed (no ghost entries). */
+static bool live_entry(struct stash_store *st, int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	struct stat sb;
+	bool live;
+
+	if (fd < 0)
+		return false;
+	live = fstat(fd, &sb) == 0 && life_check(st, fd, &sb, NULL) == 0;
+	close(fd);
+	return live;
 }
 
 int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **out)
@@ -1634,6 +1758,8 @@ int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **
 	}
 	while ((e = readdir(dir))) {
 		if (!listed(path, e->d_name, e->d_type))
+			continue;
+		if (e->d_type == DT_REG && life_any(st) && !live_entry(st, dirfd(dir), e->d_name))
 			continue;
 		if (d->count == cap) {
 			size_t ncap = cap ? cap * 2 : 64;
@@ -1793,7 +1919,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 		goto fail;
 	f->base_fd = r;
 	f->base_size = sb.st_size;
-	f->base_version = read_version(f->base_fd);
+	f->base_version = store_read_version(f->base_fd);
 	{
 		char name[256];
 		ssize_t n = fgetxattr(f->base_fd, XATTR_SCHEMA, name, sizeof(name) - 1);
@@ -2019,7 +2145,7 @@ static ssize_t stream_write(struct stash_file *f, const void *buf, size_t size,
 		}
 		n += w;
 	}
-	if (n > 0 && want_sync(f->st))
+	if (n > 0 && want_sync(f->st, f->base_fd))
 		fdatasync(f->base_fd);
 	store_unlock_stream(f->st, s);
 	return n;
@@ -2364,7 +2490,7 @@ int stash_file_stat(struct stash_file *f, struct stat *out)
 		if (fstat(f->base_fd, out) < 0)
 			r = -errno;
 	} else {
-		r = stash_store_stat(f->st, f->path, out);
+		r = stash_store_stat(f->st, f->path, out, NULL);
 		if (r == -ENOENT) {
 			memset(out, 0, sizeof(*out));
 			out->st_mode = S_IFREG | (f->create_mode & 07777);

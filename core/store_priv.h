@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <jansson.h>
 
@@ -15,11 +16,21 @@
 #include "stashfs/store.h"
 
 #define LOCK_STRIPES 1024
+#define XATTR_PREFIX "user.stash."
+#define XATTR_VERSION "user.stash.version"
+#define XATTR_ERROR "user.stash.error"
+#define XATTR_PERSISTENT "user.stash.persistent"
+#define XATTR_TTL "user.stash.ttl"
+#define XATTR_EXPIRES "user.stash.expires"
+#define XATTR_SHA256 "user.stash.sha256"
+#define XATTR_SESSION "user.stash.session"    /* owner instance of an ephemeral object */
+#define STASH_XATTR_MAX 4096
 #define XATTR_SCHEMA "user.stash.schema"
 #define XATTR_LINKED "user.stash.linked_stash"
 #define XATTR_SEQ "user.stash.seq"
 
 struct schema_cache;
+struct lifecycle;
 
 struct stash_store {
 	struct stash_store_options opts;
@@ -33,6 +44,7 @@ struct stash_store {
 	pthread_mutex_t stream_stripes[LOCK_STRIPES];  /* appends to a stream */
 	int links_fd;                   /* .stashfs/links: the stream index */
 	struct schema_cache *schemas;   /* binding.c */
+	struct lifecycle *life;         /* lifecycle.c */
 };
 
 /*
@@ -47,6 +59,12 @@ void store_unlock_stream(struct stash_store *st, unsigned stripe);
 
 /* Open @path beneath the backing root, never through a symlink; "" is the root. */
 int store_open_beneath(struct stash_store *st, const char *path, int flags, mode_t mode);
+
+/* Remove the file @path (never through a symlink): 1 on success or -errno. */
+int store_unlink_path(struct stash_store *st, const char *path);
+
+/* The commit counter of an open object (0 if none). */
+uint64_t store_read_version(int fd);
 
 /* Read @size bytes of @fd into a new NUL-terminated buffer; caller frees. */
 int store_slurp(int fd, off_t size, char **out, size_t *len);
@@ -76,6 +94,25 @@ int binding_check(struct stash_store *st, const char *name, struct stash_error *
  */
 int binding_validate(struct stash_store *st, const char *name, const char *path,
 		     const json_t *doc, const char *text, size_t len, struct stash_error *err);
+
+/* ---- persistence and expiry (lifecycle.c) ---- */
+
+int life_init(struct stash_store *st);
+void life_destroy(struct stash_store *st);
+/* May any object have a ttl or be ephemeral?  (False only after a clean scan.) */
+bool life_any(struct stash_store *st);
+/* When the object at @fd expires (epoch seconds), 0 = never. */
+time_t life_deadline(int fd, const struct stat *sb);
+/* 0 if the object at @fd is live, -ENOENT if expired or an orphaned ephemeral. */
+int life_check(struct stash_store *st, int fd, const struct stat *sb, time_t *expires);
+/* After a commit or metadata change: queue its deadline, remember ephemerals. */
+void life_note(struct stash_store *st, const char *path, int fd);
+/* Check a user.* xattr write: -EINVAL bad value or unknown name, -EPERM read-only. */
+int life_check_xattr(const char *name, const char *value, size_t size, struct stash_error *err);
+/* Computed xattrs (sha256, expires): length, -errno, or 1 if @name is not one. */
+int life_virtual_xattr(int fd, const struct stat *sb, const char *name, char *buf, size_t size);
+/* Internal xattrs never shown to users. */
+bool life_hidden_xattr(const char *name);
 
 /* ---- streams (stream.c) ---- */
 

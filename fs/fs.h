@@ -19,6 +19,7 @@
 
 struct stashfs_config {
 	double cache_timeout;   /* entry/attr timeout for stashes and dirs */
+	double sweep_interval;  /* seconds between sweeper rounds at most */
 	int debug;
 };
 
@@ -51,10 +52,20 @@ struct stashfs {
 	struct node **name_hash;
 	size_t nbuckets;
 	uint64_t next_ino;
+
+	/* The sweeper thread (expiry). */
+	pthread_t sweeper;
+	pthread_mutex_t sweep_lock;
+	pthread_cond_t sweep_cond;
+	bool sweep_stop;
 };
 
 /* The low-level operations (ops.c). */
 extern const struct fuse_lowlevel_ops stashfs_ops;
+
+/* Start / stop the sweeper thread: scan at start, then expire on time. */
+int stashfs_sweeper_start(struct stashfs *fs);
+void stashfs_sweeper_stop(struct stashfs *fs);
 
 /* Set up the node table (root only). */
 int stashfs_nodes_init(struct stashfs *fs);

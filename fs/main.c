@@ -34,6 +34,8 @@ struct cmdline {
 	char *max_size;
 	char *json_indent;
 	char *cache_timeout;
+	char *ttl;
+	char *sweep_interval;
 };
 
 enum {
@@ -51,6 +53,8 @@ static const struct fuse_opt stashfs_opts[] = {
 	OPT("max_size=%s", max_size),
 	OPT("json_indent=%s", json_indent),
 	OPT("cache_timeout=%s", cache_timeout),
+	OPT("ttl=%s", ttl),
+	OPT("sweep_interval=%s", sweep_interval),
 	OPT("noauto_unmount", no_auto_unmount),
 	OPT("shared", shared),
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -119,6 +123,8 @@ static void usage(const char *prog)
 	       "    -o sync=always|never   fsync persistent commits (always)\n"
 	       "    -o max_size=BYTES      largest stash, suffixes k, M, G (64M)\n"
 	       "    -o json_indent=N       indent of merged JSON documents, 0 = compact (2)\n"
+	       "    -o ttl=SECS            default ttl of new objects, 0 = never expire (0)\n"
+	       "    -o sweep_interval=SECS longest pause of the expiry sweeper (1)\n"
 	       "    -o cache_timeout=SECS  kernel entry/attr cache timeout (3600)\n"
 	       "    -o shared              the backing directory is shared with other daemons:\n"
 	       "                           the kernel caches names and attributes for\n"
@@ -189,6 +195,20 @@ static int apply_options(struct cmdline *c, struct stash_store_options *so,
 			return -1;
 		}
 		so->json_indent = (int)v;
+	}
+	if (c->ttl && parse_size(c->ttl, &so->default_ttl) < 0) {
+		fprintf(stderr, "stashfs: ttl must be a number of seconds\n");
+		return -1;
+	}
+	cfg->sweep_interval = 1.0;
+	if (c->sweep_interval) {
+		double v = strtod(c->sweep_interval, &end);
+
+		if (*end || end == c->sweep_interval || v <= 0) {
+			fprintf(stderr, "stashfs: bad sweep_interval: %s\n", c->sweep_interval);
+			return -1;
+		}
+		cfg->sweep_interval = v;
 	}
 	if (c->cache_timeout) {
 		double v = strtod(c->cache_timeout, &end);
@@ -311,6 +331,10 @@ int main(int argc, char *argv[])
 		use_syslog = 1;
 	}
 	fuse_daemonize(fo.foreground);
+	if (stashfs_sweeper_start(&fs) < 0) {
+		LOG(FUSE_LOG_ERR, "cannot start the sweeper thread\n");
+		goto out_unmount;
+	}
 	LOG(FUSE_LOG_INFO, "serving %s on %s\n", backing, fo.mountpoint);
 	if (fo.singlethread) {
 		ret = fuse_session_loop(fs.se);
@@ -325,7 +349,10 @@ int main(int argc, char *argv[])
 		fuse_loop_cfg_destroy(lc);
 	}
 	ret = ret ? 1 : 0;
+	stashfs_sweeper_stop(&fs);
+out_unmount:
 	fuse_session_unmount(fs.se);
+	stash_store_shutdown(fs.store);
 out_signals:
 	fuse_remove_signal_handlers(fs.se);
 out_session:
@@ -344,6 +371,8 @@ out:
 	free(c.max_size);
 	free(c.json_indent);
 	free(c.cache_timeout);
+	free(c.ttl);
+	free(c.sweep_interval);
 	fuse_opt_free_args(&args);
 	return ret;
 }

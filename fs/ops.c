@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs.h"
@@ -305,6 +306,7 @@ static int do_lookup(struct stashfs *fs, fuse_ino_t parent, const char *name,
 {
 	char path[PATH_MAX];
 	struct node *p, *n;
+	time_t expires;
 	int kind, r;
 
 	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
@@ -314,7 +316,7 @@ static int do_lookup(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	if (kind < 0)
 		return kind == -EPERM ? -ENOENT : kind;
 	memset(e, 0, sizeof(*e));
-	r = stash_store_stat(fs->store, path, &e->attr);
+	r = stash_store_stat(fs->store, path, &e->attr, &expires);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&fs->lock);
@@ -324,6 +326,13 @@ static int do_lookup(struct stashfs *fs, fuse_ino_t parent, const char *name,
 		fill_attr(&e->attr, n);
 		e->ino = n->ino;
 		e->attr_timeout = e->entry_timeout = timeout_for(fs, n->kind);
+		/* The kernel forgets an expiring name by itself, on time. */
+		if (expires) {
+			double left = difftime(expires, time(NULL));
+
+			if (left < e->entry_timeout)
+				e->attr_timeout = e->entry_timeout = left > 0 ? left : 0;
+		}
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return n ? 0 : -ENOMEM;
@@ -410,7 +419,7 @@ static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 	} else {
 		r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
 		if (r == 0)
-			r = stash_store_stat(fs->store, path, &sb);
+			r = stash_store_stat(fs->store, path, &sb, NULL);
 	}
 	if (r < 0)
 		return reply_err(req, r);
@@ -994,3 +1003,82 @@ const struct fuse_lowlevel_ops stashfs_ops = {
 	.listxattr = stashfs_op_listxattr,
 	.removexattr = stashfs_op_removexattr,
 };
+
+/* ---- the sweeper ------------------------------------------------------ */
+
+/* The sweeper removed @path: the kernel must forget the name (no ghosts). */
+static void expired(void *ctx, const char *path)
+{
+	struct stashfs *fs = ctx;
+	struct node *n = &fs->root;
+	char buf[PATH_MAX], *comp, *save = NULL, *leaf = NULL;
+	fuse_ino_t parent = 0;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	pthread_mutex_lock(&fs->lock);
+	for (comp = strtok_r(buf, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+		if (leaf && !(n = node_by_name(fs, n, leaf)))
+			break;
+		leaf = comp;
+	}
+	if (n && leaf)
+		parent = n->ino;
+	pthread_mutex_unlock(&fs->lock);
+	if (parent) {
+		fuse_lowlevel_notify_inval_entry(fs->se, parent, leaf, strlen(leaf));
+		LOG(FUSE_LOG_INFO, "expired %s\n", path);
+	}
+}
+
+static void *sweeper_main(void *arg)
+{
+	struct stashfs *fs = arg;
+
+	stash_store_scan(fs->store, expired, fs);
+	pthread_mutex_lock(&fs->sweep_lock);
+	while (!fs->sweep_stop) {
+		struct timespec until;
+		time_t next;
+		double wait = fs->cfg.sweep_interval;
+
+		pthread_mutex_unlock(&fs->sweep_lock);
+		stash_store_sweep(fs->store, expired, fs, &next);
+		pthread_mutex_lock(&fs->sweep_lock);
+		if (next) {
+			double left = difftime(next, time(NULL));
+
+			if (left < wait)
+				wait = left > 0.01 ? left : 0.01;
+		}
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)wait;
+		until.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (!fs->sweep_stop)
+			pthread_cond_timedwait(&fs->sweep_cond, &fs->sweep_lock, &until);
+	}
+	pthread_mutex_unlock(&fs->sweep_lock);
+	return NULL;
+}
+
+int stashfs_sweeper_start(struct stashfs *fs)
+{
+	pthread_mutex_init(&fs->sweep_lock, NULL);
+	pthread_cond_init(&fs->sweep_cond, NULL);
+	fs->sweep_stop = false;
+	return -pthread_create(&fs->sweeper, NULL, sweeper_main, fs);
+}
+
+void stashfs_sweeper_stop(struct stashfs *fs)
+{
+	pthread_mutex_lock(&fs->sweep_lock);
+	fs->sweep_stop = true;
+	pthread_cond_signal(&fs->sweep_cond);
+	pthread_mutex_unlock(&fs->sweep_lock);
+	pthread_join(fs->sweeper, NULL);
+	pthread_cond_destroy(&fs->sweep_cond);
+	pthread_mutex_destroy(&fs->sweep_lock);
+}

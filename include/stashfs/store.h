@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "stashfs/error.h"
 
@@ -39,6 +40,7 @@ struct stash_store_options {
 	enum stash_sync sync;
 	uint64_t max_size;       /* largest stash in bytes; 0 = no limit */
 	int json_indent;         /* spaces per level in merged documents; 0 = compact */
+	uint64_t default_ttl;    /* seconds; 0 = new objects never expire */
 };
 
 /* Fill @o with the defaults: persistent, sync=always, 64 MiB, indent 2. */
@@ -86,8 +88,13 @@ const struct stash_store_options *stash_store_options(const struct stash_store *
  */
 int stash_store_classify(const char *path);
 
-/* stat @path; views report their stash's metadata and size. */
-int stash_store_stat(struct stash_store *st, const char *path, struct stat *out);
+/*
+ * stat @path; views report their stash's metadata and size.  Expired
+ * objects and ephemeral ones of a dead daemon are -ENOENT.  If @expires is
+ * not NULL it receives the object's expiry (epoch seconds, 0 = never).
+ */
+int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
+		     time_t *expires);
 
 int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 		      const struct stash_caller *who);
@@ -192,6 +199,26 @@ uint64_t stash_file_version(const struct stash_file *f);
 
 /* Close: frees the handle; never commits (call stash_file_commit first). */
 void stash_file_close(struct stash_file *f);
+
+/* Called with the path of each object the sweeper expired. */
+typedef void (*stash_expire_cb)(void *ctx, const char *path);
+
+/*
+ * Expire what is due: `expire` records, removal from the backing
+ * directory, @cb per object.  *@next receives the next deadline known
+ * (0 = none).  Returns how many expired.
+ */
+int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, time_t *next);
+
+/*
+ * Walk the whole store once (at start, in the background): remove what
+ * expired or was left ephemeral by a dead daemon, queue the deadlines of
+ * the rest.
+ */
+int stash_store_scan(struct stash_store *st, stash_expire_cb cb, void *ctx);
+
+/* At a clean stop: remove this daemon's ephemeral objects. */
+void stash_store_shutdown(struct stash_store *st);
 
 /* Path of the stash behind a view ("a/b.json" -> "a/b"), caller frees. */
 char *stash_view_target(const char *path);

@@ -133,7 +133,7 @@ static void test_append_and_truncate(struct stash_store *st)
 
 	CHECK(stash_store_truncate(st, "log", 1, &who, &err) == 0);
 	CHECK(strcmp(get(st, "log"), "a") == 0);
-	CHECK(stash_store_stat(st, "log", &sb) == 0 && sb.st_size == 1);
+	CHECK(stash_store_stat(st, "log", &sb, NULL) == 0 && sb.st_size == 1);
 }
 
 static void test_refusals(struct stash_store *st)
@@ -171,7 +171,7 @@ static void test_rename_and_dirs(struct stash_store *st)
 	CHECK(put(st, "ns/b", "B", O_TRUNC) == 0);
 	CHECK(stash_store_rename(st, "ns/a", "ns/b", 0, &who, &err) == 0);
 	CHECK(strcmp(get(st, "ns/b"), "A") == 0);
-	CHECK(stash_store_stat(st, "ns/a", &sb) == -ENOENT);
+	CHECK(stash_store_stat(st, "ns/a", &sb, NULL) == -ENOENT);
 	CHECK(stash_store_rename(st, "ns/b", "ns/b.json", 0, &who, &err) == -EPERM);
 	CHECK(stash_store_rmdir(st, "ns") == -ENOTEMPTY);
 	CHECK(stash_store_unlink(st, "ns/b", &who, &err) == 0);
@@ -186,7 +186,7 @@ static void test_symlink_not_followed(struct stash_store *st)
 
 	snprintf(path, sizeof(path), "%s/escape", backing);
 	CHECK(symlink("/etc", path) == 0);
-	CHECK(stash_store_stat(st, "escape/hostname", &sb) < 0);
+	CHECK(stash_store_stat(st, "escape/hostname", &sb, NULL) < 0);
 	CHECK(put(st, "escape/x", "no", O_TRUNC) < 0);
 	unlink(path);
 }

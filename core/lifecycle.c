@@ -1,0 +1,516 @@
+// SPDX-License-Identifier: MIT
+/*
+ * lifecycle.c - persistence and expiry of objects (DESIGN 2.5).
+ *
+ * Ephemeral objects (user.stash.persistent=0) carry the id of the daemon
+ * instance that owns them in user.stash.session.  They are visible while
+ * that instance lives (it holds an OFD lock on .stashfs/tmp/<id>.lock) and
+ * are treated as absent the moment it is gone, so nothing ephemeral comes
+ * back after a crash, even before the sweeper has removed it.  A clean stop
+ * removes this instance's ephemeral objects.
+ *
+ * Objects with user.stash.ttl expire ttl seconds after their last change,
+ * which is the backing file's ctime (every commit, rename and metadata
+ * change moves it; users cannot set it).  Lookups treat an expired object
+ * as absent at once; a queue ordered by deadline lets the sweeper remove
+ * it, append an `expire` record to its linked streams and tell the caller
+ * (the daemon invalidates the kernel's entry).  A background scan at start
+ * finds what expired, or was orphaned, while no daemon was running.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stashfs/sha256.h"
+#include "store_priv.h"
+
+#define TTL_MAX (100ull * 365 * 24 * 3600)
+#define LIVENESS_CACHE 16
+#define LIVENESS_SECONDS 2
+
+struct deadline {
+	time_t when;
+	char *path;
+};
+
+struct instance_state {
+	char id[64];
+	bool alive;
+	time_t checked;
+};
+
+struct lifecycle {
+	pthread_mutex_t lock;
+	struct deadline *heap;
+	size_t n, cap;
+	char **ephemeral;       /* paths this instance made ephemeral */
+	size_t neph, capeph;
+	struct instance_state seen[LIVENESS_CACHE];
+	unsigned nseen;
+	atomic_bool any;        /* some object may have a ttl or be ephemeral */
+};
+
+int life_init(struct stash_store *st)
+{
+	st->life = calloc(1, sizeof(*st->life));
+	if (!st->life)
+		return -ENOMEM;
+	pthread_mutex_init(&st->life->lock, NULL);
+	/* Until the first scan says otherwise, anything may expire. */
+	atomic_store(&st->life->any, true);
+	return 0;
+}
+
+void life_destroy(struct stash_store *st)
+{
+	struct lifecycle *l = st->life;
+
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->heap[i].path);
+	for (size_t i = 0; i < l->neph; i++)
+		free(l->ephemeral[i]);
+	free(l->heap);
+	free(l->ephemeral);
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+	st->life = NULL;
+}
+
+bool life_any(struct stash_store *st)
+{
+	return atomic_load(&st->life->any);
+}
+
+/* ---- reading the lifecycle of one object ------------------------------ */
+
+static long long xattr_number(int fd, const char *name, long long dflt)
+{
+	char buf[32], *end;
+	ssize_t n = fgetxattr(fd, name, buf, sizeof(buf) - 1);
+	long long v;
+
+	if (n <= 0)
+		return dflt;
+	buf[n] = '\0';
+	v = strtoll(buf, &end, 10);
+	return end == buf ? dflt : v;
+}
+
+/* Is instance @id alive (its lock held)?  Cached for a moment. */
+static bool instance_alive(struct stash_store *st, const char *id)
+{
+	struct lifecycle *l = st->life;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	time_t now = time(NULL);
+	char lock[128];
+	bool alive = false;
+	int fd;
+	unsigned slot;
+
+	if (strcmp(id, st->instance) == 0)
+		return true;
+	pthread_mutex_lock(&l->lock);
+	for (unsigned i = 0; i < l->nseen; i++) {
+		if (strcmp(l->seen[i].id, id) == 0 && now - l->seen[i].checked < LIVENESS_SECONDS) {
+			alive = l->seen[i].alive;
+			pthread_mutex_unlock(&l->lock);
+			return alive;
+		}
+	}
+	pthread_mutex_unlock(&l->lock);
+
+	snprintf(lock, sizeof(lock), STASH_INTERNAL_DIR "/tmp/%s.lock", id);
+	fd = strchr(id, '/') ? -1 : store_open_beneath(st, lock, O_RDWR, 0);
+	if (fd >= 0) {
+		alive = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+		close(fd);
+	}
+	pthread_mutex_lock(&l->lock);
+	slot = l->nseen < LIVENESS_CACHE ? l->nseen++ : (unsigned)(now % LIVENESS_CACHE);
+	snprintf(l->seen[slot].id, sizeof(l->seen[slot].id), "%s", id);
+	l->seen[slot].alive = alive;
+	l->seen[slot].checked = now;
+	pthread_mutex_unlock(&l->lock);
+	return alive;
+}
+
+/* An ephemeral object whose owner is gone. */
+static bool orphaned(struct stash_store *st, int fd)
+{
+	char id[64];
+	ssize_t n;
+
+	if (xattr_number(fd, XATTR_PERSISTENT, 1) != 0)
+		return false;
+	n = fgetxattr(fd, XATTR_SESSION, id, sizeof(id) - 1);
+	if (n <= 0)
+		return true;
+	id[n] = '\0';
+	return !instance_alive(st, id);
+}
+
+time_t life_deadline(int fd, const struct stat *sb)
+{
+	long long ttl = xattr_number(fd, XATTR_TTL, 0);
+
+	/* Rounded up: an object never goes before its full ttl has passed. */
+	return ttl > 0 ? sb->st_ctim.tv_sec + (sb->st_ctim.tv_nsec > 0) + (time_t)ttl : 0;
+}
+
+int life_check(struct stash_store *st, int fd, const struct stat *sb, time_t *expires)
+{
+	time_t when;
+
+	if (expires)
+		*expires = 0;
+	if (!life_any(st) || S_ISDIR(sb->st_mode))
+		return 0;
+	if (orphaned(st, fd))
+		return -ENOENT;
+	when = life_deadline(fd, sb);
+	if (when && when <= time(NULL))
+		return -ENOENT;
+	if (expires)
+		*expires = when;
+	return 0;
+}
+
+/* ---- the deadline queue (a binary heap) -------------------------------- */
+
+static void heap_push(struct lifecycle *l, time_t when, const char *path)
+{
+	size_t i;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct deadline *h = realloc(l->heap, cap * sizeof(*h));
+
+		if (!h)
+			return;
+		l->heap = h;
+		l->cap = cap;
+	}
+	i = l->n++;
+	l->heap[i].when = when;
+	l->heap[i].path = strdup(path);
+	while (i > 0 && l->heap[(i - 1) / 2].when > l->heap[i].when) {
+		struct deadline t = l->heap[i];
+
+		l->heap[i] = l->heap[(i - 1) / 2];
+		l->heap[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+	}
+}
+
+static struct deadline heap_pop(struct lifecycle *l)
+{
+	struct deadline top = l->heap[0];
+	size_t i = 0;
+
+	l->heap[0] = l->heap[--l->n];
+	for (;;) {
+		size_t a = 2 * i + 1, b = a + 1, m = i;
+
+		if (a < l->n && l->heap[a].when < l->heap[m].when)
+			m = a;
+		if (b < l->n && l->heap[b].when < l->heap[m].when)
+			m = b;
+		if (m == i)
+			break;
+		struct deadline t = l->heap[i];
+
+		l->heap[i] = l->heap[m];
+		l->heap[m] = t;
+		i = m;
+	}
+	return top;
+}
+
+void life_note(struct stash_store *st, const char *path, int fd)
+{
+	struct lifecycle *l = st->life;
+	struct stat sb;
+	time_t when;
+	bool eph;
+
+	if (fstat(fd, &sb) < 0 || S_ISDIR(sb.st_mode))
+		return;
+	when = life_deadline(fd, &sb);
+	eph = xattr_number(fd, XATTR_PERSISTENT, 1) == 0;
+	if (!when && !eph)
+		return;
+	atomic_store(&l->any, true);
+	pthread_mutex_lock(&l->lock);
+	if (when)
+		heap_push(l, when, path);
+	if (eph && l->neph < 1000000) {
+		if (l->neph == l->capeph) {
+			size_t cap = l->capeph ? l->capeph * 2 : 64;
+			char **e = realloc(l->ephemeral, cap * sizeof(*e));
+
+			if (e) {
+				l->ephemeral = e;
+				l->capeph = cap;
+			}
+		}
+		if (l->neph < l->capeph)
+			l->ephemeral[l->neph++] = strdup(path);
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
+/*
+ * Expire @path if its deadline has passed (under its name lock): an
+ * `expire` record for its linked streams, then the backing file goes.
+ * Returns 1 if expired, 0 if not (yet), < 0 on error.  With @orphans, an
+ * ephemeral object of a dead instance is removed too (without a record: it
+ * ended with its daemon).
+ */
+static int expire_one(struct stash_store *st, const char *path, bool orphans, time_t *later)
+{
+	unsigned s = store_lock_name(st, path);
+	struct stream_audit *audit = NULL;
+	struct stat sb;
+	time_t when;
+	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+	int r = 0;
+
+	*later = 0;
+	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+		goto out;
+	if (orphans && orphaned(st, fd)) {
+		r = store_unlink_path(st, path);
+		goto out;
+	}
+	when = life_deadline(fd, &sb);
+	if (!when || when > time(NULL)) {
+		*later = when;
+		goto out;
+	}
+	if (strncmp(path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) != 0)
+		r = stream_audit_begin(st, path, "expire", store_read_version(fd) + 1, json_null(),
+				       -1, NULL, &audit);
+	if (r == 0)
+		r = store_unlink_path(st, path);
+	if (r == 1)
+		stream_audit_commit(st, audit);
+	else
+		stream_audit_abort(st, audit);
+out:
+	if (fd >= 0)
+		close(fd);
+	store_unlock_name(st, s);
+	return r;
+}
+
+int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, time_t *next)
+{
+	struct lifecycle *l = st->life;
+	time_t now = time(NULL);
+	int count = 0;
+
+	*next = 0;
+	for (;;) {
+		struct deadline d;
+		time_t later;
+		int r;
+
+		pthread_mutex_lock(&l->lock);
+		if (l->n == 0 || l->heap[0].when > now) {
+			*next = l->n ? l->heap[0].when : 0;
+			pthread_mutex_unlock(&l->lock);
+			break;
+		}
+		d = heap_pop(l);
+		pthread_mutex_unlock(&l->lock);
+		r = expire_one(st, d.path, false, &later);
+		if (r == 1) {
+			count++;
+			if (cb)
+				cb(ctx, d.path);
+		} else if (later) {
+			/* Changed since it was queued: its deadline slid. */
+			pthread_mutex_lock(&l->lock);
+			heap_push(l, later, d.path);
+			pthread_mutex_unlock(&l->lock);
+		}
+		free(d.path);
+	}
+	return count;
+}
+
+/* Walk @dir (a path, "" = root) for the start-up scan. */
+static void scan_dir(struct stash_store *st, const char *dir, stash_expire_cb cb, void *ctx,
+		     int depth, bool *found)
+{
+	int fd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		char path[PATH_MAX];
+		time_t later;
+		int ofd;
+		struct stat sb;
+
+		if (e->d_name[0] == '.' && (!e->d_name[1] || strcmp(e->d_name, "..") == 0 ||
+		    strncmp(e->d_name, STASH_INTERNAL_DIR, strlen(STASH_INTERNAL_DIR)) == 0))
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s%s%s", dir, *dir ? "/" : "", e->d_name) >=
+		    sizeof(path))
+			continue;
+		if (e->d_type == DT_DIR) {
+			if (depth < 64)
+				scan_dir(st, path, cb, ctx, depth + 1, found);
+			continue;
+		}
+		if (e->d_type != DT_REG)
+			continue;
+		ofd = openat(dirfd(d), e->d_name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+		if (ofd < 0)
+			continue;
+		if (fstat(ofd, &sb) == 0 && (life_deadline(ofd, &sb) ||
+		    xattr_number(ofd, XATTR_PERSISTENT, 1) == 0)) {
+			*found = true;
+			close(ofd);
+			if (expire_one(st, path, true, &later) == 1) {
+				if (cb)
+					cb(ctx, path);
+			} else {
+				ofd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+				if (ofd >= 0) {
+					life_note(st, path, ofd);
+					close(ofd);
+				}
+			}
+			continue;
+		}
+		close(ofd);
+	}
+	closedir(d);
+}
+
+int stash_store_scan(struct stash_store *st, stash_expire_cb cb, void *ctx)
+{
+	bool found = false;
+
+	scan_dir(st, "", cb, ctx, 0, &found);
+	/* Nothing with a lifecycle anywhere: lookups can skip the xattrs. */
+	if (!found && st->life->n == 0 && st->life->neph == 0)
+		atomic_store(&st->life->any, false);
+	return 0;
+}
+
+void stash_store_shutdown(struct stash_store *st)
+{
+	struct lifecycle *l = st->life;
+
+	/* Ephemeral objects end with the daemon that owns them. */
+	for (size_t i = 0; i < l->neph; i++) {
+		unsigned s = store_lock_name(st, l->ephemeral[i]);
+		int fd = store_open_beneath(st, l->ephemeral[i], O_RDONLY | O_NONBLOCK, 0);
+		char id[64];
+		ssize_t n = fd >= 0 ? fgetxattr(fd, XATTR_SESSION, id, sizeof(id) - 1) : -1;
+
+		if (n > 0 && xattr_number(fd, XATTR_PERSISTENT, 1) == 0) {
+			id[n] = '\0';
+			if (strcmp(id, st->instance) == 0)
+				store_unlink_path(st, l->ephemeral[i]);
+		}
+		if (fd >= 0)
+			close(fd);
+		store_unlock_name(st, s);
+	}
+}
+
+/* ---- the xattr interface ----------------------------------------------- */
+
+static bool decimal(const char *v, size_t n, unsigned long long max)
+{
+	unsigned long long x = 0;
+
+	if (n == 0 || n > 20)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return false;
+		x = x * 10 + (unsigned)(v[i] - '0');
+	}
+	return x <= max;
+}
+
+int life_check_xattr(const char *name, const char *value, size_t size, struct stash_error *err)
+{
+	if (size > STASH_XATTR_MAX)
+		return stash_error_set(err, EINVAL, "%s: value too long (%zu bytes, at most %d)",
+				       name, size, STASH_XATTR_MAX);
+	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0)
+		return 0;
+	if (strcmp(name, XATTR_PERSISTENT) == 0) {
+		if (size != 1 || (value[0] != '0' && value[0] != '1'))
+			return stash_error_set(err, EINVAL, "%s must be 0 or 1", name);
+		return 0;
+	}
+	if (strcmp(name, XATTR_TTL) == 0) {
+		if (!decimal(value, size, TTL_MAX))
+			return stash_error_set(err, EINVAL,
+				"%s must be a number of seconds (0 = never expires)", name);
+		return 0;
+	}
+	if (strcmp(name, XATTR_SCHEMA) == 0 || strcmp(name, XATTR_LINKED) == 0)
+		return 0;
+	if (strcmp(name, XATTR_VERSION) == 0 || strcmp(name, XATTR_SHA256) == 0 ||
+	    strcmp(name, XATTR_EXPIRES) == 0 || strcmp(name, XATTR_ERROR) == 0 ||
+	    strcmp(name, XATTR_SEQ) == 0 || strcmp(name, XATTR_SESSION) == 0)
+		return stash_error_set(err, EPERM, "%s is read-only", name);
+	return stash_error_set(err, EINVAL, "unknown stashfs attribute %s", name);
+}
+
+int life_virtual_xattr(int fd, const struct stat *sb, const char *name, char *buf, size_t size)
+{
+	char text[72];
+	size_t len;
+
+	if (strcmp(name, XATTR_SHA256) == 0) {
+		if (!S_ISREG(sb->st_mode) || stash_sha256_fd(fd, text) < 0)
+			return -ENODATA;
+	} else if (strcmp(name, XATTR_EXPIRES) == 0) {
+		time_t when = S_ISREG(sb->st_mode) ? life_deadline(fd, sb) : 0;
+		struct tm tm;
+
+		if (!when)
+			return -ENODATA;
+		gmtime_r(&when, &tm);
+		strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	} else {
+		return 1;       /* not virtual */
+	}
+	len = strlen(text);
+	if (size == 0)
+		return (int)len;
+	if (size < len)
+		return -ERANGE;
+	memcpy(buf, text, len);
+	return (int)len;
+}
+
+bool life_hidden_xattr(const char *name)
+{
+	return strcmp(name, XATTR_SESSION) == 0;
+}

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: MIT
+"""Persistence, TTL and the xattr interface (DESIGN 2.5)."""
+import errno
+import hashlib
+import json
+import os
+import time
+
+import pytest
+
+
+def read(p):
+    with open(p, "rb") as f:
+        return f.read()
+
+
+def xget(mnt, name, attr):
+    return os.getxattr(mnt.path(name), attr).decode()
+
+
+def wait_gone(path, limit):
+    start = time.monotonic()
+    while os.path.exists(path) and time.monotonic() - start < limit:
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_version_and_sha256_change_exactly_on_commits(mnt):
+    mnt.sh("echo one > p")
+    v1, h1 = int(xget(mnt, "p", "user.stash.version")), xget(mnt, "p", "user.stash.sha256")
+    assert h1 == hashlib.sha256(b"one\n").hexdigest()
+    mnt.sh("echo two > p")
+    v2 = int(xget(mnt, "p", "user.stash.version"))
+    assert v2 == v1 + 1 and xget(mnt, "p", "user.stash.sha256") == hashlib.sha256(b"two\n").hexdigest()
+    # A refused write commits nothing: same version, same hash.
+    mnt.sh("echo '{}' > schemas/obj && echo '{\"type\":\"object\"}' > schemas/obj")
+    mnt.sh("echo '{}' > j && setfattr -n user.stash.schema -v obj j")
+    vj = xget(mnt, "j", "user.stash.version")
+    r = mnt.sh("echo '[1]' > j", check=False)
+    assert r.returncode != 0
+    assert xget(mnt, "j", "user.stash.version") == vj
+    # Read-only ones can't be set.
+    for attr in ("user.stash.version", "user.stash.sha256", "user.stash.expires", "user.stash.error"):
+        with pytest.raises(OSError) as e:
+            os.setxattr(mnt.path("p"), attr, b"1")
+        assert e.value.errno == errno.EPERM, attr
+
+
+def test_values_validated(mnt):
+    mnt.sh("echo x > p")
+    bad = [("user.stash.ttl", b"soon"), ("user.stash.ttl", b"-5"), ("user.stash.ttl", b""),
+           ("user.stash.persistent", b"yes"), ("user.stash.bogus", b"1"),
+           ("user.stash.schema", b"../x"), ("user.other", b"x" * 5000)]
+    for attr, value in bad:
+        with pytest.raises(OSError) as e:
+            os.setxattr(mnt.path("p"), attr, value)
+        assert e.value.errno == errno.EINVAL, (attr, value)
+    r = mnt.sh("setfattr -n user.stash.ttl -v abc p", check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+
+
+def test_listxattr_and_plain_user_xattrs(mnt):
+    mnt.sh("echo x > p && setfattr -n user.note -v hello p && setfattr -n user.stash.ttl -v 3600 p")
+    names = os.listxattr(mnt.path("p"))
+    for n in ("user.note", "user.stash.version", "user.stash.sha256", "user.stash.ttl",
+              "user.stash.expires"):
+        assert n in names, names
+    assert "user.stash.session" not in names
+    # Plain user.* xattrs survive commits and renames.
+    mnt.sh("echo y > p && mv p q")
+    assert xget(mnt, "q", "user.note") == "hello"
+    exp = xget(mnt, "q", "user.stash.expires")
+    assert exp.endswith("Z") and time.strptime(exp, "%Y-%m-%dT%H:%M:%SZ")
+    out = mnt.sh("getfattr -d -m - q").stdout
+    assert "user.stash.ttl=\"3600\"" in out
+
+
+def test_stash_expires_on_time_with_record(mnt):
+    mnt.sh("touch streams/log && setfattr -n user.stash.linked_stash -v p streams/log")
+    mnt.sh("echo data > p && setfattr -n user.stash.ttl -v 2 p")
+    deadline = time.time() + 2
+    with open(mnt.path("p")) as held:
+        assert "p" in os.listdir(str(mnt.mnt))
+        waited = wait_gone(mnt.path("p"), 5)
+        assert time.time() >= deadline - 0.05
+        assert time.time() - deadline < 1.5, waited
+        assert "p" not in os.listdir(str(mnt.mnt))         # no ghost entry
+        r = mnt.sh("cat p", check=False)
+        assert "No such file" in r.stderr
+        assert held.read() == "data\n"                    # open handles keep their snapshot
+    time.sleep(0.3)
+    assert not (mnt.backing / "p").exists()                # swept from the backing directory
+    recs = [json.loads(l) for l in read(mnt.path("streams/log")).splitlines()]
+    assert recs[-1]["op"] == "expire" and recs[-1]["stash"] == "p"
+    assert sum(1 for r in recs if r["op"] == "expire") == 1
+
+
+def test_ttl_slides_with_changes(mnt):
+    mnt.sh("echo 1 > p && setfattr -n user.stash.ttl -v 2 p")
+    for i in range(4):
+        time.sleep(0.8)
+        mnt.sh("echo %d > p" % i)          # each change pushes the deadline
+    assert os.path.exists(mnt.path("p"))
+    assert wait_gone(mnt.path("p"), 5) < 3.5
+
+
+def test_stream_and_directory_default_expire(mnt):
+    mnt.sh("mkdir short && setfattr -n user.stash.ttl -v 1 short")
+    mnt.sh("echo a > short/x && echo '{\"k\":1}' > short/y.json")
+    mnt.sh("touch streams/s && setfattr -n user.stash.ttl -v 1 streams/s")
+    assert xget(mnt, "short/x", "user.stash.ttl") == "1"
+    for p in ("short/x", "short/y", "streams/s"):
+        assert wait_gone(mnt.path(p), 4) < 3, p
+    assert os.listdir(mnt.path("short")) == []
+    assert os.path.isdir(mnt.path("short"))        # the directory holds only the default
+
+
+def test_ephemeral_gone_after_restart_and_crash(env):
+    env.mount()
+    env.sh("echo keep > durable && echo tmp > eph && setfattr -n user.stash.persistent -v 0 eph")
+    env.sh("mkdir scratch && setfattr -n user.stash.persistent -v 0 scratch && echo s > scratch/a")
+    assert env.sh("cat eph scratch/a").stdout == "tmp\ns\n"
+    env.daemons[-1].stop()
+    assert not (env.backing / "eph").exists() and not (env.backing / "scratch/a").exists()
+    env.mount()
+    assert env.sh("cat durable").stdout == "keep\n"
+    assert not os.path.exists(env.path("eph"))
+    # After SIGKILL nothing ephemeral comes back either, even before the sweep.
+    env.sh("echo tmp2 > eph2 && setfattr -n user.stash.persistent -v 0 eph2")
+    env.daemons[-1].kill()
+    env.mount()
+    assert not os.path.exists(env.path("eph2"))
+    assert "eph2" not in os.listdir(str(env.mnt))
+    assert env.sh("cat durable").stdout == "keep\n"
+
+
+def test_persistence_switch_keeps_content(env):
+    env.mount(opts=["persistent=0"])
+    env.sh("echo v > p && echo w > q")
+    assert xget(env, "p", "user.stash.persistent") == "0"
+    env.sh("setfattr -n user.stash.persistent -v 1 p")
+    assert env.sh("cat p").stdout == "v\n"
+    env.daemons[-1].stop()
+    env.mount()
+    assert env.sh("cat p").stdout == "v\n"
+    assert not os.path.exists(env.path("q"))
+
+
+def test_default_ttl_option(env):
+    env.mount(opts=["ttl=1"])
+    env.sh("echo x > p")
+    assert xget(env, "p", "user.stash.ttl") == "1"
+    assert wait_gone(env.path("p"), 4) < 3
