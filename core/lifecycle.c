@@ -38,7 +38,7 @@
 #define LIVENESS_SECONDS 2
 
 struct deadline {
-	time_t when;
+	int64_t when;           /* epoch milliseconds */
 	char *path;
 };
 
@@ -160,17 +160,25 @@ static bool orphaned(struct stash_store *st, int fd)
 	return !instance_alive(st, id);
 }
 
-time_t life_deadline(int fd, const struct stat *sb)
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t life_deadline(int fd, const struct stat *sb)
 {
 	long long ttl = xattr_number(fd, XATTR_TTL, 0);
 
-	/* Rounded up: an object never goes before its full ttl has passed. */
-	return ttl > 0 ? sb->st_ctim.tv_sec + (sb->st_ctim.tv_nsec > 0) + (time_t)ttl : 0;
+	return ttl > 0 ? (int64_t)sb->st_ctim.tv_sec * 1000 + sb->st_ctim.tv_nsec / 1000000 +
+			 ttl * 1000 : 0;
 }
 
 int life_check(struct stash_store *st, int fd, const struct stat *sb, time_t *expires)
 {
-	time_t when;
+	int64_t when;
 
 	if (expires)
 		*expires = 0;
@@ -179,16 +187,16 @@ int life_check(struct stash_store *st, int fd, const struct stat *sb, time_t *ex
 	if (orphaned(st, fd))
 		return -ENOENT;
 	when = life_deadline(fd, sb);
-	if (when && when <= time(NULL))
+	if (when && when <= now_ms())
 		return -ENOENT;
 	if (expires)
-		*expires = when;
+		*expires = (time_t)((when + 999) / 1000);
 	return 0;
 }
 
 /* ---- the deadline queue (a binary heap) -------------------------------- */
 
-static void heap_push(struct lifecycle *l, time_t when, const char *path)
+static void heap_push(struct lifecycle *l, int64_t when, const char *path)
 {
 	size_t i;
 
@@ -241,7 +249,7 @@ void life_note(struct stash_store *st, const char *path, int fd)
 {
 	struct lifecycle *l = st->life;
 	struct stat sb;
-	time_t when;
+	int64_t when;
 	bool eph;
 
 	if (fstat(fd, &sb) < 0 || S_ISDIR(sb.st_mode))
@@ -277,12 +285,12 @@ void life_note(struct stash_store *st, const char *path, int fd)
  * ephemeral object of a dead instance is removed too (without a record: it
  * ended with its daemon).
  */
-static int expire_one(struct stash_store *st, const char *path, bool orphans, time_t *later)
+static int expire_one(struct stash_store *st, const char *path, bool orphans, int64_t *later)
 {
 	unsigned s = store_lock_name(st, path);
 	struct stream_audit *audit = NULL;
 	struct stat sb;
-	time_t when;
+	int64_t when;
 	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
 	int r = 0;
 
@@ -294,7 +302,7 @@ static int expire_one(struct stash_store *st, const char *path, bool orphans, ti
 		goto out;
 	}
 	when = life_deadline(fd, &sb);
-	if (!when || when > time(NULL)) {
+	if (!when || when > now_ms()) {
 		*later = when;
 		goto out;
 	}
@@ -314,16 +322,16 @@ out:
 	return r;
 }
 
-int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, time_t *next)
+int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, int64_t *next)
 {
 	struct lifecycle *l = st->life;
-	time_t now = time(NULL);
+	int64_t now = now_ms();
 	int count = 0;
 
 	*next = 0;
 	for (;;) {
 		struct deadline d;
-		time_t later;
+		int64_t later;
 		int r;
 
 		pthread_mutex_lock(&l->lock);
@@ -365,7 +373,7 @@ static void scan_dir(struct stash_store *st, const char *dir, stash_expire_cb cb
 	}
 	while ((e = readdir(d))) {
 		char path[PATH_MAX];
-		time_t later;
+		int64_t later;
 		int ofd;
 		struct stat sb;
 
@@ -491,10 +499,11 @@ int life_virtual_xattr(int fd, const struct stat *sb, const char *name, char *bu
 		if (!S_ISREG(sb->st_mode) || stash_sha256_fd(fd, text) < 0)
 			return -ENODATA;
 	} else if (strcmp(name, XATTR_EXPIRES) == 0) {
-		time_t when = S_ISREG(sb->st_mode) ? life_deadline(fd, sb) : 0;
+		int64_t ms = S_ISREG(sb->st_mode) ? life_deadline(fd, sb) : 0;
+		time_t when = (time_t)(ms / 1000);
 		struct tm tm;
 
-		if (!when)
+		if (!ms)
 			return -ENODATA;
 		gmtime_r(&when, &tm);
 		strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);

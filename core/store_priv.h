@@ -101,8 +101,8 @@ int life_init(struct stash_store *st);
 void life_destroy(struct stash_store *st);
 /* May any object have a ttl or be ephemeral?  (False only after a clean scan.) */
 bool life_any(struct stash_store *st);
-/* When the object at @fd expires (epoch seconds), 0 = never. */
-time_t life_deadline(int fd, const struct stat *sb);
+/* When the object at @fd expires (epoch milliseconds), 0 = never. */
+int64_t life_deadline(int fd, const struct stat *sb);
 /* 0 if the object at @fd is live, -ENOENT if expired or an orphaned ephemeral. */
 int life_check(struct stash_store *st, int fd, const struct stat *sb, time_t *expires);
 /* After a commit or metadata change: queue its deadline, remember ephemerals. */

@@ -1038,19 +1038,20 @@ static void *sweeper_main(void *arg)
 	pthread_mutex_lock(&fs->sweep_lock);
 	while (!fs->sweep_stop) {
 		struct timespec until;
-		time_t next;
+		int64_t next;
 		double wait = fs->cfg.sweep_interval;
 
 		pthread_mutex_unlock(&fs->sweep_lock);
 		stash_store_sweep(fs->store, expired, fs, &next);
 		pthread_mutex_lock(&fs->sweep_lock);
+		clock_gettime(CLOCK_REALTIME, &until);
 		if (next) {
-			double left = difftime(next, time(NULL));
+			double left = (double)(next - ((int64_t)until.tv_sec * 1000 +
+						       until.tv_nsec / 1000000)) / 1000.0;
 
 			if (left < wait)
-				wait = left > 0.01 ? left : 0.01;
+				wait = left > 0.005 ? left : 0.005;
 		}
-		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += (time_t)wait;
 		until.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
 		if (until.tv_nsec >= 1000000000L) {

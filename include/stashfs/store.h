@@ -206,9 +206,9 @@ typedef void (*stash_expire_cb)(void *ctx, const char *path);
 /*
  * Expire what is due: `expire` records, removal from the backing
  * directory, @cb per object.  *@next receives the next deadline known
- * (0 = none).  Returns how many expired.
+ * (epoch milliseconds, 0 = none).  Returns how many expired.
  */
-int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, time_t *next);
+int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, int64_t *next);
 
 /*
  * Walk the whole store once (at start, in the background): remove what
