@@ -66,6 +66,8 @@ struct stash_file {
 	pthread_mutex_t lock;
 	char *path;             /* the stash (for a view: its target) */
 	char *schema;           /* bound schema at open, or NULL */
+	char *meta;             /* metadata view: the document at open */
+	size_t meta_len;
 	enum stash_kind kind;
 	int flags;
 	mode_t create_mode;
@@ -506,6 +508,8 @@ int stash_store_classify(const char *path)
 		return -ENAMETOOLONG;
 	if (path[0] == '/' || !*leaf || strcmp(leaf, ".") == 0 || strcmp(leaf, "..") == 0)
 		return -EINVAL;
+	if (meta_path(path))
+		return STASH_KIND_META;
 	/* Reserved for the store's own state, at every level. */
 	for (const char *c = path; c; c = strchr(c, '/')) {
 		if (*c == '/')
@@ -536,6 +540,8 @@ static int backing_path(const char *path, char **out, int *kind)
 
 	if (k < 0)
 		return k;
+	if (k == STASH_KIND_META)
+		return -EPERM;  /* the metadata view takes documents, nothing else */
 	*kind = k;
 	*out = k == STASH_KIND_VIEW ? stash_view_target(path) : strdup(path);
 	return *out ? 0 : -ENOMEM;
@@ -1073,6 +1079,8 @@ int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
 
 	if (expires)
 		*expires = 0;
+	if (meta_path(path))
+		return meta_stat(st, path, out);
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
@@ -1102,6 +1110,8 @@ int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 		return k;
 	if (k == STASH_KIND_VIEW)
 		return -EINVAL;     /* NAME.json is always a view */
+	if (k == STASH_KIND_META)
+		return -EPERM;
 	dirfd = open_parent(st, path, &leaf);
 	if (dirfd < 0)
 		return dirfd;
@@ -1133,6 +1143,8 @@ int stash_store_rmdir(struct stash_store *st, const char *path)
 
 	if (k < 0)
 		return k;
+	if (k == STASH_KIND_META)
+		return -EPERM;
 	if (!*path || strcmp(path, STASH_STREAMS_DIR) == 0 || strcmp(path, STASH_SCHEMAS_DIR) == 0)
 		return -EBUSY;
 	dirfd = open_parent(st, path, &leaf);
@@ -1313,6 +1325,8 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		return kf;
 	if (kt < 0)
 		return kt;
+	if (kf == STASH_KIND_META || kt == STASH_KIND_META)
+		return -EPERM;
 	if (kf == STASH_KIND_VIEW || kt == STASH_KIND_VIEW)
 		return stash_error_set(err, EPERM,
 			"a NAME.json view cannot be renamed or renamed over: rename the stash NAME");
@@ -1733,6 +1747,35 @@ static bool live_entry(struct stash_store *st, int dirfd, const char *name)
 	return live;
 }
 
+static int dir_add(struct stash_dir *d, size_t *cap, const char *name, unsigned char type,
+		   ino_t ino)
+{
+	if (d->count == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		char **n = realloc(d->names, ncap * sizeof(*n));
+		unsigned char *t;
+		ino_t *i;
+
+		if (n)
+			d->names = n;
+		t = n ? realloc(d->types, ncap) : NULL;
+		if (t)
+			d->types = t;
+		i = t ? realloc(d->inos, ncap * sizeof(*i)) : NULL;
+		if (!i)
+			return -ENOMEM;
+		d->inos = i;
+		*cap = ncap;
+	}
+	d->names[d->count] = strdup(name);
+	if (!d->names[d->count])
+		return -ENOMEM;
+	d->types[d->count] = type;
+	d->inos[d->count] = ino;
+	d->count++;
+	return 0;
+}
+
 int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **out)
 {
 	struct stash_dir *d;
@@ -1741,8 +1784,16 @@ int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **
 	DIR *dir;
 	int fd;
 
+	char target[PATH_MAX];
+	bool meta = meta_path(path), dir_file;
+
 	if (stash_store_classify(path) < 0)
 		return -ENOENT;
+	if (meta) {
+		if (meta_target(path, target, sizeof(target), &dir_file) < 0 || dir_file)
+			return -ENOTDIR;
+		path = target;
+	}
 	fd = store_open_beneath(st, path, O_RDONLY | O_DIRECTORY, 0);
 	if (fd < 0)
 		return fd == -ELOOP ? -ENOENT : fd;
@@ -1761,31 +1812,14 @@ int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **
 			continue;
 		if (e->d_type == DT_REG && life_any(st) && !live_entry(st, dirfd(dir), e->d_name))
 			continue;
-		if (d->count == cap) {
-			size_t ncap = cap ? cap * 2 : 64;
-			char **n = realloc(d->names, ncap * sizeof(*n));
-			unsigned char *t;
-			ino_t *i;
-
-			if (n)
-				d->names = n;
-			t = n ? realloc(d->types, ncap) : NULL;
-			if (t)
-				d->types = t;
-			i = t ? realloc(d->inos, ncap * sizeof(*i)) : NULL;
-			if (!i)
-				goto nomem;
-			d->inos = i;
-			cap = ncap;
-		}
-		d->names[d->count] = strdup(e->d_name);
-		if (!d->names[d->count])
+		if (dir_add(d, &cap, e->d_name, e->d_type, e->d_ino) < 0)
 			goto nomem;
-		d->types[d->count] = e->d_type;
-		d->inos[d->count] = e->d_ino;
-		d->count++;
 	}
 	closedir(dir);
+	if (meta && dir_add(d, &cap, ".stashfs-dir", DT_REG, 1) < 0) {
+		stash_dir_close(d);
+		return -ENOMEM;
+	}
 	*out = d;
 	return 0;
 nomem:
@@ -1820,6 +1854,59 @@ void stash_dir_close(struct stash_dir *d)
 
 /* ---- open files ------------------------------------------------------- */
 
+/* A document of the metadata view: rendered at open, patched by writes. */
+static int meta_open(struct stash_store *st, const char *path, int flags,
+		     struct stash_file **out)
+{
+	char target[PATH_MAX];
+	struct stat sb;
+	bool dir_file;
+	struct stash_file *f;
+	int r = meta_target(path, target, sizeof(target), &dir_file);
+
+	if (r == 0)
+		r = meta_stat(st, path, &sb);
+	if (r == 0 && S_ISDIR(sb.st_mode))
+		r = -EISDIR;
+	if (r < 0)
+		return r == -ENOENT && (flags & O_CREAT) ? -EPERM : r;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_init(&f->lock, NULL);
+	f->st = st;
+	f->kind = STASH_KIND_META;
+	f->flags = flags;
+	f->base_fd = -1;
+	f->p.fd = -1;
+	f->path = strdup(target);
+	f->meta = meta_render(st, target, &f->meta_len, &r);
+	if (!f->path || !f->meta) {
+		stash_file_close(f);
+		return r < 0 ? r : -ENOMEM;
+	}
+	*out = f;
+	return 0;
+}
+
+/* Apply a complete metadata patch at once, so errors reach write(). */
+static int meta_write(struct stash_file *f, const void *buf, size_t size,
+		      struct stash_error *err)
+{
+	int r = pending_pwrite(f->st, &f->p, buf, size, (off_t)f->p.len);
+
+	if (r == 0 && f->p.fd < 0) {
+		r = stash_json_progress(f->p.mem, f->p.len, err);
+		if (r > 0)
+			r = meta_apply(f->st, f->path, f->p.mem, f->p.len, err);
+		if (r == 0 && stash_json_progress(f->p.mem, f->p.len, NULL) > 0)
+			pending_reset(f->st, &f->p);    /* applied */
+	} else if (r == 0) {
+		r = stash_error_set(err, EFBIG, "metadata patch too large");
+	}
+	return r;
+}
+
 int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t mode,
 		    const struct stash_caller *who, struct stash_file **out,
 		    struct stash_error *err)
@@ -1830,6 +1917,8 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 	int kind, r, acc = flags & O_ACCMODE;
 	bool writable = acc != O_RDONLY;
 
+	if (meta_path(path))
+		return meta_open(st, path, flags, out);
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
@@ -1954,7 +2043,12 @@ ssize_t stash_file_read(struct stash_file *f, void *buf, size_t size, off_t off)
 	ssize_t n;
 
 	pthread_mutex_lock(&f->lock);
-	if (f->kind != STASH_KIND_VIEW && f->mode == PENDING_FULL) {
+	if (f->kind == STASH_KIND_META) {
+		n = (size_t)off >= f->meta_len ? 0 :
+			(ssize_t)(size < f->meta_len - (size_t)off ? size : f->meta_len - (size_t)off);
+		if (n > 0)
+			memcpy(buf, f->meta + off, (size_t)n);
+	} else if (f->kind != STASH_KIND_VIEW && f->mode == PENDING_FULL) {
 		n = pending_pread(&f->p, buf, size, off);
 	} else if (f->kind != STASH_KIND_VIEW && f->mode == PENDING_APPEND &&
 		   off + (off_t)size > f->base_size) {
@@ -2166,6 +2260,12 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 		r = -f->poison;
 		goto out;
 	}
+	if (f->kind == STASH_KIND_META) {
+		r = meta_write(f, buf, size, err);
+		if (r < 0)
+			r = poison(f, r, err);
+		goto out;
+	}
 	if (f->kind == STASH_KIND_VIEW) {
 		/* A view collects a patch; offsets are the patch's own. */
 		off_t at = append ? (off_t)f->p.len : off;
@@ -2229,7 +2329,7 @@ int stash_file_truncate(struct stash_file *f, off_t size, struct stash_error *er
 	if (f->kind == STASH_KIND_STREAM)
 		return size == f->base_size ? 0 :
 			stash_error_set(err, EPERM, "%s is an append-only stream", f->path);
-	if (f->kind == STASH_KIND_VIEW)
+	if (f->kind == STASH_KIND_VIEW || f->kind == STASH_KIND_META)
 		return 0;       /* truncating a view never truncates the stash */
 	pthread_mutex_lock(&f->lock);
 	if (f->poison) {
@@ -2451,6 +2551,12 @@ int stash_file_commit(struct stash_file *f, enum stash_commit when,
 		/* Reported once; the committed content was never touched. */
 		goto out;
 	}
+	if (f->kind == STASH_KIND_META) {
+		/* A complete patch was applied at write(); what is left is incomplete. */
+		if (f->p.len && when != STASH_COMMIT_FLUSH)
+			r = stash_error_set(err, EINVAL, "metadata: incomplete JSON patch");
+		goto out;
+	}
 	if (when == STASH_COMMIT_FLUSH)
 		due = f->wrote || (f->dirty && ++f->flushes >= 2);
 	else
@@ -2485,6 +2591,16 @@ int stash_file_stat(struct stash_file *f, struct stat *out)
 {
 	int r = 0;
 
+	if (f->kind == STASH_KIND_META) {
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), STASH_META_DIR "/%s", f->path);
+		r = meta_stat(f->st, path, out);
+		if (r == 0 && S_ISDIR(out->st_mode))
+			r = meta_stat(f->st, *f->path ? strcat(path, "/.stashfs-dir") :
+				      STASH_META_DIR "/.stashfs-dir", out);
+		return r;
+	}
 	pthread_mutex_lock(&f->lock);
 	if (f->base_fd >= 0) {
 		if (fstat(f->base_fd, out) < 0)
@@ -2516,6 +2632,7 @@ void stash_file_close(struct stash_file *f)
 	close_fd(&f->base_fd);
 	pthread_mutex_destroy(&f->lock);
 	free(f->schema);
+	free(f->meta);
 	free(f->path);
 	free(f);
 }

@@ -114,6 +114,19 @@ int life_virtual_xattr(int fd, const struct stat *sb, const char *name, char *bu
 /* Internal xattrs never shown to users. */
 bool life_hidden_xattr(const char *name);
 
+/* ---- the metadata view (meta.c) ---- */
+
+/* Is @path in .stashfs-meta? */
+bool meta_path(const char *path);
+/* The object a view path describes; *@dir_file for a directory's own file. */
+int meta_target(const char *path, char *out, size_t size, bool *dir_file);
+int meta_stat(struct stash_store *st, const char *path, struct stat *out);
+/* The metadata document of @target (caller frees); NULL with *@err. */
+char *meta_render(struct stash_store *st, const char *target, size_t *len, int *err);
+/* Apply a metadata merge patch to @target. */
+int meta_apply(struct stash_store *st, const char *target, const char *text, size_t len,
+	       struct stash_error *err);
+
 /* ---- streams (stream.c) ---- */
 
 struct stream_audit;

@@ -190,7 +190,7 @@ static struct node *node_get(struct stashfs *fs, struct node *parent, const char
 		}
 		n->ino = fs->next_ino++;
 		n->is_dir = S_ISDIR(sb->st_mode);
-		n->kind = n->is_dir ? STASH_KIND_DIR : (enum stash_kind)kind;
+		n->kind = kind == STASH_KIND_META || !n->is_dir ? (enum stash_kind)kind : STASH_KIND_DIR;
 		b = hash_ino(fs, n->ino);
 		n->ino_next = fs->ino_hash[b];
 		fs->ino_hash[b] = n;
@@ -290,12 +290,15 @@ static void view_target_changed(struct stashfs *fs, struct node *view)
 static double timeout_for(struct stashfs *fs, int kind)
 {
 	/* Views and streams change behind their inode (merges, audit records). */
-	return kind == STASH_KIND_VIEW || kind == STASH_KIND_STREAM ? 0.0 : fs->cfg.cache_timeout;
+	return kind == STASH_KIND_VIEW || kind == STASH_KIND_STREAM || kind == STASH_KIND_META ?
+		0.0 : fs->cfg.cache_timeout;
 }
 
 static void fill_attr(struct stat *sb, const struct node *n)
 {
 	sb->st_ino = n->ino;
+	if (n->kind == STASH_KIND_META)
+		return;
 	if (n->kind == STASH_KIND_VIEW)
 		sb->st_mode = (sb->st_mode & 07777 & ~07111) | S_IFREG;
 }

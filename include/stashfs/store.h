@@ -29,6 +29,7 @@
 #define STASH_VIEW_SUFFIX ".json"
 #define STASH_STREAMS_DIR "streams"
 #define STASH_SCHEMAS_DIR "schemas"
+#define STASH_META_DIR ".stashfs-meta"     /* the metadata view, see meta.c */
 
 enum stash_sync {
 	STASH_SYNC_ALWAYS,      /* fsync every persistent commit (default) */
@@ -52,6 +53,7 @@ enum stash_kind {
 	STASH_KIND_STASH,
 	STASH_KIND_VIEW,        /* NAME.json of stash NAME */
 	STASH_KIND_STREAM,
+	STASH_KIND_META,        /* .stashfs-meta/...: metadata documents */
 };
 
 /* Who asks: the calling process, for ownership and audit records. */

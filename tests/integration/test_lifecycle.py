@@ -151,3 +151,45 @@ def test_default_ttl_option(env):
     env.sh("echo x > p")
     assert xget(env, "p", "user.stash.ttl") == "1"
     assert wait_gone(env.path("p"), 4) < 3
+
+
+def test_metadata_view_without_xattr_tools(mnt):
+    """.stashfs-meta/PATH: read every piece of metadata, write a merge patch."""
+    mnt.sh("mkdir -p ns && echo '{\"a\":1}' > ns/p && setfattr -n user.note -v hi ns/p")
+    doc = json.loads(read(mnt.path(".stashfs-meta/ns/p")))
+    assert doc["kind"] == "stash" and doc["path"] == "ns/p" and doc["size"] == len(read(mnt.path("ns/p")))
+    assert doc["version"] == int(xget(mnt, "ns/p", "user.stash.version"))
+    assert doc["sha256"] == xget(mnt, "ns/p", "user.stash.sha256")
+    assert doc["persistent"] == 1 and doc["ttl"] == 0 and doc["expires"] is None
+    assert doc["xattrs"] == {"user.note": "hi"}
+    assert os.stat(mnt.path(".stashfs-meta/ns/p")).st_size == len(read(mnt.path(".stashfs-meta/ns/p")))
+    # Write a patch with plain shell tools.
+    mnt.sh("""echo '{"ttl": 3600, "xattrs": {"user.note": null, "user.owner": "me"}}' > .stashfs-meta/ns/p""")
+    assert xget(mnt, "ns/p", "user.stash.ttl") == "3600"
+    assert "user.note" not in os.listxattr(mnt.path("ns/p"))
+    assert xget(mnt, "ns/p", "user.owner") == "me"
+    # A document read, edited and written back works (read-only fields unchanged).
+    doc = json.loads(read(mnt.path(".stashfs-meta/ns/p")))
+    doc["ttl"] = 0
+    with open(mnt.path(".stashfs-meta/ns/p"), "w") as f:
+        json.dump(doc, f)
+    assert xget(mnt, "ns/p", "user.stash.ttl") == "0"
+    # Refusals are reported at write().
+    for patch, err in (('{"version": 99}', "not permitted"), ('{"ttl": "soon"}', "Invalid argument"),
+                       ('{"colour": 1}', "Invalid argument"), ('[1]', "Invalid argument")):
+        r = mnt.sh("echo '%s' > .stashfs-meta/ns/p" % patch, check=False)
+        assert r.returncode != 0 and err in r.stderr, (patch, r.stderr)
+    # Directories: their own metadata, and defaults set through the view.
+    assert sorted(os.listdir(mnt.path(".stashfs-meta/ns"))) == [".stashfs-dir", "p"]
+    mnt.sh("""echo '{"persistent": 0}' > .stashfs-meta/ns/.stashfs-dir""")
+    assert xget(mnt, "ns", "user.stash.persistent") == "0"
+    assert json.loads(read(mnt.path(".stashfs-meta/.stashfs-dir")))["kind"] == "directory"
+    # Streams show their link and sequence.
+    mnt.sh("""touch streams/l && echo '{"linked_stash": "ns/p"}' > .stashfs-meta/streams/l""")
+    mnt.sh("""echo '{"b":2}' > ns/p.json""")
+    sdoc = json.loads(read(mnt.path(".stashfs-meta/streams/l")))
+    assert sdoc["kind"] == "stream" and sdoc["linked_stash"] == "ns/p" and sdoc["seq"] == 1
+    # The view is not listed and takes no new files.
+    assert ".stashfs-meta" not in os.listdir(str(mnt.mnt))
+    r = mnt.sh("echo x > .stashfs-meta/newfile", check=False)
+    assert r.returncode != 0
