@@ -82,7 +82,11 @@ def test_bench_hooks(mnt, tmp_path):
     # have nothing to hook into.  Either way: exit 0, one JSON line.
     for wl in ("merge-schema", "merge-stream"):
         out = bench(mnt.mnt, wl)
-        assert out.get("unsupported") or out["ops"] == 200
+        assert out.get("unsupported") or (out["ops"] == 200 and out["ok"] is True)
+        if wl == "merge-schema" and not out.get("unsupported"):
+            assert isinstance(out["schema_enforced"], bool)
+        if wl == "merge-stream" and not out.get("unsupported"):
+            assert out["stream_bytes"] >= 0
         d = tmp_path / wl
         d.mkdir()
         assert bench(d, wl)["unsupported"] is True
