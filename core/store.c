@@ -724,6 +724,7 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 	st->links_fd = -1;
 	if (binding_init(st) < 0 || life_init(st) < 0) {
 		binding_destroy(st);
+		life_destroy(st);
 		free(st);
 		return stash_error_set(err, ENOMEM, "out of memory");
 	}
@@ -807,6 +808,7 @@ void stash_store_close(struct stash_store *st)
 	close_fd(&st->instance_lock_fd);
 	close_fd(&st->root_fd);
 	binding_destroy(st);
+	life_destroy(st);
 	close_fd(&st->links_fd);
 	for (int i = 0; i < LOCK_STRIPES; i++) {
 		pthread_mutex_destroy(&st->stripes[i]);
@@ -962,7 +964,8 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 		r = copy_xattrs(oldfd, tmpfd);
 		if (r < 0)
 			goto out;
-		if (fchmod(tmpfd, old.st_mode & 07777) < 0 ||
+		/* New content drops setuid/setgid, as a write does on a local filesystem. */
+		if (fchmod(tmpfd, old.st_mode & 01777) < 0 ||
 		    (fchown(tmpfd, old.st_uid, old.st_gid) < 0 && errno != EPERM)) {
 			r = -errno;
 			goto out;
@@ -1964,6 +1967,14 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 	}
 
 	r = open_content(st, bpath, &sb);
+	/*
+	 * A view can be written whether or not its stash exists yet: the merge
+	 * creates it.  (The kernel drops O_CREAT when it already knows the name.)
+	 */
+	if (r == -ENOENT && kind == STASH_KIND_VIEW && writable && !(flags & O_CREAT)) {
+		flags |= O_CREAT;
+		f->create_mode = 0666 & ~(who ? who->umask : 022);
+	}
 	if (r == -ENOENT && (flags & O_CREAT)) {
 		/*
 		 * A new stash exists from its creation on, empty, as on a local

@@ -287,11 +287,21 @@ static void view_target_changed(struct stashfs *fs, struct node *view)
 
 /* ---- replies ---------------------------------------------------------- */
 
+/*
+ * How long the kernel may keep attributes.  Views and streams change behind
+ * their inode (merges, audit records), metadata documents with every
+ * setxattr: their attributes are never cached.  Their names may be: a
+ * stale name leads to ENOENT at open or stat, as after a remote delete.
+ */
 static double timeout_for(struct stashfs *fs, int kind)
 {
-	/* Views and streams change behind their inode (merges, audit records). */
 	return kind == STASH_KIND_VIEW || kind == STASH_KIND_STREAM || kind == STASH_KIND_META ?
 		0.0 : fs->cfg.cache_timeout;
+}
+
+static double entry_timeout_for(struct stashfs *fs, int kind)
+{
+	return kind == STASH_KIND_META ? 0.0 : fs->cfg.cache_timeout;
 }
 
 static void fill_attr(struct stat *sb, const struct node *n)
@@ -328,13 +338,16 @@ static int do_lookup(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	if (n) {
 		fill_attr(&e->attr, n);
 		e->ino = n->ino;
-		e->attr_timeout = e->entry_timeout = timeout_for(fs, n->kind);
+		e->attr_timeout = timeout_for(fs, n->kind);
+		e->entry_timeout = entry_timeout_for(fs, n->kind);
 		/* The kernel forgets an expiring name by itself, on time. */
 		if (expires) {
 			double left = difftime(expires, time(NULL));
 
 			if (left < e->entry_timeout)
-				e->attr_timeout = e->entry_timeout = left > 0 ? left : 0;
+				e->entry_timeout = left > 0 ? left : 0;
+			if (left < e->attr_timeout)
+				e->attr_timeout = left > 0 ? left : 0;
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -367,6 +380,12 @@ static void stashfs_op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	/*
+	 * The store clears setuid/setgid bits itself at each content commit,
+	 * which spares the kernel a security.capability lookup per written file.
+	 */
+	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
 }
 
 static void stashfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -640,7 +659,8 @@ static void cache_open(struct stashfs *fs, struct fh *h, struct fuse_file_info *
 	pthread_mutex_unlock(&fs->lock);
 	h->writer = writable;
 	fi->direct_io = 1;
-	fi->noflush = !writable;
+	/* Nothing to commit at close: read-only opens and streams (appended in place). */
+	fi->noflush = !writable || h->node->kind == STASH_KIND_STREAM;
 }
 
 static void cache_close(struct stashfs *fs, struct fh *h)
@@ -690,8 +710,6 @@ static void stashfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 		r = do_open(req, ino, n, path, fi->flags, 0, fi);
 	if (r < 0)
 		return reply_err(req, r);
-	if (fi->flags & O_TRUNC)
-		node_changed(fs, n, false);
 	fuse_reply_open(req, fi);
 }
 
@@ -738,7 +756,8 @@ static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *nam
 	}
 	fill_attr(&e.attr, n);
 	e.ino = n->ino;
-	e.attr_timeout = e.entry_timeout = timeout_for(fs, n->kind);
+	e.attr_timeout = timeout_for(fs, n->kind);
+	e.entry_timeout = entry_timeout_for(fs, n->kind);
 	fuse_reply_create(req, &e, fi);
 }
 
@@ -807,12 +826,12 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 		log_refusal("commit", h->node->name ? h->node->name : "?", r, &err);
 		return r;
 	}
-	if (stash_file_version(h->f) != before) {
-		if (h->node->kind == STASH_KIND_VIEW)
-			view_target_changed(fs, h->node);
-		else
-			node_changed(fs, h->node, true);
-	}
+	/*
+	 * The kernel already dropped the attributes of an inode it wrote to or
+	 * truncated through this handle; only a merge changes another inode.
+	 */
+	if (stash_file_version(h->f) != before && h->node->kind == STASH_KIND_VIEW)
+		view_target_changed(fs, h->node);
 	return 0;
 }
 
