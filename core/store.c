@@ -665,6 +665,39 @@ static void clean_stale_tmp(struct stash_store *st, int tmproot)
 	closedir(d);
 }
 
+/*
+ * A temp directory without its lock file belongs to no live instance (an
+ * instance takes its lock before it makes its directory): give it a lock
+ * file, so that clean_stale_tmp replays and removes it.
+ */
+static void adopt_lockless_tmp(int tmproot)
+{
+	int dfd = dup(tmproot);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *e;
+
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		char lock[NAME_MAX + 8];
+		struct stat sb;
+		int fd;
+
+		if (e->d_name[0] == '.' || e->d_type != DT_DIR)
+			continue;
+		snprintf(lock, sizeof(lock), "%s.lock", e->d_name);
+		if (fstatat(tmproot, lock, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+			continue;
+		fd = openat(tmproot, lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
+}
+
 static int make_instance(struct stash_store *st, int internal_fd, struct stash_error *err)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
@@ -677,6 +710,7 @@ static int make_instance(struct stash_store *st, int internal_fd, struct stash_e
 	tmproot = openat(internal_fd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (tmproot < 0)
 		return stash_error_set(err, errno, "cannot open .stashfs/tmp: %s", strerror(errno));
+	adopt_lockless_tmp(tmproot);
 	clean_stale_tmp(st, tmproot);
 
 	clock_gettime(CLOCK_REALTIME, &ts);

@@ -348,7 +348,8 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop_mt(fs.se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	ret = ret ? 1 : 0;
+	/* A signal (SIGTERM, SIGINT, SIGHUP) ends the loop with its number: a clean stop. */
+	ret = ret < 0 ? 1 : 0;
 	stashfs_sweeper_stop(&fs);
 out_unmount:
 	fuse_session_unmount(fs.se);

@@ -425,6 +425,17 @@ static void stashfs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_fo
 	fuse_reply_none(req);
 }
 
+/* Does a view node have open handles (a merge on its way)? */
+static bool view_open(struct stashfs *fs, struct node *n)
+{
+	bool open;
+
+	pthread_mutex_lock(&fs->lock);
+	open = n->refs > 0;
+	pthread_mutex_unlock(&fs->lock);
+	return open;
+}
+
 static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
@@ -442,6 +453,15 @@ static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 		r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
 		if (r == 0)
 			r = stash_store_stat(fs->store, path, &sb, NULL);
+		if (r == -ENOENT && n && n->kind == STASH_KIND_VIEW && view_open(fs, n)) {
+			/* Being written: its stash comes with the merge at close. */
+			memset(&sb, 0, sizeof(sb));
+			sb.st_mode = S_IFREG | 0644;
+			sb.st_nlink = 1;
+			sb.st_uid = fuse_req_ctx(req)->uid;
+			sb.st_gid = fuse_req_ctx(req)->gid;
+			r = 0;
+		}
 	}
 	if (r < 0)
 		return reply_err(req, r);
