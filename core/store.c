@@ -616,7 +616,7 @@ static void clean_stale_tmp(struct stash_store *st, int tmproot)
 {
 	DIR *d;
 	struct dirent *e;
-	int dfd = dup(tmproot);
+	int dfd = openat(tmproot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);  /* its own offset */
 
 	if (dfd < 0)
 		return;
@@ -672,7 +672,7 @@ static void clean_stale_tmp(struct stash_store *st, int tmproot)
  */
 static void adopt_lockless_tmp(int tmproot)
 {
-	int dfd = dup(tmproot);
+	int dfd = openat(tmproot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);  /* its own offset */
 	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
 	struct dirent *e;
 

@@ -260,6 +260,11 @@ def test_temp_files_cleaned_at_mount(env):
     stale.mkdir()
     (stale / "t1").write_text("half")
     (env.backing / ".stashfs" / "tmp" / "999-dead.lock").write_text("")
+    lockless = env.backing / ".stashfs" / "tmp" / "998-nolock"
+    lockless.mkdir()
+    (lockless / "t2").write_text("half")
     env.mount()
-    assert not stale.exists()
+    assert not stale.exists() and not lockless.exists()
+    assert sorted(os.listdir(env.backing / ".stashfs" / "tmp"))[0:0] == []
+    assert not (env.backing / ".stashfs" / "tmp" / "998-nolock.lock").exists()
     assert env.sh("cat a").stdout == "a\n"
