@@ -265,6 +265,5 @@ def test_temp_files_cleaned_at_mount(env):
     (lockless / "t2").write_text("half")
     env.mount()
     assert not stale.exists() and not lockless.exists()
-    assert sorted(os.listdir(env.backing / ".stashfs" / "tmp"))[0:0] == []
     assert not (env.backing / ".stashfs" / "tmp" / "998-nolock.lock").exists()
     assert env.sh("cat a").stdout == "a\n"
