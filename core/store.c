@@ -316,8 +316,8 @@ static int pending_tmpfile(struct stash_store *st, struct pending *p)
 	return 0;
 }
 
-/* Move the in-memory content to a temp file; the fd then holds it all. */
-static int pending_spill(struct stash_store *st, struct pending *p)
+/* Make sure the content sits in a temp file (p->fd) of exactly p->len bytes. */
+static int pending_to_file(struct stash_store *st, struct pending *p)
 {
 	int r;
 
@@ -327,12 +327,22 @@ static int pending_spill(struct stash_store *st, struct pending *p)
 	if (r < 0)
 		return r;
 	for (size_t done = 0; done < p->len;) {
-		ssize_t n = pwrite(p->fd, p->mem + done, p->len - done, (off_t)done);
+		ssize_t n = write(p->fd, p->mem + done, p->len - done);
 
 		if (n < 0)
 			return -errno;
 		done += (size_t)n;
 	}
+	return 0;
+}
+
+/* Move the in-memory content to a temp file for good: large writes go there. */
+static int pending_spill(struct stash_store *st, struct pending *p)
+{
+	int r = pending_to_file(st, p);
+
+	if (r < 0)
+		return r;
 	free(p->mem);
 	p->mem = NULL;
 	p->cap = 0;
@@ -468,26 +478,6 @@ static int pending_load(struct stash_store *st, struct pending *p, int fd, off_t
 			break;
 		done += n;
 		p->len = (size_t)done;
-	}
-	return 0;
-}
-
-/* Make sure the content sits in a temp file (p->fd) of exactly p->len bytes. */
-static int pending_to_file(struct stash_store *st, struct pending *p)
-{
-	int r;
-
-	if (p->fd >= 0)
-		return 0;
-	r = pending_tmpfile(st, p);
-	if (r < 0)
-		return r;
-	for (size_t done = 0; done < p->len;) {
-		ssize_t n = write(p->fd, p->mem + done, p->len - done);
-
-		if (n < 0)
-			return -errno;
-		done += (size_t)n;
 	}
 	return 0;
 }
