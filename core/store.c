@@ -849,30 +849,35 @@ void stash_store_close(struct stash_store *st)
 static void inherit_defaults(struct stash_store *st, const char *path, int fd)
 {
 	static const char *const names[] = { XATTR_SCHEMA, XATTR_PERSISTENT, XATTR_TTL };
+	const size_t count = sizeof(names) / sizeof(names[0]);
+	bool found[sizeof(names) / sizeof(names[0])] = { false };
 	char dir[PATH_MAX], value[512];
+	size_t left = count;
 
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(dir, sizeof(dir), "%s", path);
-		for (;;) {
-			char *slash = strrchr(dir, '/');
-			int dfd;
-			ssize_t n;
+	/* One pass up the ancestors; each name stops at its nearest setting. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	while (left) {
+		char *slash = strrchr(dir, '/');
+		int dfd;
 
-			if (slash)
-				*slash = '\0';
-			else
-				dir[0] = '\0';
-			dfd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
-			n = dfd >= 0 ? fgetxattr(dfd, names[i], value, sizeof(value)) : -1;
-			if (dfd >= 0)
-				close(dfd);
+		if (slash)
+			*slash = '\0';
+		else
+			dir[0] = '\0';
+		dfd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
+		for (size_t i = 0; dfd >= 0 && i < count; i++) {
+			ssize_t n = found[i] ? -1 : fgetxattr(dfd, names[i], value, sizeof(value));
+
 			if (n > 0) {
 				fsetxattr(fd, names[i], value, (size_t)n, 0);
-				break;
+				found[i] = true;
+				left--;
 			}
-			if (!dir[0])
-				break;
 		}
+		if (dfd >= 0)
+			close(dfd);
+		if (!dir[0])
+			break;
 	}
 }
 
@@ -957,9 +962,10 @@ static int check_content_as(struct stash_store *st, const char *path, int fd, co
  * directory.  The caller holds the name lock.  On success the temp file has
  * become the stash and *@version holds its version; a refusal fills @err.
  */
-static int publish(struct stash_store *st, const char *path, int tmpfd, const char *tmpname,
-		   mode_t create_mode, const struct stash_caller *who, const json_t *doc,
-		   json_t *patch, unsigned flags, uint64_t *version, struct stash_error *err)
+static int publish(struct stash_store *st, const char *path, int curfd, int tmpfd,
+		   const char *tmpname, mode_t create_mode, const struct stash_caller *who,
+		   const json_t *doc, json_t *patch, unsigned flags, uint64_t *version,
+		   struct stash_error *err)
 {
 	struct stream_audit *audit = NULL;
 	bool durable;
@@ -971,16 +977,22 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 
 	if (dirfd < 0)
 		return dirfd;
-	oldfd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (oldfd >= 0 && fstat(oldfd, &old) == 0 && S_ISREG(old.st_mode) &&
-	    life_check(st, oldfd, &old, NULL) < 0) {
+	/* The caller may already hold the current file open (under the lock). */
+	oldfd = curfd >= 0 ? curfd : openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+					    O_CLOEXEC);
+	if (oldfd >= 0 && fstat(oldfd, &old) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (oldfd >= 0 && S_ISREG(old.st_mode) && life_check(st, oldfd, &old, NULL) < 0) {
 		/* Expired or orphaned: the name starts afresh. */
-		close(oldfd);
+		if (oldfd != curfd)
+			close(oldfd);
 		oldfd = -1;
 		errno = ENOENT;
 	}
 	if (oldfd >= 0) {
-		if (fstat(oldfd, &old) < 0 || !S_ISREG(old.st_mode)) {
+		if (!S_ISREG(old.st_mode)) {
 			r = S_ISDIR(old.st_mode) ? -EISDIR : -EPERM;
 			goto out;
 		}
@@ -1042,7 +1054,7 @@ static int publish(struct stash_store *st, const char *path, int tmpfd, const ch
 	life_note(st, path, tmpfd);
 	*version = v + 1;
 out:
-	if (oldfd >= 0)
+	if (oldfd >= 0 && oldfd != curfd)
 		close(oldfd);
 	close(dirfd);
 	return r;
@@ -1422,7 +1434,7 @@ static int commit_truncated(struct stash_store *st, const char *path, int fd, of
 	if (!r && ftruncate(p.fd, size) < 0)
 		r = -errno;
 	if (!r)
-		r = publish(st, path, p.fd, p.tmp_name, 0644, who, NULL, NULL, 0, version, err);
+		r = publish(st, path, fd, p.fd, p.tmp_name, 0644, who, NULL, NULL, 0, version, err);
 	if (r < 0)
 		unlinkat(st->tmp_fd, p.tmp_name, 0);
 	close(p.fd);
@@ -2014,7 +2026,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 			if (r == -ENOENT) {
 				r = pending_tmpfile(st, &p);
 				if (r == 0)
-					r = publish(st, bpath, p.fd, p.tmp_name, mode, who, NULL,
+					r = publish(st, bpath, -1, p.fd, p.tmp_name, mode, who, NULL,
 						    NULL, PUBLISH_CREATE, &v, err);
 				if (r < 0 && p.fd >= 0)
 					unlinkat(st->tmp_fd, p.tmp_name, 0);
@@ -2408,7 +2420,7 @@ static int commit_full(struct stash_file *f, const struct stash_caller *who,
 		return stash_error_set(err, -r, "%s: cannot write temp file: %s", f->path,
 				       strerror(-r));
 	s = store_lock_name(f->st, f->path);
-	r = publish(f->st, f->path, f->p.fd, f->p.tmp_name, f->create_mode, who, NULL, NULL, 0,
+	r = publish(f->st, f->path, -1, f->p.fd, f->p.tmp_name, f->create_mode, who, NULL, NULL, 0,
 		    &v, err);
 	store_unlock_name(f->st, s);
 	if (r < 0)
@@ -2453,7 +2465,7 @@ static int commit_append(struct stash_file *f, const struct stash_caller *who,
 			r = n < 0 ? (int)n : -EIO;
 	}
 	if (r == 0)
-		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, NULL, NULL,
+		r = publish(f->st, f->path, cur, out.fd, out.tmp_name, f->create_mode, who, NULL, NULL,
 			    0, &v, err);
 	if (r == 0) {
 		rebase(f, out.fd, sb.st_size + (off_t)f->p.len, v);
@@ -2545,7 +2557,7 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 	if (r == 0 && write(out.fd, dumped, dlen) != (ssize_t)dlen)
 		r = -EIO;
 	if (r == 0)
-		r = publish(f->st, f->path, out.fd, out.tmp_name, f->create_mode, who, doc, patch,
+		r = publish(f->st, f->path, cur, out.fd, out.tmp_name, f->create_mode, who, doc, patch,
 			    0, &v, err);
 	if (r == 0) {
 		pending_reset(f->st, &f->p);
