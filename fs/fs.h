@@ -21,6 +21,10 @@ struct stashfs_config {
 	double cache_timeout;   /* entry/attr timeout for stashes and dirs */
 	double sweep_interval;  /* seconds between sweeper rounds at most */
 	int debug;
+	/* Ownership shown to the kernel: -1 = as stored (see uid=, gid=, umask=). */
+	long uid;
+	long gid;
+	long umask;
 };
 
 /*

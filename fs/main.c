@@ -36,6 +36,9 @@ struct cmdline {
 	char *cache_timeout;
 	char *ttl;
 	char *sweep_interval;
+	char *uid;
+	char *gid;
+	char *umask;
 };
 
 enum {
@@ -55,6 +58,9 @@ static const struct fuse_opt stashfs_opts[] = {
 	OPT("cache_timeout=%s", cache_timeout),
 	OPT("ttl=%s", ttl),
 	OPT("sweep_interval=%s", sweep_interval),
+	OPT("uid=%s", uid),
+	OPT("gid=%s", gid),
+	OPT("umask=%s", umask),
 	OPT("noauto_unmount", no_auto_unmount),
 	OPT("shared", shared),
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -126,6 +132,9 @@ static void usage(const char *prog)
 	       "    -o ttl=SECS            default ttl of new objects, 0 = never expire (0)\n"
 	       "    -o sweep_interval=SECS longest pause of the expiry sweeper (1)\n"
 	       "    -o cache_timeout=SECS  kernel entry/attr cache timeout (3600)\n"
+	       "    -o uid=N,gid=N         show every object as owned by N (containers whose\n"
+	       "                           uids differ from the host's); stored owners stay\n"
+	       "    -o umask=M             mask the shown modes with octal M\n"
 	       "    -o shared              the backing directory is shared with other daemons:\n"
 	       "                           the kernel caches names and attributes for\n"
 	       "                           1 second at most (cache_timeout=1)\n"
@@ -153,6 +162,19 @@ static int parse_size(const char *s, uint64_t *out)
 	default: break;
 	}
 	if (*end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_id(const char *s, int base, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, base);
+	if (errno || end == s || *end || v < 0 || v > 0x7fffffff)
 		return -1;
 	*out = v;
 	return 0;
@@ -209,6 +231,19 @@ static int apply_options(struct cmdline *c, struct stash_store_options *so,
 			return -1;
 		}
 		cfg->sweep_interval = v;
+	}
+	cfg->uid = cfg->gid = cfg->umask = -1;
+	if (c->uid && parse_id(c->uid, 10, &cfg->uid) < 0) {
+		fprintf(stderr, "stashfs: bad uid: %s\n", c->uid);
+		return -1;
+	}
+	if (c->gid && parse_id(c->gid, 10, &cfg->gid) < 0) {
+		fprintf(stderr, "stashfs: bad gid: %s\n", c->gid);
+		return -1;
+	}
+	if (c->umask && (parse_id(c->umask, 8, &cfg->umask) < 0 || cfg->umask > 0777)) {
+		fprintf(stderr, "stashfs: bad umask (octal, at most 777): %s\n", c->umask);
+		return -1;
 	}
 	if (c->cache_timeout) {
 		double v = strtod(c->cache_timeout, &end);
@@ -374,6 +409,9 @@ out:
 	free(c.cache_timeout);
 	free(c.ttl);
 	free(c.sweep_interval);
+	free(c.uid);
+	free(c.gid);
+	free(c.umask);
 	fuse_opt_free_args(&args);
 	return ret;
 }

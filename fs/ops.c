@@ -304,8 +304,15 @@ static double entry_timeout_for(struct stashfs *fs, int kind)
 	return kind == STASH_KIND_META ? 0.0 : fs->cfg.cache_timeout;
 }
 
-static void fill_attr(struct stat *sb, const struct node *n)
+static void fill_attr(struct stashfs *fs, struct stat *sb, const struct node *n)
 {
+	/* Containers whose uids differ from the host's see one owner and mode mask. */
+	if (fs->cfg.uid >= 0)
+		sb->st_uid = (uid_t)fs->cfg.uid;
+	if (fs->cfg.gid >= 0)
+		sb->st_gid = (gid_t)fs->cfg.gid;
+	if (fs->cfg.umask >= 0)
+		sb->st_mode &= ~(mode_t)fs->cfg.umask;
 	sb->st_ino = n->ino;
 	if (n->kind == STASH_KIND_META)
 		return;
@@ -336,7 +343,7 @@ static int do_lookup(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	p = node_by_ino(fs, parent);
 	n = p ? node_get(fs, p, name, &e->attr, kind) : NULL;
 	if (n) {
-		fill_attr(&e->attr, n);
+		fill_attr(fs, &e->attr, n);
 		e->ino = n->ino;
 		e->attr_timeout = timeout_for(fs, n->kind);
 		e->entry_timeout = entry_timeout_for(fs, n->kind);
@@ -465,7 +472,7 @@ static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 	}
 	if (r < 0)
 		return reply_err(req, r);
-	fill_attr(&sb, n);
+	fill_attr(fs, &sb, n);
 	fuse_reply_attr(req, &sb, timeout_for(fs, n->kind));
 }
 
@@ -774,7 +781,7 @@ static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *nam
 		stashfs_op_forget_one(fs, n->ino, 1);
 		return reply_err(req, r);
 	}
-	fill_attr(&e.attr, n);
+	fill_attr(fs, &e.attr, n);
 	e.ino = n->ino;
 	e.attr_timeout = timeout_for(fs, n->kind);
 	e.entry_timeout = entry_timeout_for(fs, n->kind);

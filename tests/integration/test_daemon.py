@@ -113,3 +113,4 @@ def test_auto_unmount_after_crash(env):
     assert not os.path.ismount(env.mnt)
     d.proc = None
     d.log.close()
+

@@ -212,3 +212,22 @@ def test_other_uid_is_refused_without_allow_other(public_dir, env):
                         str(env.tmp / "b2"), str(env.tmp)], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode != 0 and "default_permissions" in r.stderr
+
+
+def test_owner_mapping_options(public_dir, env):
+    """uid=, gid=, umask= show one owner and mask (containers with other uids)."""
+    mnt = os.path.join(public_dir, "mnt")
+    env.mount(opts=["uid=1234", "gid=4321", "umask=027", "allow_other", "default_permissions"],
+              mnt=mnt)
+    subprocess.run(["sh", "-c", "echo x > f && mkdir d"], cwd=mnt, check=True)
+    for name in ("f", "d"):
+        st = os.stat(os.path.join(mnt, name))
+        assert (st.st_uid, st.st_gid) == (1234, 4321)
+        assert st.st_mode & 0o027 == 0
+    assert os.stat(env.backing / "f").st_uid == os.getuid()     # stored owner untouched
+    # The mapped uid can write what it is shown to own.
+    f = os.path.join(mnt, "f")
+    r = subprocess.run(["setpriv", "--reuid", "1234", "--regid", "4321", "--clear-groups",
+                        "sh", "-c", "echo mine > %s && cat %s" % (f, f)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == "mine\n", r.stderr
