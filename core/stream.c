@@ -272,41 +272,59 @@ static bool still_linked(int fd, const char *stash)
 	return strcmp(buf, stash) == 0;
 }
 
-/*
- * Does @fd already hold the record of (@stash, @version, @op) at or after
- * byte @from?  Used by recovery only, so a plain scan is fine.
- */
-static bool has_record(int fd, off_t from, const char *stash, uint64_t version, const char *op)
+enum {
+	SEEN_OURS = 1,          /* the journal's own record */
+	SEEN_THEIRS = 2,        /* another record with the same version */
+	SEEN_LATER = 4,         /* a record of a later version of the stash */
+};
+
+static bool same_field(json_t *a, json_t *b, const char *key)
 {
+	return json_equal(json_object_get(a, key), json_object_get(b, key));
+}
+
+/*
+ * What @fd holds, at or after byte @from, of the records of @rec's stash:
+ * @rec itself (same version, op, time and writer), another record of that
+ * version, a later version.  Recovery only, so a plain scan is fine.
+ */
+static int scan_records(int fd, off_t from, json_t *rec)
+{
+	const char *stash = json_string_value(json_object_get(rec, "stash"));
+	json_int_t v = json_integer_value(json_object_get(rec, "version"));
 	struct stat sb;
 	char *text = NULL;
-	size_t len;
-	bool found = false;
+	ssize_t len;
+	int seen = 0;
 
-	if (fstat(fd, &sb) < 0 || sb.st_size <= from)
-		return false;
+	if (!stash || fstat(fd, &sb) < 0 || sb.st_size <= from)
+		return 0;
 	text = malloc((size_t)(sb.st_size - from) + 1);
 	if (!text)
-		return false;
-	len = (size_t)pread(fd, text, (size_t)(sb.st_size - from), from);
-	text[len < (size_t)(sb.st_size - from) ? len : (size_t)(sb.st_size - from)] = '\0';
-	for (char *line = text, *nl; line && *line && !found; line = nl ? nl + 1 : NULL) {
-		json_t *rec;
+		return 0;
+	len = pread(fd, text, (size_t)(sb.st_size - from), from);
+	text[len > 0 ? len : 0] = '\0';
+	for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		json_t *r;
+		json_int_t rv;
 
 		nl = strchr(line, '\n');
 		if (nl)
 			*nl = '\0';
-		rec = json_loads(line, 0, NULL);
-		found = rec && json_is_integer(json_object_get(rec, "version")) &&
-			(uint64_t)json_integer_value(json_object_get(rec, "version")) == version &&
-			json_is_string(json_object_get(rec, "stash")) &&
-			strcmp(json_string_value(json_object_get(rec, "stash")), stash) == 0 &&
-			json_is_string(json_object_get(rec, "op")) &&
-			strcmp(json_string_value(json_object_get(rec, "op")), op) == 0;
-		json_decref(rec);
+		r = json_loads(line, 0, NULL);
+		if (r && json_is_string(json_object_get(r, "stash")) &&
+		    strcmp(json_string_value(json_object_get(r, "stash")), stash) == 0) {
+			rv = json_integer_value(json_object_get(r, "version"));
+			if (rv > v)
+				seen |= SEEN_LATER;
+			else if (rv == v)
+				seen |= same_field(r, rec, "op") && same_field(r, rec, "time") &&
+					same_field(r, rec, "pid") ? SEEN_OURS : SEEN_THEIRS;
+		}
+		json_decref(r);
 	}
 	free(text);
-	return found;
+	return seen;
 }
 
 /*
@@ -326,9 +344,7 @@ static int append_record(struct stash_store *st, const char *stream, const char 
 	fd = store_open_beneath(st, stream, O_RDWR | O_APPEND | O_NONBLOCK, 0);
 	if (fd < 0 || !still_linked(fd, stash))
 		goto out;
-	if (from >= 0 && has_record(fd, from, stash,
-				    (uint64_t)json_integer_value(json_object_get(rec, "version")),
-				    json_string_value(json_object_get(rec, "op"))))
+	if (from >= 0 && (scan_records(fd, from, rec) & SEEN_OURS))
 		goto out;
 	seq = read_seq(fd) + 1;
 	line = json_pack("{s:I}", "seq", (json_int_t)seq);
@@ -394,7 +410,15 @@ int stream_audit_begin(struct stash_store *st, const char *stash, const char *op
 			   "op", op, "version", (json_int_t)version, "data", data,
 			   "uid", who ? (int)who->uid : -1, "pid", who ? (int)who->pid : 0,
 			   "comm", comm);
-	a->journal = json_pack("{s:s,s:O,s:[]}", "stash", stash, "record", a->rec, "streams");
+	{
+		struct stat cs;
+		json_int_t ino = content_fd >= 0 && fstat(content_fd, &cs) == 0 ?
+			(json_int_t)cs.st_ino : 0;
+
+		/* The new content's inode tells recovery whether the rename happened. */
+		a->journal = json_pack("{s:s,s:O,s:[],s:I}", "stash", stash, "record", a->rec,
+				       "streams", "ino", ino);
+	}
 	if (!a->rec || !a->journal) {
 		r = -ENOMEM;
 		goto fail;
@@ -456,19 +480,42 @@ void stream_audit_abort(struct stash_store *st, struct stream_audit *a)
 	free(a);
 }
 
-/* Did the change of journal @j commit?  (The stash has the recorded version,
- * or, for a delete, is gone.) */
-static bool committed(struct stash_store *st, json_t *rec)
+/*
+ * Did the change of journal @j commit?  Other daemons may have changed the
+ * stash since, so the streams are asked first: our record already there
+ * (partly appended) says yes, another record of our version says another
+ * daemon made that version and ours never landed, a record of a later
+ * version says the history went on from ours.  Without records, the stash
+ * itself tells: gone after a delete or rename away, or still our file.
+ */
+static bool committed(struct stash_store *st, json_t *j)
 {
+	json_t *rec = json_object_get(j, "record"), *s;
 	const char *stash = json_string_value(json_object_get(rec, "stash"));
 	const char *op = json_string_value(json_object_get(rec, "op"));
-	uint64_t v = (uint64_t)json_integer_value(json_object_get(rec, "version"));
-	char buf[32];
-	ssize_t n;
-	int fd;
+	json_int_t ino = json_integer_value(json_object_get(j, "ino"));
+	struct stat sb;
+	int seen = 0, fd;
+	size_t i;
 
 	if (!stash || !op)
 		return false;
+	json_array_foreach(json_object_get(j, "streams"), i, s) {
+		const char *path = json_string_value(json_object_get(s, "path"));
+
+		fd = path ? store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0) : -1;
+		if (fd >= 0) {
+			seen |= scan_records(fd, (off_t)json_integer_value(json_object_get(s, "from")),
+					     rec);
+			close(fd);
+		}
+	}
+	if (seen & SEEN_OURS)
+		return true;
+	if (seen & SEEN_THEIRS)
+		return false;
+	if (seen & SEEN_LATER)
+		return true;
 	fd = store_open_beneath(st, stash, O_RDONLY | O_NONBLOCK, 0);
 	if (strcmp(op, "delete") == 0 || strcmp(op, "expire") == 0 ||
 	    json_object_get(json_object_get(rec, "data"), "to")) {
@@ -479,10 +526,11 @@ static bool committed(struct stash_store *st, json_t *rec)
 	}
 	if (fd < 0)
 		return false;
-	n = fgetxattr(fd, "user.stash.version", buf, sizeof(buf) - 1);
+	/* A put or merge: the name still holds the very file we renamed in. */
+	i = fstat(fd, &sb) == 0 && (ino == 0 || (json_int_t)sb.st_ino == ino) &&
+	    store_read_version(fd) == (uint64_t)json_integer_value(json_object_get(rec, "version"));
 	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return n > 0 && strtoull(buf, NULL, 10) == v;
+	return i;
 }
 
 void stream_recover_journal(struct stash_store *st, int dirfd, const char *name)
@@ -500,7 +548,7 @@ void stream_recover_journal(struct stash_store *st, int dirfd, const char *name)
 	close(fd);
 	rec = json_object_get(j, "record");
 	streams = json_object_get(j, "streams");
-	if (rec && json_is_array(streams) && committed(st, rec)) {
+	if (rec && json_is_array(streams) && committed(st, j)) {
 		json_array_foreach(streams, i, s) {
 			const char *path = json_string_value(json_object_get(s, "path"));
 

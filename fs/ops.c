@@ -22,6 +22,9 @@
 
 #include "fs.h"
 
+/* Reads up to this size are answered from the stack. */
+#define SMALL_READ (32 * 1024)
+
 /* One open file: the core handle and the node it belongs to. */
 struct fh {
 	struct stash_file *f;
@@ -793,10 +796,21 @@ static void stashfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
 {
 	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-	char *mem;
+	char small[SMALL_READ], *mem;
 	ssize_t n;
 	int fd;
 
+	/*
+	 * Most stashes are small: read them into the stack.  A reply from an
+	 * fd that libfuse can't splice costs a page-aligned allocation of the
+	 * whole requested size (cat asks for 128 KiB), which fragments the heap
+	 * between the inode table's entries.
+	 */
+	n = stash_file_read(h->f, small, size < sizeof(small) ? size : sizeof(small), off);
+	if (n < 0)
+		return reply_err(req, (int)n);
+	if ((size_t)n < sizeof(small) || size <= sizeof(small))
+		return (void)fuse_reply_buf(req, small, (size_t)n);
 	if (stash_file_read_fd(h->f, &fd) == 0) {
 		/* Zero copy: the snapshot file goes to the kernel by splice. */
 		buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -805,7 +819,7 @@ static void stashfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
 		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 		return;
 	}
-	mem = malloc(size ? size : 1);
+	mem = malloc(size);
 	if (!mem)
 		return reply_err(req, ENOMEM);
 	n = stash_file_read(h->f, mem, size, off);
