@@ -25,6 +25,16 @@ def need(tool):
         pytest.skip("%s not installed (util-linux)" % tool)
 
 
+def need_namespaces():
+    """A mount namespace whose root can become a slave: not inside a plain
+    chroot, where "/" is no mount point and the kernel refuses."""
+    need("unshare")
+    r = subprocess.run(["unshare", "-m", "--propagation", "slave", "true"],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        pytest.skip("no mount namespace here (%s)" % r.stderr.strip())
+
+
 @pytest.fixture
 def public_dir():
     """A directory every uid can traverse (pytest's tmp dirs are 0700).  Ask for
@@ -50,7 +60,7 @@ def as_nobody(script, cwd="/"):
 
 def test_second_namespace_through_a_bind_mount(mnt, tmp_path):
     """Like `docker run -v MNT:/stash`: a bind mount in a private namespace."""
-    need("unshare")
+    need_namespaces()
     view = tmp_path / "view"
     view.mkdir()
     mnt.sh("echo '{\"from\":\"host\"}' > p")
@@ -79,7 +89,7 @@ cat "$2/team/r"
 def test_mount_made_later_propagates_into_a_slave_namespace(env, tmp_path):
     """Like `-v /mnt/stash:/stash:rslave`: the store is mounted after the container
     started, and a restarted daemon's new mount reaches it too."""
-    need("unshare")
+    need_namespaces()
     shared = tmp_path / "shared"
     shared.mkdir()
     subprocess.run(["mount", "--bind", str(shared), str(shared)], check=True)
