@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import time
 
-from conftest import Daemon, stashfs_bin
+from conftest import Daemon, mounted, stashfs_bin
 
 
 def run(*args, **kw):
@@ -100,17 +100,30 @@ def test_mount_helper_type(tmp_path):
     assert (backing / "p").read_text() == "via mount(8)"
 
 
+def in_chroot():
+    try:
+        a, b = os.stat("/"), os.stat("/proc/1/root/.")
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
+
+
 def test_auto_unmount_after_crash(env):
+    if in_chroot():
+        import pytest
+        pytest.skip("inside a chroot fusermount3 cannot match the mount it watches")
     d = env.mount()
     env.sh("echo x > f")
     d.proc.kill()
     d.proc.wait()
     for _ in range(200):
-        if not os.path.ismount(env.mnt):
+        if not mounted(env.mnt):
             break
         time.sleep(0.05)
-    # auto_unmount: no "Transport endpoint is not connected" left behind.
-    assert not os.path.ismount(env.mnt)
+    # auto_unmount: no "Transport endpoint is not connected" left behind
+    # (a dead mount is invisible to stat, so ask the mount table).
+    assert not mounted(env.mnt)
+    assert os.listdir(env.mnt) == []
     d.proc = None
     d.log.close()
 
