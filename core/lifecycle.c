@@ -94,19 +94,6 @@ bool life_any(struct stash_store *st)
 
 /* ---- reading the lifecycle of one object ------------------------------ */
 
-static long long xattr_number(int fd, const char *name, long long dflt)
-{
-	char buf[32], *end;
-	ssize_t n = fgetxattr(fd, name, buf, sizeof(buf) - 1);
-	long long v;
-
-	if (n <= 0)
-		return dflt;
-	buf[n] = '\0';
-	v = strtoll(buf, &end, 10);
-	return end == buf ? dflt : v;
-}
-
 /* Is instance @id alive (its lock held)?  Cached for a moment. */
 static bool instance_alive(struct stash_store *st, const char *id)
 {
@@ -151,7 +138,7 @@ static bool orphaned(struct stash_store *st, int fd)
 	char id[64];
 	ssize_t n;
 
-	if (xattr_number(fd, XATTR_PERSISTENT, 1) != 0)
+	if (store_xattr_number(fd, XATTR_PERSISTENT, 1) != 0)
 		return false;
 	n = fgetxattr(fd, XATTR_SESSION, id, sizeof(id) - 1);
 	if (n <= 0)
@@ -170,7 +157,7 @@ static int64_t now_ms(void)
 
 int64_t life_deadline(int fd, const struct stat *sb)
 {
-	long long ttl = xattr_number(fd, XATTR_TTL, 0);
+	long long ttl = store_xattr_number(fd, XATTR_TTL, 0);
 
 	return ttl > 0 ? (int64_t)sb->st_ctim.tv_sec * 1000 + sb->st_ctim.tv_nsec / 1000000 +
 			 ttl * 1000 : 0;
@@ -255,7 +242,7 @@ void life_note(struct stash_store *st, const char *path, int fd)
 	if (fstat(fd, &sb) < 0 || S_ISDIR(sb.st_mode))
 		return;
 	when = life_deadline(fd, &sb);
-	eph = xattr_number(fd, XATTR_PERSISTENT, 1) == 0;
+	eph = store_xattr_number(fd, XATTR_PERSISTENT, 1) == 0;
 	if (!when && !eph)
 		return;
 	atomic_store(&l->any, true);
@@ -394,7 +381,7 @@ static void scan_dir(struct stash_store *st, const char *dir, stash_expire_cb cb
 		if (ofd < 0)
 			continue;
 		if (fstat(ofd, &sb) == 0 && (life_deadline(ofd, &sb) ||
-		    xattr_number(ofd, XATTR_PERSISTENT, 1) == 0)) {
+		    store_xattr_number(ofd, XATTR_PERSISTENT, 1) == 0)) {
 			*found = true;
 			close(ofd);
 			if (expire_one(st, path, true, &later) == 1) {
@@ -436,7 +423,7 @@ void stash_store_shutdown(struct stash_store *st)
 		char id[64];
 		ssize_t n = fd >= 0 ? fgetxattr(fd, XATTR_SESSION, id, sizeof(id) - 1) : -1;
 
-		if (n > 0 && xattr_number(fd, XATTR_PERSISTENT, 1) == 0) {
+		if (n > 0 && store_xattr_number(fd, XATTR_PERSISTENT, 1) == 0) {
 			id[n] = '\0';
 			if (strcmp(id, st->instance) == 0)
 				store_unlink_path(st, l->ephemeral[i]);

@@ -219,15 +219,22 @@ static bool has_suffix(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-uint64_t store_read_version(int fd)
+long long store_xattr_number(int fd, const char *name, long long dflt)
 {
-	char buf[32];
-	ssize_t n = fgetxattr(fd, XATTR_VERSION, buf, sizeof(buf) - 1);
+	char buf[32], *end;
+	ssize_t n = fgetxattr(fd, name, buf, sizeof(buf) - 1);
+	long long v;
 
 	if (n <= 0)
-		return 0;
+		return dflt;
 	buf[n] = '\0';
-	return strtoull(buf, NULL, 10);
+	v = strtoll(buf, &end, 10);
+	return end == buf ? dflt : v;
+}
+
+uint64_t store_read_version(int fd)
+{
+	return (uint64_t)store_xattr_number(fd, XATTR_VERSION, 0);
 }
 
 static int write_version(int fd, uint64_t v)

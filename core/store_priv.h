@@ -63,6 +63,9 @@ int store_open_beneath(struct stash_store *st, const char *path, int flags, mode
 /* Remove the file @path (never through a symlink): 1 on success or -errno. */
 int store_unlink_path(struct stash_store *st, const char *path);
 
+/* A decimal xattr of @fd, or @dflt when absent or not a number. */
+long long store_xattr_number(int fd, const char *name, long long dflt);
+
 /* The commit counter of an open object (0 if none). */
 uint64_t store_read_version(int fd);
 

@@ -249,17 +249,6 @@ static json_t *content_data(int fd)
 
 /* ---- appending -------------------------------------------------------- */
 
-static uint64_t read_seq(int fd)
-{
-	char buf[32];
-	ssize_t n = fgetxattr(fd, XATTR_SEQ, buf, sizeof(buf) - 1);
-
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	return strtoull(buf, NULL, 10);
-}
-
 /* Is the stream at @fd still linked to @stash (the index is only a hint)? */
 static bool still_linked(int fd, const char *stash)
 {
@@ -346,7 +335,7 @@ static int append_record(struct stash_store *st, const char *stream, const char 
 		goto out;
 	if (from >= 0 && (scan_records(fd, from, rec) & SEEN_OURS))
 		goto out;
-	seq = read_seq(fd) + 1;
+	seq = (uint64_t)store_xattr_number(fd, XATTR_SEQ, 0) + 1;
 	line = json_pack("{s:I}", "seq", (json_int_t)seq);
 	if (!line || json_object_update(line, rec) < 0) {
 		r = -ENOMEM;
