@@ -406,8 +406,11 @@ int stash_store_scan(struct stash_store *st, stash_expire_cb cb, void *ctx)
 	bool found = false;
 
 	scan_dir(st, "", cb, ctx, 0, &found);
-	/* Nothing with a lifecycle anywhere: lookups can skip the xattrs. */
-	if (!found && st->life->n == 0 && st->life->neph == 0)
+	/*
+	 * Nothing with a lifecycle anywhere: lookups can skip the xattrs.  Not
+	 * when other daemons share the directory: they may set a ttl any time.
+	 */
+	if (!found && st->life->n == 0 && st->life->neph == 0 && !st->opts.shared)
 		atomic_store(&st->life->any, false);
 	return 0;
 }

@@ -188,6 +188,7 @@ static int apply_options(struct cmdline *c, struct stash_store_options *so,
 	stash_store_options_init(so);
 	/* Other daemons change a shared backing directory behind our kernel. */
 	cfg->cache_timeout = c->shared ? 1.0 : 3600.0;
+	so->shared = c->shared;
 	if (c->persistent) {
 		if (strcmp(c->persistent, "0") && strcmp(c->persistent, "1")) {
 			fprintf(stderr, "stashfs: persistent must be 0 or 1\n");

@@ -42,6 +42,7 @@ struct stash_store_options {
 	uint64_t max_size;       /* largest stash in bytes; 0 = no limit */
 	int json_indent;         /* spaces per level in merged documents; 0 = compact */
 	uint64_t default_ttl;    /* seconds; 0 = new objects never expire */
+	int shared;              /* other daemons change the backing directory too */
 };
 
 /* Fill @o with the defaults: persistent, sync=always, 64 MiB, indent 2. */

@@ -392,3 +392,20 @@ def test_sigkill_between_commit_and_records(two, other_commits_first):
             "streams/%s (%s when daemon 1 died): versions %s, want 1..%d" \
             % (s, "lacking" if s in lacking else "recorded", versions, final)
     assert_clean_tmp(two.backing[0])
+
+
+def test_expiry_seen_from_both_sides_once(two):
+    """A ttl set through daemon 1 expires for daemon 2 too, and the linked
+    stream gets exactly one expire record, whichever daemon sweeps."""
+    two.sh(0, "touch streams/ex && setfattr -n user.stash.linked_stash -v t streams/ex")
+    two.sh(1, "echo data > t")
+    two.sh(0, "setfattr -n user.stash.ttl -v 2 t")
+    assert os.path.exists(two.path(1, "t"))
+    deadline = time.time() + 8
+    while time.time() < deadline and (os.path.exists(two.path(0, "t")) or
+                                      os.path.exists(two.path(1, "t"))):
+        time.sleep(0.1)
+    assert not os.path.exists(two.path(0, "t")) and not os.path.exists(two.path(1, "t"))
+    time.sleep(1.5)          # both sweepers have had their turn
+    recs = records(two.path(1, "streams/ex"))
+    assert [r["op"] for r in recs].count("expire") == 1, recs

@@ -193,3 +193,19 @@ def test_metadata_view_without_xattr_tools(mnt):
     assert ".stashfs-meta" not in os.listdir(str(mnt.mnt))
     r = mnt.sh("echo x > .stashfs-meta/newfile", check=False)
     assert r.returncode != 0
+
+
+def test_two_daemons_expire_once(env):
+    """Two daemons sharing a backing directory: both stop showing an expired
+    stash, and its stream gets one expire record."""
+    env.mount(opts=["shared"])
+    m2 = env.tmp / "mnt2"
+    env.mount(opts=["shared"], mnt=m2)
+    env.sh("touch streams/ex && setfattr -n user.stash.linked_stash -v t streams/ex")
+    env.sh("echo data > t && setfattr -n user.stash.ttl -v 1 t")
+    assert os.path.exists(m2 / "t")
+    assert wait_gone(str(m2 / "t"), 5) < 3
+    assert not os.path.exists(env.path("t"))
+    time.sleep(1.5)
+    recs = [json.loads(l) for l in read(m2 / "streams/ex").splitlines()]
+    assert [r["op"] for r in recs].count("expire") == 1, recs
