@@ -544,6 +544,67 @@ static int backing_path(const char *path, char **out, int *kind)
 	return *out ? 0 : -ENOMEM;
 }
 
+/*
+ * The parsed documents of the stashes merged last, so that a merge parses
+ * only its patch.  An entry is valid only for the very file it was written
+ * to (device, inode, size and mtime): any other commit, also another
+ * daemon's, replaces the file and misses.  Direct-mapped by the path's
+ * hash; the caller holds the path's name lock, the cache lock guards slots.
+ */
+static struct doc_cache_entry *doc_slot(struct stash_store *st, const char *path)
+{
+	return &st->docs[stripe_of(path) % DOC_CACHE_SLOTS];
+}
+
+static void doc_entry_clear(struct doc_cache_entry *e)
+{
+	free(e->path);
+	json_decref(e->doc);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Take the cached document of @path if it is that of the file @sb (new reference). */
+static json_t *doc_cache_take(struct stash_store *st, const char *path, const struct stat *sb)
+{
+	struct doc_cache_entry *e = doc_slot(st, path);
+	json_t *doc = NULL;
+
+	pthread_mutex_lock(&st->docs_lock);
+	if (e->path && strcmp(e->path, path) == 0) {
+		if (e->dev == sb->st_dev && e->ino == sb->st_ino && e->size == sb->st_size &&
+		    e->mtime.tv_sec == sb->st_mtim.tv_sec && e->mtime.tv_nsec == sb->st_mtim.tv_nsec) {
+			doc = e->doc;
+			e->doc = NULL;
+		}
+		doc_entry_clear(e);
+	}
+	pthread_mutex_unlock(&st->docs_lock);
+	return doc;
+}
+
+/* Keep @doc (reference stolen) as the document of the file @fd now at @path. */
+static void doc_cache_put(struct stash_store *st, const char *path, int fd, json_t *doc)
+{
+	struct doc_cache_entry *e = doc_slot(st, path);
+	struct stat sb;
+	char *copy = strdup(path);
+
+	if (!copy || fstat(fd, &sb) < 0 || sb.st_size > DOC_CACHE_MAX) {
+		free(copy);
+		json_decref(doc);
+		return;
+	}
+	pthread_mutex_lock(&st->docs_lock);
+	doc_entry_clear(e);
+	e->path = copy;
+	e->dev = sb.st_dev;
+	e->ino = sb.st_ino;
+	e->size = sb.st_size;
+	e->mtime = sb.st_mtim;
+	e->doc = doc;
+	pthread_mutex_unlock(&st->docs_lock);
+}
+
 /* ---- store ------------------------------------------------------------ */
 
 void stash_store_options_init(struct stash_store_options *o)
@@ -753,6 +814,7 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		pthread_mutex_init(&st->stream_stripes[i], NULL);
 	}
 	st->links_fd = -1;
+	pthread_mutex_init(&st->docs_lock, NULL);
 	if (binding_init(st) < 0 || life_init(st) < 0) {
 		binding_destroy(st);
 		life_destroy(st);
@@ -841,6 +903,9 @@ void stash_store_close(struct stash_store *st)
 	binding_destroy(st);
 	life_destroy(st);
 	close_fd(&st->links_fd);
+	for (int i = 0; i < DOC_CACHE_SLOTS; i++)
+		doc_entry_clear(&st->docs[i]);
+	pthread_mutex_destroy(&st->docs_lock);
 	for (int i = 0; i < LOCK_STRIPES; i++) {
 		pthread_mutex_destroy(&st->stripes[i]);
 		pthread_mutex_destroy(&st->stream_stripes[i]);
@@ -2532,7 +2597,9 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 		r = cur;
 		goto out;
 	}
-	if (cur >= 0 && sb.st_size > 0) {
+	if (cur >= 0 && sb.st_size > 0 && (doc = doc_cache_take(f->st, f->path, &sb))) {
+		/* The document this daemon wrote last time: no need to parse it. */
+	} else if (cur >= 0 && sb.st_size > 0) {
 		r = store_slurp(cur, sb.st_size, &text, &len);
 		if (r < 0)
 			goto out;
@@ -2567,6 +2634,8 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 		r = publish(f->st, f->path, cur, out.fd, out.tmp_name, f->create_mode, who, doc, patch,
 			    0, &v, err);
 	if (r == 0) {
+		doc_cache_put(f->st, f->path, out.fd, doc);
+		doc = NULL;
 		pending_reset(f->st, &f->p);
 		rebase(f, out.fd, (off_t)dlen, v);
 		out.fd = -1;

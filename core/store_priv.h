@@ -16,6 +16,8 @@
 #include "stashfs/store.h"
 
 #define LOCK_STRIPES 1024
+#define DOC_CACHE_SLOTS 64              /* parsed documents kept for merges */
+#define DOC_CACHE_MAX (1024 * 1024)     /* largest document kept */
 #define XATTR_PREFIX "user.stash."
 #define XATTR_VERSION "user.stash.version"
 #define XATTR_ERROR "user.stash.error"
@@ -31,6 +33,15 @@
 
 struct schema_cache;
 struct lifecycle;
+/* A parsed document kept for the next merge of the same file (store.c). */
+struct doc_cache_entry {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	json_t *doc;            /* owned */
+};
 
 struct stash_store {
 	struct stash_store_options opts;
@@ -45,6 +56,8 @@ struct stash_store {
 	int links_fd;                   /* .stashfs/links: the stream index */
 	struct schema_cache *schemas;   /* binding.c */
 	struct lifecycle *life;         /* lifecycle.c */
+	pthread_mutex_t docs_lock;
+	struct doc_cache_entry docs[DOC_CACHE_SLOTS];
 };
 
 /*

@@ -142,3 +142,21 @@ def test_two_daemons_share_backing(env):
         doc = json.loads(read(os.path.join(m, "p")))
         assert len(doc) == 400
         assert all(doc["a%d" % i] == i and doc["b%d" % i] == i for i in range(200))
+
+
+def test_merge_sees_changes_made_behind_the_daemon(mnt):
+    """Merges keep the parsed document between commits; a change made to the
+    backing file in place (same inode) or by replacing it must not be lost."""
+    mnt.sh("""echo '{"a":1}' > p.json""")
+    mnt.sh("""echo '{"b":2}' > p.json""")
+    with open(mnt.backing / "p", "r+") as f:        # in place, same inode
+        f.seek(0)
+        f.truncate()
+        f.write('{"edited": true}\n')
+    mnt.sh("""echo '{"c":3}' > p.json""")
+    assert json.loads(read(mnt.path("p"))) == {"edited": True, "c": 3}
+    tmp = mnt.backing / "p.new"
+    tmp.write_text('{"replaced": 1}\n')
+    os.rename(tmp, mnt.backing / "p")                 # a new inode
+    mnt.sh("""echo '{"d":4}' > p.json""")
+    assert json.loads(read(mnt.path("p"))) == {"replaced": 1, "d": 4}
