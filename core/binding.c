@@ -38,11 +38,13 @@ struct cached {
 	struct dep deps[MAX_DEPS];      /* deps[0] is the schema itself */
 	unsigned ndeps;
 	unsigned refs;
+	uint64_t gen;                   /* schemas generation it was checked at */
 	struct cached *next;
 };
 
 struct schema_cache {
 	pthread_mutex_t lock;
+	atomic_uint_fast64_t gen;       /* bumped by every change under schemas/ here */
 	struct cached *head;
 };
 
@@ -200,8 +202,17 @@ void binding_destroy(struct stash_store *st)
 }
 
 /* Do the files this entry was compiled from still have those versions? */
-static bool fresh(struct stash_store *st, const struct cached *c)
+static bool fresh(struct stash_store *st, struct cached *c)
 {
+	uint64_t gen = atomic_load(&st->schemas->gen);
+
+	/*
+	 * Alone on its backing directory, the daemon sees every schema change
+	 * itself: an unchanged generation needs no look at the files.  Shared,
+	 * another daemon may have replaced one, so the versions are checked.
+	 */
+	if (!st->opts.shared && c->gen == gen)
+		return true;
 	for (unsigned i = 0; i < c->ndeps; i++) {
 		uint64_t v;
 
@@ -209,6 +220,7 @@ static bool fresh(struct stash_store *st, const struct cached *c)
 		    v != c->deps[i].version)
 			return false;
 	}
+	c->gen = gen;
 	return true;
 }
 
@@ -221,7 +233,7 @@ static int lookup(struct stash_store *st, const char *name, struct cached **out,
 	struct cached *c, **pp;
 	char *text = NULL;
 	size_t len;
-	uint64_t v;
+	uint64_t v, gen;
 	int r;
 
 	pthread_mutex_lock(&sc->lock);
@@ -241,6 +253,7 @@ static int lookup(struct stash_store *st, const char *name, struct cached **out,
 	}
 	pthread_mutex_unlock(&sc->lock);
 
+	gen = atomic_load(&sc->gen);
 	r = read_schema_file(st, name, &text, &len, &v);
 	if (r < 0)
 		return stash_error_set(err, EINVAL,
@@ -259,6 +272,7 @@ static int lookup(struct stash_store *st, const char *name, struct cached **out,
 	c->ndeps = ctx.ndeps;
 	c->name = strdup(name);
 	c->refs = 1;
+	c->gen = gen;
 	if (r < 0 || !c->name) {
 		cached_put(c);
 		return r < 0 ? r : -ENOMEM;
@@ -319,4 +333,9 @@ int binding_check(struct stash_store *st, const char *name, struct stash_error *
 	cached_put(c);
 	pthread_mutex_unlock(&st->schemas->lock);
 	return 0;
+}
+
+void binding_changed(struct stash_store *st)
+{
+	atomic_fetch_add(&st->schemas->gen, 1);
 }

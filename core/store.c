@@ -212,6 +212,11 @@ void store_unlock_stream(struct stash_store *st, unsigned s)
 	pthread_mutex_unlock(&st->stream_stripes[s]);
 }
 
+static bool is_schema_path(const char *path)
+{
+	return strncmp(path, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
+}
+
 static bool has_suffix(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), m = strlen(suffix);
@@ -563,6 +568,26 @@ static void doc_entry_clear(struct doc_cache_entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
+static bool doc_entry_is(const struct doc_cache_entry *e, const char *path, const struct stat *sb)
+{
+	return e->path && strcmp(e->path, path) == 0 && e->dev == sb->st_dev &&
+	       e->ino == sb->st_ino && e->size == sb->st_size &&
+	       e->mtime.tv_sec == sb->st_mtim.tv_sec && e->mtime.tv_nsec == sb->st_mtim.tv_nsec;
+}
+
+/* A copy of the cached document of @path for the file @sb (new reference), or NULL. */
+static json_t *doc_cache_copy(struct stash_store *st, const char *path, const struct stat *sb)
+{
+	struct doc_cache_entry *e = doc_slot(st, path);
+	json_t *doc = NULL;
+
+	pthread_mutex_lock(&st->docs_lock);
+	if (doc_entry_is(e, path, sb))
+		doc = json_deep_copy(e->doc);
+	pthread_mutex_unlock(&st->docs_lock);
+	return doc;
+}
+
 /* Take the cached document of @path if it is that of the file @sb (new reference). */
 static json_t *doc_cache_take(struct stash_store *st, const char *path, const struct stat *sb)
 {
@@ -571,8 +596,7 @@ static json_t *doc_cache_take(struct stash_store *st, const char *path, const st
 
 	pthread_mutex_lock(&st->docs_lock);
 	if (e->path && strcmp(e->path, path) == 0) {
-		if (e->dev == sb->st_dev && e->ino == sb->st_ino && e->size == sb->st_size &&
-		    e->mtime.tv_sec == sb->st_mtim.tv_sec && e->mtime.tv_nsec == sb->st_mtim.tv_nsec) {
+		if (doc_entry_is(e, path, sb)) {
 			doc = e->doc;
 			e->doc = NULL;
 		}
@@ -983,7 +1007,7 @@ static int check_content(struct stash_store *st, const char *path, int fd, const
 			 bool creating, struct stash_error *err)
 {
 	char schema[256];
-	bool is_schema = strncmp(path, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
+	bool is_schema = is_schema_path(path);
 	ssize_t n = fgetxattr(fd, XATTR_SCHEMA, schema, sizeof(schema) - 1);
 	char *text = NULL;
 	size_t len = 0;
@@ -1124,6 +1148,8 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 	}
 	stream_audit_commit(st, audit);
 	life_note(st, path, tmpfd);
+	if (is_schema_path(path))
+		binding_changed(st);
 	*version = v + 1;
 out:
 	if (oldfd >= 0 && oldfd != curfd)
@@ -1304,6 +1330,8 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 			stream_audit_begin(st, bpath, "delete", v + 1, json_null(), -1, who, &audit);
 		if (r == 0)
 			r = unlinkat(dirfd, leaf, 0) < 0 ? -errno : 0;
+		if (r == 0 && is_schema_path(bpath))
+			binding_changed(st);
 		if (r == 0)
 			stream_audit_commit(st, audit);
 		else
@@ -1326,7 +1354,7 @@ static int check_rename(struct stash_store *st, int dfrom, const char *lfrom, in
 			const char *lto, const char *to, unsigned flags, struct stash_error *err)
 {
 	char schema[256];
-	bool into_schemas = strncmp(to, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
+	bool into_schemas = is_schema_path(to);
 	int src = openat(dfrom, lfrom, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	int dst = openat(dto, lto, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	ssize_t n = dst >= 0 ? fgetxattr(dst, XATTR_SCHEMA, schema, sizeof(schema) - 1) : -1;
@@ -1471,6 +1499,9 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		r = audit_rename(st, dfrom, lfrom, from, to, who, audits);
 	if (r == 0)
 		r = syscall(SYS_renameat2, dfrom, lfrom, dto, lto, flags) < 0 ? -errno : 0;
+	if (r == 0 && (is_schema_path(from) || is_schema_path(to) ||
+		       strcmp(from, STASH_SCHEMAS_DIR) == 0 || strcmp(to, STASH_SCHEMAS_DIR) == 0))
+		binding_changed(st);
 	for (int i = 0; i < 2; i++) {
 		if (r == 0)
 			stream_audit_commit(st, audits[i]);
@@ -2274,10 +2305,6 @@ static int check_size(struct stash_file *f, uint64_t size, struct stash_error *e
  * it now, so that `echo ... > p` fails at write() where every shell sees it.
  * An incomplete document waits for more data; the commit checks it anyway.
  */
-static bool is_schema_path(const char *path)
-{
-	return strncmp(path, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
-}
 
 static int precheck_document(struct stash_file *f, struct stash_error *err)
 {
@@ -2309,7 +2336,9 @@ static int precheck_merge(struct stash_file *f, struct stash_error *err)
 	if (!patch)
 		return 0;
 	fd = open_content(f->st, f->path, &sb);
-	if (fd >= 0 && sb.st_size > 0 && store_slurp(fd, sb.st_size, &text, &len) == 0)
+	if (fd >= 0 && sb.st_size > 0 && (doc = doc_cache_copy(f->st, f->path, &sb)))
+		;       /* parsed by the last merge */
+	else if (fd >= 0 && sb.st_size > 0 && store_slurp(fd, sb.st_size, &text, &len) == 0)
 		doc = stash_json_parse(text, len, NULL);
 	else if (fd >= 0 || fd == -ENOENT)
 		doc = json_object();

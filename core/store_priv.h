@@ -101,6 +101,9 @@ bool binding_name_ok(const char *name);
 int binding_compile(struct stash_store *st, const char *name, const char *text, size_t len,
 		    struct stash_error *err);
 
+/* Something under schemas/ changed through this daemon: recheck cached schemas. */
+void binding_changed(struct stash_store *st);
+
 /* Does schema @name exist and compile?  -EINVAL with the reason if not. */
 int binding_check(struct stash_store *st, const char *name, struct stash_error *err);
 
