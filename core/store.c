@@ -693,6 +693,59 @@ static int check_xattrs(int internal_fd, struct stash_error *err)
 	return r;
 }
 
+/*
+ * Commits rely on OFD locks (serializing daemons that share the directory)
+ * and on rename replacing a file atomically.  A backing filesystem without
+ * them would corrupt data later, so refuse it now, saying which is missing.
+ */
+static int check_locks_and_rename(int internal_fd, struct stash_error *err)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 2 * LOCK_STRIPES,
+			    .l_len = 1 };
+	int fd = openat(internal_fd, "lock", O_RDWR | O_CLOEXEC);
+	int a = -1, b = -1, r = 0;
+	char buf[2] = "";
+
+	if (fd < 0)
+		return stash_error_set(err, errno, "cannot open .stashfs/lock: %s", strerror(errno));
+	/* A byte no name uses; another daemon may hold it for its own check. */
+	if (fcntl(fd, F_OFD_SETLKW, &fl) < 0) {
+		r = stash_error_set(err, errno,
+			"the backing filesystem does not support OFD locks (%s); stashfs needs "
+			"them to serialize commits", strerror(errno));
+		goto out;
+	}
+	fl.l_type = F_UNLCK;
+	fcntl(fd, F_OFD_SETLK, &fl);
+	a = openat(internal_fd, "probe.a", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	b = openat(internal_fd, "probe.b", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (a < 0 || b < 0 || write(a, "a", 1) != 1 || write(b, "b", 1) != 1) {
+		r = stash_error_set(err, errno ? errno : EIO, "cannot write in .stashfs: %s",
+				    strerror(errno));
+		goto out;
+	}
+	close(a);
+	a = -1;
+	errno = 0;
+	if (renameat(internal_fd, "probe.a", internal_fd, "probe.b") < 0 ||
+	    faccessat(internal_fd, "probe.a", F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    (a = openat(internal_fd, "probe.b", O_RDONLY | O_CLOEXEC)) < 0 ||
+	    read(a, buf, 1) != 1 || buf[0] != 'a') {
+		r = stash_error_set(err, errno ? errno : EIO,
+			"rename does not replace files atomically on the backing filesystem; "
+			"stashfs commits by rename");
+	}
+out:
+	unlinkat(internal_fd, "probe.a", 0);
+	unlinkat(internal_fd, "probe.b", 0);
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
+	close(fd);
+	return r;
+}
+
 /* Remove temp dirs of instances that are gone (their lock is free). */
 static void clean_stale_tmp(struct stash_store *st, int tmproot)
 {
@@ -869,6 +922,8 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		goto fail;
 	}
 	r = check_xattrs(internal_fd, err);
+	if (r == 0)
+		r = check_locks_and_rename(internal_fd, err);
 	if (r < 0)
 		goto fail;
 	r = check_format(st, internal_fd, err);
