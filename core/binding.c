@@ -339,3 +339,8 @@ void binding_changed(struct stash_store *st)
 {
 	atomic_fetch_add(&st->schemas->gen, 1);
 }
+
+uint64_t binding_generation(struct stash_store *st)
+{
+	return atomic_load(&st->schemas->gen);
+}

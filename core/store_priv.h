@@ -101,6 +101,9 @@ bool binding_name_ok(const char *name);
 int binding_compile(struct stash_store *st, const char *name, const char *text, size_t len,
 		    struct stash_error *err);
 
+/* Counts the changes under schemas/ made through this daemon. */
+uint64_t binding_generation(struct stash_store *st);
+
 /* Something under schemas/ changed through this daemon: recheck cached schemas. */
 void binding_changed(struct stash_store *st);
 

@@ -140,3 +140,18 @@ def test_hostile_schema_cannot_hang(mnt):
     assert time.monotonic() - start < 60
     # The daemon still serves.
     mnt.sh("echo alive > ok && cat ok")
+
+
+def test_rebinding_between_write_and_close_is_enforced(mnt):
+    """A merge validated at write() is validated again at close if the stash
+    was bound to another schema in between."""
+    mnt.sh("""echo '{"type":"object"}' > schemas/loose""")
+    mnt.sh("""echo '{"type":"object","properties":{"n":{"type":"string"}}}' > schemas/strict""")
+    mnt.sh("""echo '{"m":1}' > p && setfattr -n user.stash.schema -v loose p""")
+    fd = os.open(mnt.path("p.json"), os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b'{"n": 5}')                       # fine under "loose"
+    os.setxattr(mnt.path("p"), "user.stash.schema", b"strict")
+    with pytest.raises(OSError):
+        os.close(fd)                                # refused under "strict"
+    assert json.loads(read(mnt.path("p"))) == {"m": 1}
+    assert "strict" in reason(mnt, "p")
