@@ -649,11 +649,6 @@ void stash_store_options_init(struct stash_store_options *o)
 	o->json_indent = 2;
 }
 
-const struct stash_store_options *stash_store_options(const struct stash_store *st)
-{
-	return &st->opts;
-}
-
 static int check_format(struct stash_store *st, int internal_fd, struct stash_error *err)
 {
 	char buf[64] = "";
@@ -2242,11 +2237,6 @@ opened:
 fail:
 	stash_file_close(f);
 	return r;
-}
-
-enum stash_kind stash_file_kind(const struct stash_file *f)
-{
-	return f->kind;
 }
 
 uint64_t stash_file_version(const struct stash_file *f)

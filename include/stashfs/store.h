@@ -81,9 +81,6 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 /* Close the store; every open file must have been closed. */
 void stash_store_close(struct stash_store *st);
 
-/* The options the store runs with (borrowed for the store's lifetime). */
-const struct stash_store_options *stash_store_options(const struct stash_store *st);
-
 /*
  * What @path names, without touching the backing directory: views by
  * suffix, streams by place, reserved names (-EPERM) and invalid ones
@@ -146,9 +143,6 @@ void stash_dir_close(struct stash_dir *d);
 int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t mode,
 		    const struct stash_caller *who, struct stash_file **out,
 		    struct stash_error *err);
-
-/* The kind of file (stash, view or stream). */
-enum stash_kind stash_file_kind(const struct stash_file *f);
 
 /* Read up to @size bytes at @off.  Returns the count or a negative errno. */
 ssize_t stash_file_read(struct stash_file *f, void *buf, size_t size, off_t off);
