@@ -284,13 +284,8 @@ static int copy_xattrs(int from, int to)
 /* Does a commit of the object at @fd get fsynced?  Ephemeral ones never. */
 static bool want_sync(struct stash_store *st, int fd)
 {
-	char v[4];
-	ssize_t n;
-
-	if (st->opts.sync != STASH_SYNC_ALWAYS)
-		return false;
-	n = fgetxattr(fd, XATTR_PERSISTENT, v, sizeof(v));
-	return !(n == 1 && v[0] == '0');
+	return st->opts.sync == STASH_SYNC_ALWAYS &&
+	       store_xattr_number(fd, XATTR_PERSISTENT, 1) != 0;
 }
 
 /* Copy @len bytes of @from (at 0) to the end of @to. */
@@ -2378,19 +2373,16 @@ static int precheck_document(struct stash_file *f, struct stash_error *err)
 /*
  * A complete patch for a bound stash: merge it into the current document
  * and validate now, for the same reason.  The commit merges again under
- * the lock, on whatever is current then.
+ * the lock, on whatever is current then.  @patch is borrowed.
  */
-static int precheck_merge(struct stash_file *f, struct stash_error *err)
+static int precheck_merge(struct stash_file *f, json_t *patch, struct stash_error *err)
 {
-	json_t *patch = stash_json_parse(f->p.mem, f->p.len, NULL);
 	json_t *doc = NULL;
 	char *text = NULL;
 	size_t len = 0;
 	struct stat sb;
 	int fd, r;
 
-	if (!patch)
-		return 0;
 	fd = open_content(f->st, f->path, &sb);
 	if (fd >= 0 && sb.st_size > 0 && (doc = doc_cache_copy(f->st, f->path, &sb)))
 		;       /* parsed by the last merge */
@@ -2417,16 +2409,40 @@ static int precheck_merge(struct stash_file *f, struct stash_error *err)
 		r = 0;
 	free(text);
 	json_decref(doc);
-	json_decref(patch);
 	return r;
 }
 
-/* A complete patch has arrived: it must be one JSON object. */
-static int check_patch(struct stash_file *f, struct stash_error *err)
+/*
+ * Does the stash the view was opened on start like a JSON object (or hold
+ * nothing)?  A cheap look, so that a merge into plain text is refused at
+ * write() where the shell sees it; the commit parses the document for real.
+ */
+static bool looks_like_object(int fd)
 {
-	json_t *patch = stash_json_parse(f->p.mem, f->p.len, err);
-	int r = 0;
+	char buf[64];
+	ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf), 0) : 0;
 
+	for (ssize_t i = 0; i < n; i++) {
+		if (!strchr(" \t\r\n", buf[i]))
+			return buf[i] == '{';
+	}
+	return true;
+}
+
+/*
+ * The patch collected by a view so far.  Refuse at write() what no further
+ * data can mend, so that `echo` reports it even in shells that ignore
+ * close(): a text that can't become JSON, a patch that is not an object, a
+ * stash that is not one, a merged document its schema refuses.
+ */
+static int check_view_patch(struct stash_file *f, struct stash_error *err)
+{
+	json_t *patch;
+	int r = stash_json_progress(f->p.mem, f->p.len, err);
+
+	if (r <= 0)
+		return r;       /* incomplete, or refused */
+	patch = stash_json_parse(f->p.mem, f->p.len, err);
 	if (!patch)
 		return -EINVAL;
 	if (!json_is_object(patch))
@@ -2434,6 +2450,13 @@ static int check_patch(struct stash_file *f, struct stash_error *err)
 				    f->path, json_is_array(patch) ? "an array" :
 				    json_is_string(patch) ? "a string" :
 				    json_is_number(patch) ? "a number" : "a literal");
+	else if (!looks_like_object(f->base_fd))
+		r = stash_error_set(err, EINVAL,
+			"%s: cannot merge: the stash does not hold a JSON object", f->path);
+	else if (f->schema)
+		r = precheck_merge(f, patch, err);
+	else
+		r = 0;
 	json_decref(patch);
 	return r;
 }
@@ -2489,17 +2512,8 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 		r = check_size(f, (uint64_t)at + size, err);
 		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, at);
-		if (r == 0 && f->p.fd < 0) {
-			/*
-			 * Refuse at write() what no further data can mend, so that
-			 * `echo` reports it even in shells that ignore close().
-			 */
-			r = stash_json_progress(f->p.mem, f->p.len, err);
-			if (r > 0)
-				r = check_patch(f, err);
-			if (r == 0 && f->schema && f->p.len && stash_json_progress(f->p.mem, f->p.len, NULL) > 0)
-				r = precheck_merge(f, err);
-		}
+		if (r == 0 && f->p.fd < 0)
+			r = check_view_patch(f, err);
 		if (r < 0) {
 			r = poison(f, r, err);
 			goto out;

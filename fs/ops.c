@@ -255,37 +255,32 @@ static int ino_path(struct stashfs *fs, fuse_ino_t ino, const char *name, char *
 
 /* ---- cache invalidation ----------------------------------------------- */
 
-/* @n changed behind the kernel's back: drop its cached attributes and pages. */
-static void node_changed(struct stashfs *fs, struct node *n, bool pages)
-{
-	fuse_ino_t ino;
-
-	pthread_mutex_lock(&fs->lock);
-	ino = n->ino;
-	pthread_mutex_unlock(&fs->lock);
-	fuse_lowlevel_notify_inval_inode(fs->se, ino, pages ? 0 : -1, 0);
-}
-
-/* After a merge through NAME.json: the stash NAME changed too. */
+/*
+ * After a merge through NAME.json the stash NAME changed behind the
+ * kernel's back: drop its cached attributes and pages, or, if the kernel
+ * does not know NAME yet, any negative entry for it.  The node is read
+ * under the lock only: a forget may free it right after.
+ */
 static void view_target_changed(struct stashfs *fs, struct node *view)
 {
-	struct node *target = NULL;
-	fuse_ino_t parent_ino = 0;
+	fuse_ino_t target = 0, parent = 0;
 	char name[NAME_MAX + 1];
 
 	pthread_mutex_lock(&fs->lock);
 	if (view->name && view->parent) {
 		size_t l = strlen(view->name) - strlen(STASH_VIEW_SUFFIX);
+		struct node *n;
 
 		snprintf(name, sizeof(name), "%.*s", (int)l, view->name);
-		target = node_by_name(fs, view->parent, name);
-		parent_ino = view->parent->ino;
+		n = node_by_name(fs, view->parent, name);
+		target = n ? n->ino : 0;
+		parent = view->parent->ino;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (target)
-		node_changed(fs, target, true);
-	else if (parent_ino)
-		fuse_lowlevel_notify_inval_entry(fs->se, parent_ino, name, strlen(name));
+		fuse_lowlevel_notify_inval_inode(fs->se, target, 0, 0);
+	else if (parent)
+		fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -499,12 +494,11 @@ static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr
 			r = stash_file_truncate(((struct fh *)(uintptr_t)fi->fh)->f, attr->st_size, &err);
 		else
 			r = stash_store_truncate(fs->store, path, attr->st_size, &who, &err);
+		/* The kernel takes the new size from this reply. */
 		if (r < 0) {
 			log_refusal("truncate", path, r, &err);
 			return reply_err(req, r);
 		}
-		if (!fi)
-			node_changed(fs, n, true);
 	}
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		r = stash_store_chmod(fs->store, path, attr->st_mode);

@@ -76,14 +76,21 @@ def test_refusals_at_write_keep_content(mnt):
 
 
 def test_merge_into_non_object_refused(mnt):
+    # Plain text: the write() that completes the patch already says so.
     mnt.sh("echo 'plain text' > notes")
-    fd = os.open(mnt.path("notes.json"), os.O_WRONLY | os.O_TRUNC)
+    r = mnt.sh("""echo '{"a":1}' > notes.json""", check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    assert read(mnt.path("notes")) == b"plain text\n"
+    assert "not hold a JSON object" in os.getxattr(mnt.path("notes"), "user.stash.error").decode()
+    # Something that only looks like an object: the merge fails at close.
+    mnt.sh("echo '{broken' > half")
+    fd = os.open(mnt.path("half.json"), os.O_WRONLY | os.O_TRUNC)
     os.write(fd, b'{"a":1}')
     with pytest.raises(OSError) as e:
         os.close(fd)            # the merge fails at close
     assert e.value.errno == 22
-    assert read(mnt.path("notes")) == b"plain text\n"
-    assert "not hold a JSON object" in os.getxattr(mnt.path("notes"), "user.stash.error").decode()
+    assert read(mnt.path("half")) == b"{broken\n"
+    assert "not hold a JSON object" in os.getxattr(mnt.path("half"), "user.stash.error").decode()
 
 
 def test_split_patch_and_empty_stash(mnt):
