@@ -891,6 +891,8 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 	}
 	st->links_fd = -1;
 	pthread_mutex_init(&st->docs_lock, NULL);
+	pthread_mutex_init(&st->merge_lock, NULL);
+	pthread_cond_init(&st->merge_done, NULL);
 	if (binding_init(st) < 0 || life_init(st) < 0) {
 		binding_destroy(st);
 		life_destroy(st);
@@ -984,6 +986,8 @@ void stash_store_close(struct stash_store *st)
 	for (int i = 0; i < DOC_CACHE_SLOTS; i++)
 		doc_entry_clear(&st->docs[i]);
 	pthread_mutex_destroy(&st->docs_lock);
+	pthread_mutex_destroy(&st->merge_lock);
+	pthread_cond_destroy(&st->merge_done);
 	for (int i = 0; i < LOCK_STRIPES; i++) {
 		pthread_mutex_destroy(&st->stripes[i]);
 		pthread_mutex_destroy(&st->stream_stripes[i]);
@@ -995,6 +999,7 @@ void stash_store_close(struct stash_store *st)
 
 #define PUBLISH_CREATE 1     /* the empty first version of a new stash */
 #define PUBLISH_VALIDATED 2  /* the document was validated against this very file */
+#define PUBLISH_CHANGES(n) ((unsigned)(n) << 8)     /* one file for n merges */
 
 /* Copy the directory defaults (nearest ancestor wins) onto a new object. */
 static void inherit_defaults(struct stash_store *st, const char *path, int fd)
@@ -1109,8 +1114,8 @@ static int check_content_as(struct stash_store *st, const char *path, int fd, co
 /*
  * Publish the temp file @tmpfd/@tmpname as @path: metadata from the current
  * file (or ownership from @who and the directory defaults for a new one),
- * the checks of check_content, version + 1, fsync, rename, fsync the
- * directory.  The caller holds the name lock.  On success the temp file has
+ * the checks of check_content, version + 1 (+ n for PUBLISH_CHANGES(n)),
+ * fsync, rename, fsync the directory.  The caller holds the name lock.  On success the temp file has
  * become the stash and *@version holds its version; a refusal fills @err.
  */
 static int publish(struct stash_store *st, const char *path, int curfd, int tmpfd,
@@ -1119,6 +1124,7 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 		   struct stash_error *err)
 {
 	struct stream_audit *audit = NULL;
+	unsigned changes = (flags >> 8) ? (flags >> 8) : 1;
 	bool durable;
 	const char *leaf;
 	int dirfd = open_parent(st, path, &leaf);
@@ -1177,7 +1183,7 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 		check_content(st, path, tmpfd, doc, (flags & PUBLISH_CREATE) != 0, err);
 	if (r < 0)
 		goto out;
-	r = write_version(tmpfd, v + 1);
+	r = write_version(tmpfd, v + changes);
 	if (r < 0)
 		goto out;
 	durable = want_sync(st, tmpfd);
@@ -1185,7 +1191,8 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 		r = -errno;
 		goto out;
 	}
-	r = stream_audit_begin(st, path, patch ? "merge" : "put", v + 1, patch, tmpfd, who, &audit);
+	r = stream_audit_begin(st, path, patch ? "merge" : "put", v + changes, patch, tmpfd, who,
+			       &audit);
 	if (r < 0)
 		goto out;
 	if (renameat(st->tmp_fd, tmpname, dirfd, leaf) < 0) {
@@ -1206,7 +1213,7 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 	life_note(st, path, tmpfd);
 	if (is_schema_path(path))
 		binding_changed(st);
-	*version = v + 1;
+	*version = v + changes;
 out:
 	if (oldfd >= 0 && oldfd != curfd)
 		close(oldfd);
@@ -2691,41 +2698,21 @@ static bool still_checked(struct stash_file *f, int cur, const struct stat *sb)
 	return strcmp(name, f->schema) == 0;
 }
 
-/* Merge the handle's patch into the stash's document, under the name lock. */
-static int commit_merge(struct stash_file *f, const struct stash_caller *who,
-			struct stash_error *err)
+/*
+ * Merge @patch into the document of @f's stash: one commit.  The caller
+ * holds the name lock.
+ */
+static int merge_one(struct stash_file *f, json_t *patch, const struct stash_caller *who,
+		     struct stash_error *err)
 {
-	json_t *patch = NULL, *doc = NULL;
+	json_t *doc = NULL;
 	struct pending out = { .fd = -1 };
 	char *text = NULL, *dumped = NULL;
 	size_t len = 0, dlen = 0;
 	struct stat sb;
-	unsigned s = 0;
-	bool locked = false;
 	uint64_t v;
-	int cur = -1, r;
+	int cur, r;
 
-	if (f->p.fd >= 0) {
-		r = store_slurp(f->p.fd, (off_t)f->p.len, &text, &len);
-		if (r < 0)
-			goto out;
-		patch = stash_json_parse(text, len, err);
-		free(text);
-		text = NULL;
-	} else {
-		patch = stash_json_parse(f->p.mem ? f->p.mem : "", f->p.len, err);
-	}
-	if (!patch) {
-		r = -EINVAL;
-		goto out;
-	}
-	if (!json_is_object(patch)) {
-		r = stash_error_set(err, EINVAL, "%s.json: the patch must be one JSON object",
-				    f->path);
-		goto out;
-	}
-	s = store_lock_name(f->st, f->path);
-	locked = true;
 	cur = open_content(f->st, f->path, &sb);
 	if (cur < 0 && cur != -ENOENT) {
 		r = cur;
@@ -2775,20 +2762,174 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 		out.fd = -1;
 	}
 out:
-	if (locked)
-		store_unlock_name(f->st, s);
 	if (cur >= 0)
 		close(cur);
-	if (out.fd >= 0) {
-		close(out.fd);
-		unlinkat(f->st->tmp_fd, out.tmp_name, 0);
-	}
+	pending_reset(f->st, &out);
 	free(text);
 	free(dumped);
-	json_decref(patch);
 	json_decref(doc);
 	if (r < 0 && err && !err->code)
 		stash_error_set(err, -r, "%s: merge failed: %s", f->path, strerror(-r));
+	return r;
+}
+
+/*
+ * Merges into one stash queue up while its name lock is held.  The thread
+ * that gets the lock commits every merge queued for that stash at once:
+ * the patches apply in the order they arrived, the document is checked
+ * after each as if it were committed alone, and one file is written whose
+ * version counts every merge.  Concurrent writers thus share the cost of
+ * writing the document (the larger it is, the more that saves).  When one
+ * of them would be refused, or streams are linked to the stash (they get
+ * one record per change), the batch commits one merge at a time instead.
+ */
+struct merge_req {
+	struct stash_file *f;
+	json_t *patch;
+	const struct stash_caller *who;
+	struct stash_error *err;
+	int result;
+	bool done;
+	struct merge_req *next;
+};
+
+/* The whole batch in one commit; false (nothing changed) when it can't be. */
+static bool merge_together(struct stash_store *st, struct merge_req *batch, unsigned n)
+{
+	struct stash_file *f = batch->f;
+	struct pending out = { .fd = -1 };
+	char schema[256], *text = NULL, *dumped = NULL;
+	size_t len = 0, dlen = 0;
+	json_t *doc = NULL;
+	ssize_t bound;
+	struct stat sb;
+	uint64_t v;
+	int cur, r = -1;
+
+	/* Schemas must compile after each change: they go one at a time. */
+	if (is_schema_path(f->path))
+		return false;
+	cur = open_content(st, f->path, &sb);
+	if (cur < 0 || sb.st_size == 0 || stream_linked(st, f->path))
+		goto out;
+	doc = doc_cache_take(st, f->path, &sb);
+	if (!doc && store_slurp(cur, sb.st_size, &text, &len) == 0)
+		doc = stash_json_parse(text, len, NULL);
+	bound = fgetxattr(cur, XATTR_SCHEMA, schema, sizeof(schema) - 1);
+	if (bound > 0)
+		schema[bound] = '\0';
+	for (struct merge_req *m = batch; doc && m; m = m->next) {
+		if (stash_merge_apply(doc, m->patch, NULL) < 0 ||
+		    (bound > 0 && binding_validate(st, schema, f->path, doc, NULL, 0, NULL) < 0))
+			goto out;
+	}
+	dumped = doc ? stash_json_dump(doc, st->opts.json_indent, &dlen) : NULL;
+	if (!dumped || check_size(f, dlen, NULL) < 0 || pending_tmpfile(st, &out) < 0)
+		goto out;
+	if (write(out.fd, dumped, dlen) != (ssize_t)dlen)
+		goto out;
+	r = publish(st, f->path, cur, out.fd, out.tmp_name, f->create_mode, batch->who, doc, NULL,
+		    PUBLISH_VALIDATED | PUBLISH_CHANGES(n), &v, NULL);
+	if (r < 0)
+		goto out;
+	doc_cache_put(st, f->path, out.fd, doc);
+	doc = NULL;
+	/* Every handle moves on to the new version, as after its own commit. */
+	for (struct merge_req *m = batch; m; m = m->next) {
+		pending_reset(st, &m->f->p);
+		rebase(m->f, m->next ? fcntl(out.fd, F_DUPFD_CLOEXEC, 0) : out.fd, (off_t)dlen, v);
+		m->result = 0;
+	}
+	out.fd = -1;
+out:
+	if (cur >= 0)
+		close(cur);
+	pending_reset(st, &out);
+	free(text);
+	free(dumped);
+	json_decref(doc);
+	return r == 0;
+}
+
+/* Commit @req and whatever else is queued for its stash; returns its result. */
+static int merge_queued(struct stash_store *st, struct merge_req *req)
+{
+	const char *path = req->f->path;
+	unsigned s = stripe_of(path), n = 0;
+	struct merge_queue *q = &st->merges[s];
+	struct merge_req *batch = NULL, **tail = &batch, **pp;
+
+	pthread_mutex_lock(&st->merge_lock);
+	for (pp = &q->head; *pp; pp = &(*pp)->next)
+		;
+	*pp = req;
+	while (!req->done && q->busy)
+		pthread_cond_wait(&st->merge_done, &st->merge_lock);
+	if (req->done) {
+		pthread_mutex_unlock(&st->merge_lock);
+		return req->result;
+	}
+	q->busy = true;
+	pthread_mutex_unlock(&st->merge_lock);
+
+	store_lock_name(st, path);
+	pthread_mutex_lock(&st->merge_lock);
+	for (pp = &q->head; *pp;) {
+		struct merge_req *m = *pp;
+
+		if (strcmp(m->f->path, path) == 0) {
+			*pp = m->next;
+			m->next = NULL;
+			*tail = m;
+			tail = &m->next;
+			n++;
+		} else {
+			pp = &m->next;
+		}
+	}
+	pthread_mutex_unlock(&st->merge_lock);
+	if (n == 1 || !merge_together(st, batch, n)) {
+		for (struct merge_req *m = batch; m; m = m->next)
+			m->result = merge_one(m->f, m->patch, m->who, m->err);
+	}
+	store_unlock_name(st, s);
+
+	pthread_mutex_lock(&st->merge_lock);
+	for (struct merge_req *m = batch; m; m = m->next)
+		m->done = true;
+	q->busy = false;
+	pthread_cond_broadcast(&st->merge_done);
+	pthread_mutex_unlock(&st->merge_lock);
+	return req->result;
+}
+
+/* Merge the handle's patch into the stash's document. */
+static int commit_merge(struct stash_file *f, const struct stash_caller *who,
+			struct stash_error *err)
+{
+	struct merge_req req = { .f = f, .who = who, .err = err };
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	if (f->p.fd >= 0) {
+		r = store_slurp(f->p.fd, (off_t)f->p.len, &text, &len);
+		if (r < 0)
+			return stash_error_set(err, -r, "%s: merge failed: %s", f->path, strerror(-r));
+		req.patch = stash_json_parse(text, len, err);
+		free(text);
+	} else {
+		req.patch = stash_json_parse(f->p.mem ? f->p.mem : "", f->p.len, err);
+	}
+	if (!req.patch)
+		return -EINVAL;
+	if (!json_is_object(req.patch)) {
+		json_decref(req.patch);
+		return stash_error_set(err, EINVAL, "%s.json: the patch must be one JSON object",
+				       f->path);
+	}
+	r = merge_queued(f->st, &req);
+	json_decref(req.patch);
 	return r;
 }
 

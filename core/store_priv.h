@@ -43,6 +43,13 @@ struct doc_cache_entry {
 	json_t *doc;            /* owned */
 };
 
+/* Merges of one lock stripe waiting for its name lock (store.c). */
+struct merge_req;
+struct merge_queue {
+	struct merge_req *head;
+	bool busy;              /* a thread is committing this stripe's merges */
+};
+
 struct stash_store {
 	struct stash_store_options opts;
 	int root_fd;            /* the backing directory */
@@ -58,6 +65,9 @@ struct stash_store {
 	struct lifecycle *life;         /* lifecycle.c */
 	pthread_mutex_t docs_lock;
 	struct doc_cache_entry docs[DOC_CACHE_SLOTS];
+	pthread_mutex_t merge_lock;     /* the merge queues */
+	pthread_cond_t merge_done;
+	struct merge_queue merges[LOCK_STRIPES];
 };
 
 /*
@@ -155,6 +165,9 @@ struct stream_audit;
 
 /* Can @stash be the target of a link (a stash path, no "..")? */
 bool stream_path_ok(const char *stash);
+
+/* Are streams linked to @stash?  (Stable while its name lock is held.) */
+bool stream_linked(struct stash_store *st, const char *stash);
 
 /* Add or remove "stash -> stream" in the link index (takes the stash's lock). */
 int stream_index_update(struct stash_store *st, const char *stash, const char *stream, bool add);

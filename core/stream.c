@@ -175,6 +175,14 @@ static void stream_list_free(char **list)
 	free(list);
 }
 
+bool stream_linked(struct stash_store *st, const char *stash)
+{
+	char **list = linked_streams(st, stash);
+
+	stream_list_free(list);
+	return list != NULL;
+}
+
 /* ---- records ---------------------------------------------------------- */
 
 static void now_iso(char out[64])

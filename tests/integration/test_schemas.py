@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -155,3 +156,40 @@ def test_rebinding_between_write_and_close_is_enforced(mnt):
         os.close(fd)                                # refused under "strict"
     assert json.loads(read(mnt.path("p"))) == {"m": 1}
     assert "strict" in reason(mnt, "p")
+
+
+def test_concurrent_merges_each_checked(mnt):
+    """Merges closed at the same moment may be committed together; each one
+    is still checked against the document as the ones before it left it, so
+    exactly as many land as the schema allows, and the others are refused
+    at close with the content untouched by them."""
+    mnt.sh("""echo '{"type":"object","maxProperties":10}' > schemas/ten""")
+    mnt.sh("""echo '{"k0":0}' > p && setfattr -n user.stash.schema -v ten p""")
+    before = int(os.getxattr(mnt.path("p"), "user.stash.version"))
+    n = 40
+    fds = []
+    for i in range(1, n + 1):
+        fd = os.open(mnt.path("p.json"), os.O_WRONLY | os.O_TRUNC)
+        os.write(fd, b'{"k%d": %d}' % (i, i))       # each fine on its own
+        fds.append(fd)
+    go = threading.Barrier(n)
+    refused = []
+
+    def close(fd):
+        go.wait()
+        try:
+            os.close(fd)
+        except OSError:
+            refused.append(fd)
+
+    ts = [threading.Thread(target=close, args=(fd,)) for fd in fds]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    doc = json.loads(read(mnt.path("p")))
+    assert len(doc) == 10 and doc["k0"] == 0
+    assert len(refused) == n - 9
+    assert all(doc["k%d" % i] == i for i in range(1, n + 1) if "k%d" % i in doc)
+    assert int(os.getxattr(mnt.path("p"), "user.stash.version")) == before + 9
+    assert "maxProperties" in reason(mnt, "p") or "properties" in reason(mnt, "p")
