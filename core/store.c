@@ -1752,13 +1752,26 @@ static int set_link(struct stash_store *st, const char *path, const char *value,
 	return r;
 }
 
+/*
+ * Only user.* attributes are kept (commits copy them); other namespaces
+ * are refused.  The kernel asks for security.capability before every
+ * truncating open: that answer needs no disk access.
+ */
+static bool user_xattr(const char *name)
+{
+	return strncmp(name, "user.", 5) == 0;
+}
+
 int stash_store_getxattr(struct stash_store *st, const char *path, const char *name,
 			 void *value, size_t size)
 {
-	int fd = open_meta(st, path);
+	int fd;
 	struct stat sb;
 	ssize_t n;
 
+	if (!user_xattr(name))
+		return -ENODATA;
+	fd = open_meta(st, path);
 	if (fd < 0)
 		return fd;
 	if (fstat(fd, &sb) < 0)
@@ -1825,6 +1838,8 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 	int kind, fd, r;
 	unsigned s;
 
+	if (!user_xattr(name))
+		return stash_error_set(err, EOPNOTSUPP, "%s: only user.* attributes are kept", name);
 	r = life_check_xattr(name, value, size, err);
 	if (r < 0)
 		return r;
@@ -1871,7 +1886,7 @@ int stash_store_listxattr(struct stash_store *st, const char *path, char *list, 
 		return (int)n;
 	}
 	for (char *name = raw; name < raw + n; name += strlen(name) + 1) {
-		if (life_hidden_xattr(name))
+		if (!user_xattr(name) || life_hidden_xattr(name))
 			continue;
 		memcpy(out + len, name, strlen(name) + 1);
 		len += strlen(name) + 1;
@@ -1899,6 +1914,8 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 	int kind, fd, r;
 	unsigned s;
 
+	if (!user_xattr(name))
+		return -ENODATA;
 	if (xattr_readonly(name) || strcmp(name, XATTR_SHA256) == 0 ||
 	    strcmp(name, XATTR_EXPIRES) == 0 || life_hidden_xattr(name))
 		return -EPERM;

@@ -386,8 +386,9 @@ static void stashfs_op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	/*
-	 * The store clears setuid/setgid bits itself at each content commit,
-	 * which spares the kernel a security.capability lookup per written file.
+	 * The store clears setuid/setgid bits itself at each content commit
+	 * and keeps no security.* attributes (the kernel's question for
+	 * security.capability at each truncating open is answered from memory).
 	 */
 	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
 		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;

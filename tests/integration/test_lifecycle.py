@@ -75,6 +75,27 @@ def test_listxattr_and_plain_user_xattrs(mnt):
     assert "user.stash.ttl=\"3600\"" in out
 
 
+def test_only_user_xattrs_are_kept(mnt):
+    """Commits keep user.* attributes only, so only those can be set; the
+    others are refused with a clear error and never listed."""
+    mnt.sh("echo x > p")
+    for name in ("trusted.note", "security.note"):
+        with pytest.raises(OSError) as e:
+            os.setxattr(mnt.path("p"), name, b"v")
+        assert e.value.errno == errno.EOPNOTSUPP
+    for name in ("security.capability", "trusted.note", "security.selinux"):
+        with pytest.raises(OSError) as e:
+            os.getxattr(mnt.path("p"), name)
+        assert e.value.errno == errno.ENODATA
+    r = mnt.sh("setfattr -n trusted.note -v v p", check=False)
+    assert r.returncode != 0 and "not supported" in r.stderr
+    # Set on the backing file behind the daemon: not shown, gone at the next commit.
+    os.setxattr(mnt.backing / "p", "trusted.behind", b"1")
+    assert all(n.startswith("user.") for n in os.listxattr(mnt.path("p")))
+    mnt.sh("echo y > p")
+    assert "trusted.behind" not in os.listxattr(mnt.backing / "p")
+
+
 def test_stash_expires_on_time_with_record(mnt):
     mnt.sh("touch streams/log && setfattr -n user.stash.linked_stash -v p streams/log")
     mnt.sh("echo data > p && setfattr -n user.stash.ttl -v 2 p")
