@@ -21,6 +21,10 @@
  * Latencies go into per-thread arrays (a reservoir sample once an array is
  * full, weighted by the ops it stands for when percentiles are computed).
  *
+ * read-changed replaces the file (as replace does) before each read and
+ * times only the read: its latencies are those of the first read after a
+ * change; its ops/s counts the untimed replaces too.
+ *
  * It does not check performance against anything, compare runs, or repeat
  * itself: tools/compare.sh interleaves runs and takes medians.
  */
@@ -58,7 +62,7 @@ enum mode { MODE_AUTO, MODE_PLAIN, MODE_STASHFS };
 enum workload {
 	WL_READ, WL_STAT, WL_REPLACE, WL_REPLACE_FSYNC, WL_APPEND,
 	WL_CREATE_UNLINK, WL_MERGE, WL_MERGE_SHARED, WL_MERGE_SCHEMA,
-	WL_MERGE_STREAM,
+	WL_MERGE_STREAM, WL_READ_CHANGED,
 };
 
 static const char *const workload_names[] = {
@@ -72,6 +76,7 @@ static const char *const workload_names[] = {
 	[WL_MERGE_SHARED] = "merge-shared",
 	[WL_MERGE_SCHEMA] = "merge-schema",
 	[WL_MERGE_STREAM] = "merge-stream",
+	[WL_READ_CHANGED] = "read-changed",
 };
 #define N_WORKLOADS (sizeof(workload_names) / sizeof(workload_names[0]))
 
@@ -445,6 +450,7 @@ static int run_op(struct worker *w)
 {
 	switch (cfg.wl) {
 	case WL_READ:
+	case WL_READ_CHANGED:
 		return op_read(w);
 	case WL_STAT:
 		return op_stat(w);
@@ -475,6 +481,11 @@ static void *worker_main(void *arg)
 		if (cfg.ops_budget &&
 		    atomic_fetch_add_explicit(&ops_claimed, 1, memory_order_relaxed) >= cfg.ops_budget)
 			break;
+		/* read-changed: the file changes before each read, untimed. */
+		if (cfg.wl == WL_READ_CHANGED && put_file(w, w->path, w->buf, READ_SIZE, false) < 0) {
+			atomic_store(&stop_flag, true);
+			break;
+		}
 		t0 = now_ns();
 		if (run_op(w) < 0) {
 			atomic_store(&stop_flag, true);
@@ -681,6 +692,7 @@ static void setup(struct worker *ws)
 
 		switch (cfg.wl) {
 		case WL_READ:
+		case WL_READ_CHANGED:
 		case WL_STAT:
 			snprintf(name, sizeof(name), "rd-%d", i);
 			path_join(w->path, name);

@@ -167,7 +167,7 @@ for l in sys.stdin:
 }
 
 SYSTEMS=(ext4 passthrough_ll stashfs)
-for wl in read stat replace replace-fsync append create-unlink merge merge-schema merge-stream; do
+for wl in read read-changed stat replace replace-fsync append create-unlink merge merge-schema merge-stream; do
 	for t in 1 2; do
 		log "$wl threads=$t"
 		if [ "$wl" = replace-fsync ]; then

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 
-WORKLOADS = ["read", "stat", "replace", "replace-fsync", "append",
+WORKLOADS = ["read", "read-changed", "stat", "replace", "replace-fsync", "append",
              "create-unlink", "merge", "merge-shared"]
 
 
