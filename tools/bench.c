@@ -522,11 +522,20 @@ static json_t *base_doc(void)
 
 static void doc_name(int id, char *out, size_t n)
 {
-	/* merge-shared: everybody on "doc"; merge: "doc", "doc-1", ... */
-	if (cfg.wl == WL_MERGE_SHARED || id == 0)
-		snprintf(out, n, "doc");
+	/*
+	 * Each merge workload has documents of its own: a schema binding or a
+	 * stream link set up by one run must not weigh on another's.
+	 * merge-shared: everybody on "shared"; merge: "doc", "doc-1", ...
+	 */
+	const char *base = cfg.wl == WL_MERGE_SCHEMA ? "sdoc" :
+			   cfg.wl == WL_MERGE_STREAM ? "ldoc" : "doc";
+
+	if (cfg.wl == WL_MERGE_SHARED)
+		snprintf(out, n, "shared");
+	else if (id == 0)
+		snprintf(out, n, "%s", base);
 	else
-		snprintf(out, n, "doc-%d", id);
+		snprintf(out, n, "%s-%d", base, id);
 }
 
 /* Create @path with @len bytes of @data directly (setup, not measured). */

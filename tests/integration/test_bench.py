@@ -62,9 +62,20 @@ def test_bench_merge_shared_eight_threads(mnt):
     out = bench(mnt.mnt, "merge-shared", "--threads", "8")
     assert out["lost"] == 0 and out["keys"] == 200
     # the stash holds every unique key, as a user reading it sees
-    with open(mnt.path("doc")) as f:
+    with open(mnt.path("shared")) as f:
         doc = json.load(f)
     assert sum(1 for k in doc if k.startswith("u")) == 200
+
+
+def test_bench_workloads_keep_to_their_own_documents(mnt):
+    """A schema bound or a stream linked by one run must not weigh on the
+    documents of another workload run later on the same mount."""
+    for wl in ("merge-schema", "merge-stream", "merge", "merge-shared"):
+        bench(mnt.mnt, wl)
+    for name in ("doc", "shared"):
+        attrs = os.listxattr(mnt.path(name))
+        assert "user.stash.schema" not in attrs, name
+    assert "user.stash.schema" in os.listxattr(mnt.path("sdoc"))
 
 
 def test_bench_text_output_and_mode_override(mnt, tmp_path):
