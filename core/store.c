@@ -899,6 +899,7 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		free(st);
 		return stash_error_set(err, ENOMEM, "out of memory");
 	}
+	reap_init(st);
 
 	if (mkdir(backing, 0755) < 0 && errno != EEXIST) {
 		r = stash_error_set(err, errno, "cannot create backing directory %s: %s", backing,
@@ -976,6 +977,7 @@ void stash_store_close(struct stash_store *st)
 			close(internal);
 		}
 	}
+	reap_destroy(st);
 	close_fd(&st->tmp_fd);
 	close_fd(&st->lock_fd);
 	close_fd(&st->instance_lock_fd);
@@ -1216,7 +1218,7 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 	*version = v + changes;
 out:
 	if (oldfd >= 0 && oldfd != curfd)
-		close(oldfd);
+		store_close_later(st, oldfd);
 	close(dirfd);
 	return r;
 }
@@ -2607,7 +2609,7 @@ out:
 /* Make the temp file holding @content the handle's new base. */
 static void rebase(struct stash_file *f, int fd, off_t size, uint64_t version)
 {
-	close_fd(&f->base_fd);
+	store_close_later(f->st, f->base_fd);   /* often the replaced file's last reference */
 	f->base_fd = fd;
 	f->base_size = size;
 	f->base_version = version;
@@ -2681,8 +2683,7 @@ static int commit_append(struct stash_file *f, const struct stash_caller *who,
 	}
 out:
 	store_unlock_name(f->st, s);
-	if (cur >= 0)
-		close(cur);
+	store_close_later(f->st, cur);
 	if (out.fd >= 0) {
 		close(out.fd);
 		unlinkat(f->st->tmp_fd, out.tmp_name, 0);
@@ -2779,8 +2780,7 @@ static int merge_one(struct stash_file *f, json_t *patch, const struct stash_cal
 		out.fd = -1;
 	}
 out:
-	if (cur >= 0)
-		close(cur);
+	store_close_later(f->st, cur);
 	pending_reset(f->st, &out);
 	free(text);
 	free(dumped);
@@ -2859,8 +2859,7 @@ static bool merge_together(struct stash_store *st, struct merge_req *batch, unsi
 	}
 	out.fd = -1;
 out:
-	if (cur >= 0)
-		close(cur);
+	store_close_later(f->st, cur);
 	pending_reset(st, &out);
 	free(text);
 	free(dumped);

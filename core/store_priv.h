@@ -18,6 +18,7 @@
 #define LOCK_STRIPES 1024
 #define DOC_CACHE_SLOTS 64              /* parsed documents kept for merges */
 #define DOC_CACHE_MAX (1024 * 1024)     /* largest document kept */
+#define REAP_SLOTS 256                  /* replaced files waiting to be closed */
 #define XATTR_PREFIX "user.stash."
 #define XATTR_VERSION "user.stash.version"
 #define XATTR_ERROR "user.stash.error"
@@ -68,7 +69,23 @@ struct stash_store {
 	pthread_mutex_t merge_lock;     /* the merge queues */
 	pthread_cond_t merge_done;
 	struct merge_queue merges[LOCK_STRIPES];
+	/* reap.c: descriptors of replaced files, closed by a thread of their own */
+	pthread_t reaper;
+	bool reap_running;
+	bool reap_stop;
+	pthread_mutex_t reap_lock;
+	pthread_cond_t reap_cond;
+	unsigned reap_n;
+	int reap_fds[REAP_SLOTS];
 };
+
+/* ---- closing replaced files off the commit path (reap.c) ---- */
+
+int reap_init(struct stash_store *st);
+/* Closes whatever is still queued, then stops the thread. */
+void reap_destroy(struct stash_store *st);
+/* Close @fd soon, on the reaper thread (at once if it can't take it). */
+void store_close_later(struct stash_store *st, int fd);
 
 /*
  * Name locks: a mutex stripe in this process plus an OFD lock on the same
