@@ -579,7 +579,12 @@ static bool doc_entry_is(const struct doc_cache_entry *e, const char *path, cons
 	       e->mtime.tv_sec == sb->st_mtim.tv_sec && e->mtime.tv_nsec == sb->st_mtim.tv_nsec;
 }
 
-/* A copy of the cached document of @path for the file @sb (new reference), or NULL. */
+/*
+ * A copy of the cached document of @path for the file @sb (new reference),
+ * or NULL.  Only the top-level object is copied: merges replace top-level
+ * members and never change a value in place, and jansson's reference
+ * counts are atomic, so the values can be shared between threads.
+ */
 static json_t *doc_cache_copy(struct stash_store *st, const char *path, const struct stat *sb)
 {
 	struct doc_cache_entry *e = doc_slot(st, path);
@@ -587,7 +592,7 @@ static json_t *doc_cache_copy(struct stash_store *st, const char *path, const st
 
 	pthread_mutex_lock(&st->docs_lock);
 	if (doc_entry_is(e, path, sb))
-		doc = json_deep_copy(e->doc);
+		doc = json_copy(e->doc);
 	pthread_mutex_unlock(&st->docs_lock);
 	return doc;
 }
