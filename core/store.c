@@ -2245,11 +2245,12 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 		goto fail;
 	f->base_fd = r;
 	f->base_size = sb.st_size;
-	f->base_version = store_read_version(f->base_fd);
-	{
+	if (writable) {
+		/* What the commits of a writer compare against and check. */
 		char name[256];
 		ssize_t n = fgetxattr(f->base_fd, XATTR_SCHEMA, name, sizeof(name) - 1);
 
+		f->base_version = store_read_version(f->base_fd);
 		if (n > 0)
 			f->schema = strndup(name, (size_t)n);
 	}

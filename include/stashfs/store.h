@@ -189,8 +189,8 @@ int stash_file_sync(struct stash_file *f, int datasync);
 int stash_file_stat(struct stash_file *f, struct stat *out);
 
 /*
- * Version of the content the handle is reading (its snapshot), and whether
- * it holds uncommitted changes.
+ * Version of the content a writable handle started from, then of its last
+ * commit; 0 for a read-only handle (it never commits).
  */
 uint64_t stash_file_version(const struct stash_file *f);
 
