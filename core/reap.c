@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -43,24 +45,47 @@ static void *reaper_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The thread is started by the first descriptor queued in this process:
+ * the daemon forks into the background after opening the store, and a
+ * thread started before the fork would not exist in the child.  Caller
+ * holds reap_lock.
+ */
+static bool reaper_ready(struct stash_store *st)
+{
+	pid_t me = getpid();
+
+	if (st->reap_pid != me) {
+		st->reap_pid = me;
+		st->reap_stop = false;
+		st->reap_running = pthread_create(&st->reaper, NULL, reaper_main, st) == 0;
+	}
+	return st->reap_running;
+}
+
 int reap_init(struct stash_store *st)
 {
 	pthread_mutex_init(&st->reap_lock, NULL);
 	pthread_cond_init(&st->reap_cond, NULL);
-	st->reap_running = pthread_create(&st->reaper, NULL, reaper_main, st) == 0;
 	return 0;
 }
 
 void reap_destroy(struct stash_store *st)
 {
-	if (st->reap_running) {
-		pthread_mutex_lock(&st->reap_lock);
-		st->reap_stop = true;
-		pthread_cond_signal(&st->reap_cond);
-		pthread_mutex_unlock(&st->reap_lock);
+	bool join;
+
+	pthread_mutex_lock(&st->reap_lock);
+	join = st->reap_pid == getpid() && st->reap_running;
+	st->reap_stop = true;
+	pthread_cond_signal(&st->reap_cond);
+	pthread_mutex_unlock(&st->reap_lock);
+	if (join)
 		pthread_join(st->reaper, NULL);
-		st->reap_running = false;
-	}
+	/* Whatever no thread of this process took. */
+	for (unsigned i = 0; i < st->reap_n; i++)
+		close(st->reap_fds[i]);
+	st->reap_n = 0;
+	st->reap_running = false;
 	pthread_mutex_destroy(&st->reap_lock);
 	pthread_cond_destroy(&st->reap_cond);
 }
@@ -71,15 +96,13 @@ void store_close_later(struct stash_store *st, int fd)
 
 	if (fd < 0)
 		return;
-	if (st->reap_running) {
-		pthread_mutex_lock(&st->reap_lock);
-		if (st->reap_n < REAP_SLOTS) {
-			st->reap_fds[st->reap_n++] = fd;
-			queued = true;
-			pthread_cond_signal(&st->reap_cond);
-		}
-		pthread_mutex_unlock(&st->reap_lock);
+	pthread_mutex_lock(&st->reap_lock);
+	if (!st->reap_stop && reaper_ready(st) && st->reap_n < REAP_SLOTS) {
+		st->reap_fds[st->reap_n++] = fd;
+		queued = true;
+		pthread_cond_signal(&st->reap_cond);
 	}
+	pthread_mutex_unlock(&st->reap_lock);
 	if (!queued)
 		close(fd);      /* no thread, or it is behind: close here */
 }

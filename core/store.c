@@ -1394,8 +1394,6 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 		int fd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		uint64_t v = fd >= 0 ? store_read_version(fd) : 0;
 
-		if (fd >= 0)
-			close(fd);
 		r = kind == STASH_KIND_STREAM ? 0 :
 			stream_audit_begin(st, bpath, "delete", v + 1, json_null(), -1, who, &audit);
 		if (r == 0)
@@ -1406,6 +1404,8 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 			stream_audit_commit(st, audit);
 		else
 			stream_audit_abort(st, audit);
+		/* Held across the unlink: the blocks are freed off this path. */
+		store_close_later(st, fd);
 	}
 	store_unlock_name(st, s);
 	close(dirfd);

@@ -71,6 +71,7 @@ struct stash_store {
 	struct merge_queue merges[LOCK_STRIPES];
 	/* reap.c: descriptors of replaced files, closed by a thread of their own */
 	pthread_t reaper;
+	pid_t reap_pid;                 /* process that started it, 0 = none yet */
 	bool reap_running;
 	bool reap_stop;
 	pthread_mutex_t reap_lock;

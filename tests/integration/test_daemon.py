@@ -65,17 +65,42 @@ def test_refuses_backing_without_user_xattrs(tmp_path):
     assert not os.path.ismount(mnt)
 
 
+def daemons_serving(mnt):
+    """PIDs of the stashfs daemons whose command line names @mnt (this
+    test's own temporary directory, so only what the test started)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) == b"stashfs" and str(mnt).encode() in argv:
+            pids.append(int(pid))
+    return pids
+
+
 def helper_mount(args, mnt):
     r = subprocess.run(["mount"] + args, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
+    daemons = daemons_serving(mnt)
     try:
         assert os.path.ismount(mnt)
+        assert len(daemons) == 1, daemons
         (mnt / "p").write_text("via mount(8)")
         assert (mnt / "p").read_text() == "via mount(8)"
         assert "json_indent" not in open("/proc/mounts").read()
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
     assert not os.path.ismount(mnt)
+    # The daemon forked into the background exits once unmounted.
+    for _ in range(200):
+        if not daemons_serving(mnt):
+            break
+        time.sleep(0.05)
+    left = daemons_serving(mnt)
+    for pid in left:
+        os.kill(pid, 9)
+    assert not left, "daemon still running after umount"
 
 
 def test_mount_helper_program_path(tmp_path):
