@@ -2873,26 +2873,15 @@ out:
 	return r == 0;
 }
 
-/* Commit @req and whatever else is queued for its stash; returns its result. */
-static int merge_queued(struct stash_store *st, struct merge_req *req)
+/*
+ * One round for stripe @s (the caller made it busy): every merge queued for
+ * @path, in one commit if they can share it.  Returns them, to be marked done.
+ */
+static struct merge_req *merge_round(struct stash_store *st, struct merge_queue *q, unsigned s,
+				     const char *path)
 {
-	const char *path = req->f->path;
-	unsigned s = stripe_of(path), n = 0;
-	struct merge_queue *q = &st->merges[s];
 	struct merge_req *batch = NULL, **tail = &batch, **pp;
-
-	pthread_mutex_lock(&st->merge_lock);
-	for (pp = &q->head; *pp; pp = &(*pp)->next)
-		;
-	*pp = req;
-	while (!req->done && q->busy)
-		pthread_cond_wait(&st->merge_done, &st->merge_lock);
-	if (req->done) {
-		pthread_mutex_unlock(&st->merge_lock);
-		return req->result;
-	}
-	q->busy = true;
-	pthread_mutex_unlock(&st->merge_lock);
+	unsigned n = 0;
 
 	store_lock_name(st, path);
 	pthread_mutex_lock(&st->merge_lock);
@@ -2915,12 +2904,39 @@ static int merge_queued(struct stash_store *st, struct merge_req *req)
 			m->result = merge_one(m->f, m->patch, m->who, m->err);
 	}
 	store_unlock_name(st, s);
+	return batch;
+}
+
+/*
+ * Queue @req on its stripe and wait until some thread has committed it;
+ * when the stripe is free, this thread commits, starting with the stash
+ * whose merge has waited longest (so none starves).  Returns its result.
+ */
+static int merge_queued(struct stash_store *st, struct merge_req *req)
+{
+	unsigned s = stripe_of(req->f->path);
+	struct merge_queue *q = &st->merges[s];
+	struct merge_req **pp, *done;
 
 	pthread_mutex_lock(&st->merge_lock);
-	for (struct merge_req *m = batch; m; m = m->next)
-		m->done = true;
-	q->busy = false;
-	pthread_cond_broadcast(&st->merge_done);
+	for (pp = &q->head; *pp; pp = &(*pp)->next)
+		;
+	*pp = req;
+	while (!req->done) {
+		if (q->busy) {
+			pthread_cond_wait(&st->merge_done, &st->merge_lock);
+			continue;
+		}
+		q->busy = true;
+		pthread_mutex_unlock(&st->merge_lock);
+		/* The head stays while the stripe is busy: only a round removes. */
+		done = merge_round(st, q, s, q->head->f->path);
+		pthread_mutex_lock(&st->merge_lock);
+		for (; done; done = done->next)
+			done->done = true;
+		q->busy = false;
+		pthread_cond_broadcast(&st->merge_done);
+	}
 	pthread_mutex_unlock(&st->merge_lock);
 	return req->result;
 }

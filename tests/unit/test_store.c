@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +193,95 @@ static void test_symlink_not_followed(struct stash_store *st)
 	unlink(path);
 }
 
+/*
+ * Merges queue per lock stripe and may be committed several at a time.
+ * Two stashes whose names share a stripe, merged into from several threads
+ * at once: every merge lands in the right document, and each version counts
+ * the merges of its own stash.  (The names are chosen to collide under the
+ * store's stripe hash, FNV-1a modulo 1024; were that to change, the test
+ * still checks concurrent merges into two stashes.)
+ */
+#define MERGE_THREADS 4
+#define MERGES_EACH 20
+
+static unsigned stripe(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % 1024;
+}
+
+struct merger {
+	struct stash_store *st;
+	const char *views[2];
+	int id;
+	int failures;
+};
+
+static void *merger_main(void *arg)
+{
+	struct merger *m = arg;
+
+	for (int j = 0; j < MERGES_EACH; j++) {
+		char patch[64];
+
+		snprintf(patch, sizeof(patch), "{\"t%d_%d\":%d}", m->id, j, j);
+		if (put(m->st, m->views[j % 2], patch, O_TRUNC) != 0)
+			m->failures++;
+	}
+	return NULL;
+}
+
+static void test_concurrent_merges_sharing_a_stripe(struct stash_store *st)
+{
+	static char a[32] = "ma", b[32];
+	static char va[40], vb[40];
+	struct merger ms[MERGE_THREADS];
+	pthread_t ts[MERGE_THREADS];
+	char ver[32];
+
+	for (int i = 0; !b[0] && i < 100000; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "mb%d", i);
+		if (stripe(name) == stripe(a))
+			snprintf(b, sizeof(b), "%s", name);
+	}
+	CHECK(b[0] != '\0');
+	snprintf(va, sizeof(va), "%s.json", a);
+	snprintf(vb, sizeof(vb), "%s.json", b);
+	for (int i = 0; i < MERGE_THREADS; i++) {
+		ms[i] = (struct merger){ .st = st, .views = { va, vb }, .id = i };
+		CHECK(pthread_create(&ts[i], NULL, merger_main, &ms[i]) == 0);
+	}
+	for (int i = 0; i < MERGE_THREADS; i++) {
+		pthread_join(ts[i], NULL);
+		CHECK(ms[i].failures == 0);
+	}
+	for (int d = 0; d < 2; d++) {
+		const char *name = d ? b : a;
+		char *doc = get(st, name);
+		char path[512];
+		ssize_t n;
+
+		for (int i = 0; doc && i < MERGE_THREADS; i++) {
+			for (int j = d; j < MERGES_EACH; j += 2) {
+				char key[32];
+
+				snprintf(key, sizeof(key), "\"t%d_%d\": %d", i, j, j);
+				CHECK(strstr(doc, key) != NULL);
+			}
+		}
+		snprintf(path, sizeof(path), "%s/%s", backing, name);
+		n = getxattr(path, "user.stash.version", ver, sizeof(ver) - 1);
+		CHECK(n > 0);
+		ver[n > 0 ? n : 0] = '\0';
+		CHECK(atoi(ver) == MERGE_THREADS * MERGES_EACH / 2);
+	}
+}
+
 int main(void)
 {
 	struct stash_store_options opts;
@@ -214,6 +305,7 @@ int main(void)
 	test_refusals(st);
 	test_rename_and_dirs(st);
 	test_symlink_not_followed(st);
+	test_concurrent_merges_sharing_a_stripe(st);
 	stash_store_close(st);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", backing);
 	if (system(cmd) != 0)
