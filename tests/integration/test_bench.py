@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, stashfs_bin
 
 WORKLOADS = ["read", "read-changed", "stat", "replace", "replace-fsync", "append",
              "create-unlink", "merge", "merge-shared"]
@@ -108,3 +108,19 @@ def test_bench_usage_errors(tmp_path):
                  ["--dir", str(tmp_path), "--workload", "read", "--ops", "5", "--seconds", "1"]):
         r = subprocess.run([bench_bin()] + args, capture_output=True, text=True, timeout=30)
         assert r.returncode != 0
+
+
+def test_ab_bench_runs_two_builds(tmp_path):
+    """tools/ab-bench.sh mounts each build in turn, runs bench and prints one
+    table row per cell, leaving no mount and no daemon behind."""
+    from conftest import stashfs_bin
+    env = dict(os.environ, WORKLOADS="read replace", THREADS="1", ROUNDS="1",
+               BENCH_SECONDS="0.2", BENCH=bench_bin(), BENCH_TMP=str(tmp_path))
+    r = subprocess.run(["bash", os.path.join(ROOT, "tools", "ab-bench.sh"),
+                        "old=" + stashfs_bin(), "new=" + stashfs_bin()],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    rows = [l for l in r.stdout.splitlines() if l.startswith("| read |") or
+            l.startswith("| replace |")]
+    assert len(rows) == 2 and all(l.count("µs") == 2 for l in rows), r.stdout
+    assert list(tmp_path.iterdir()) == []        # its temp dir is gone
