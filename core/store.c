@@ -1846,7 +1846,7 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 	unsigned s;
 
 	if (!user_xattr(name))
-		return stash_error_set(err, EOPNOTSUPP, "%s: only user.* attributes are kept", name);
+		return -EOPNOTSUPP;     /* not logged: cp -a and rsync -X try these */
 	r = life_check_xattr(name, value, size, err);
 	if (r < 0)
 		return r;
@@ -2315,9 +2315,10 @@ int stash_file_read_fd(struct stash_file *f, int *fd)
 	int r = -EAGAIN;
 
 	pthread_mutex_lock(&f->lock);
+	/* A copy: a commit through this handle may replace base_fd meanwhile. */
 	if ((f->kind == STASH_KIND_VIEW || f->mode == PENDING_NONE) && f->base_fd >= 0) {
-		*fd = f->base_fd;
-		r = 0;
+		*fd = fcntl(f->base_fd, F_DUPFD_CLOEXEC, 0);
+		r = *fd >= 0 ? 0 : -EAGAIN;
 	}
 	pthread_mutex_unlock(&f->lock);
 	return r;
@@ -2799,8 +2800,9 @@ out:
 /*
  * Merges into one stash queue up while its name lock is held.  The thread
  * that gets the lock commits every merge queued for that stash at once:
- * the patches apply in the order they arrived, the document is checked
- * after each as if it were committed alone, and one file is written whose
+ * the patches apply in the order they arrived, the document is validated
+ * against its schema after each as if it were committed alone, the size
+ * limit applies to the document written, and one file is written whose
  * version counts every merge.  Concurrent writers thus share the cost of
  * writing the document (the larger it is, the more that saves).  When one
  * of them would be refused, or streams are linked to the stash (they get
@@ -2812,6 +2814,7 @@ struct merge_req {
 	const struct stash_caller *who;
 	struct stash_error *err;
 	int result;
+	int fd;                 /* its descriptor of the new file, made before publishing */
 	bool done;
 	struct merge_req *next;
 };
@@ -2851,20 +2854,32 @@ static bool merge_together(struct stash_store *st, struct merge_req *batch, unsi
 		goto out;
 	if (write(out.fd, dumped, dlen) != (ssize_t)dlen)
 		goto out;
+	/* Every handle moves on to the new file: their descriptors first. */
+	for (struct merge_req *m = batch; m; m = m->next) {
+		m->fd = m->next ? fcntl(out.fd, F_DUPFD_CLOEXEC, 0) : out.fd;
+		if (m->fd < 0)
+			goto out;
+	}
 	r = publish(st, f->path, cur, out.fd, out.tmp_name, f->create_mode, batch->who, doc, NULL,
 		    PUBLISH_VALIDATED | PUBLISH_CHANGES(n), &v, NULL);
 	if (r < 0)
 		goto out;
 	doc_cache_put(st, f->path, out.fd, doc);
 	doc = NULL;
-	/* Every handle moves on to the new version, as after its own commit. */
 	for (struct merge_req *m = batch; m; m = m->next) {
 		pending_reset(st, &m->f->p);
-		rebase(m->f, m->next ? fcntl(out.fd, F_DUPFD_CLOEXEC, 0) : out.fd, (off_t)dlen, v);
+		rebase(m->f, m->fd, (off_t)dlen, v);
+		m->fd = -1;
 		m->result = 0;
 	}
 	out.fd = -1;
 out:
+	/* Not published: the copies go; out.fd itself goes with `out`. */
+	for (struct merge_req *m = batch; m; m = m->next) {
+		if (m->fd >= 0 && m->fd != out.fd)
+			close(m->fd);
+		m->fd = -1;
+	}
 	store_close_later(f->st, cur);
 	pending_reset(st, &out);
 	free(text);
@@ -2945,7 +2960,7 @@ static int merge_queued(struct stash_store *st, struct merge_req *req)
 static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 			struct stash_error *err)
 {
-	struct merge_req req = { .f = f, .who = who, .err = err };
+	struct merge_req req = { .f = f, .who = who, .err = err, .fd = -1 };
 	char *text = NULL;
 	size_t len = 0;
 	int r;

@@ -178,9 +178,10 @@ static void stream_list_free(char **list)
 bool stream_linked(struct stash_store *st, const char *stash)
 {
 	char **list = linked_streams(st, stash);
+	bool linked = list != NULL;
 
 	stream_list_free(list);
-	return list != NULL;
+	return linked;
 }
 
 /* ---- records ---------------------------------------------------------- */

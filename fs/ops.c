@@ -812,6 +812,7 @@ static void stashfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
 		buf.buf[0].fd = fd;
 		buf.buf[0].pos = off;
 		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+		close(fd);
 		return;
 	}
 	mem = malloc(size);

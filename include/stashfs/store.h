@@ -149,8 +149,8 @@ ssize_t stash_file_read(struct stash_file *f, void *buf, size_t size, off_t off)
 
 /*
  * For zero-copy reads: if the handle's content is a backing file as is,
- * store its fd (borrowed until stash_file_close) and return 0; otherwise
- * -EAGAIN (use stash_file_read).
+ * store a new descriptor of it in *@fd (the caller closes it) and return 0;
+ * otherwise -EAGAIN (use stash_file_read).
  */
 int stash_file_read_fd(struct stash_file *f, int *fd);
 
