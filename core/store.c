@@ -1122,8 +1122,9 @@ static int check_content_as(struct stash_store *st, const char *path, int fd, co
  * Publish the temp file @tmpfd/@tmpname as @path: metadata from the current
  * file (or ownership from @who and the directory defaults for a new one),
  * the checks of check_content, version + 1 (+ n for PUBLISH_CHANGES(n)),
- * fsync, rename, fsync the directory.  The caller holds the name lock.  On success the temp file has
- * become the stash and *@version holds its version; a refusal fills @err.
+ * fsync, rename, fsync the directory.  The caller holds the name lock.  On
+ * success the temp file has become the stash and *@version holds its
+ * version; a refusal fills @err.
  */
 static int publish(struct stash_store *st, const char *path, int curfd, int tmpfd,
 		   const char *tmpname, mode_t create_mode, const struct stash_caller *who,
