@@ -2725,6 +2725,27 @@ static bool still_checked(struct stash_file *f, int cur, const struct stat *sb)
 }
 
 /*
+ * The document in @cur (the committed file of @path, @sb its stat): the one
+ * this daemon wrote last, when the cache still has it, else parsed.
+ */
+static int doc_load(struct stash_store *st, const char *path, int cur, const struct stat *sb,
+		    json_t **doc, struct stash_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	*doc = doc_cache_take(st, path, sb);
+	if (*doc)
+		return 0;
+	r = store_slurp(cur, sb->st_size, &text, &len);
+	if (r == 0 && !(*doc = stash_json_parse(text, len, err)))
+		r = -EINVAL;
+	free(text);
+	return r;
+}
+
+/*
  * Merge @patch into the document of @f's stash: one commit.  The caller
  * holds the name lock.
  */
@@ -2733,8 +2754,8 @@ static int merge_one(struct stash_file *f, json_t *patch, const struct stash_cal
 {
 	json_t *doc = NULL;
 	struct pending out = { .fd = -1 };
-	char *text = NULL, *dumped = NULL;
-	size_t len = 0, dlen = 0;
+	char *dumped = NULL;
+	size_t dlen = 0;
 	struct stat sb;
 	uint64_t v;
 	int cur, r;
@@ -2744,14 +2765,11 @@ static int merge_one(struct stash_file *f, json_t *patch, const struct stash_cal
 		r = cur;
 		goto out;
 	}
-	if (cur >= 0 && sb.st_size > 0 && (doc = doc_cache_take(f->st, f->path, &sb))) {
-		/* The document this daemon wrote last time: no need to parse it. */
-	} else if (cur >= 0 && sb.st_size > 0) {
-		r = store_slurp(cur, sb.st_size, &text, &len);
-		if (r < 0)
+	if (cur >= 0 && sb.st_size > 0) {
+		r = doc_load(f->st, f->path, cur, &sb, &doc, err);
+		if (r < 0 && r != -EINVAL)
 			goto out;
-		doc = stash_json_parse(text, len, err);
-		if (!doc) {
+		if (r < 0) {
 			char why[STASH_ERROR_TEXT];
 
 			snprintf(why, sizeof(why), "%s", err ? err->text : "");
@@ -2790,7 +2808,6 @@ static int merge_one(struct stash_file *f, json_t *patch, const struct stash_cal
 out:
 	store_close_later(f->st, cur);
 	pending_reset(f->st, &out);
-	free(text);
 	free(dumped);
 	json_decref(doc);
 	if (r < 0 && err && !err->code)
@@ -2825,8 +2842,8 @@ static bool merge_together(struct stash_store *st, struct merge_req *batch, unsi
 {
 	struct stash_file *f = batch->f;
 	struct pending out = { .fd = -1 };
-	char schema[256], *text = NULL, *dumped = NULL;
-	size_t len = 0, dlen = 0;
+	char schema[256], *dumped = NULL;
+	size_t dlen = 0;
 	json_t *doc = NULL;
 	ssize_t bound;
 	struct stat sb;
@@ -2839,9 +2856,7 @@ static bool merge_together(struct stash_store *st, struct merge_req *batch, unsi
 	cur = open_content(st, f->path, &sb);
 	if (cur < 0 || sb.st_size == 0 || stream_linked(st, f->path))
 		goto out;
-	doc = doc_cache_take(st, f->path, &sb);
-	if (!doc && store_slurp(cur, sb.st_size, &text, &len) == 0)
-		doc = stash_json_parse(text, len, NULL);
+	doc_load(st, f->path, cur, &sb, &doc, NULL);
 	bound = fgetxattr(cur, XATTR_SCHEMA, schema, sizeof(schema) - 1);
 	if (bound > 0)
 		schema[bound] = '\0';
@@ -2883,7 +2898,6 @@ out:
 	}
 	store_close_later(f->st, cur);
 	pending_reset(st, &out);
-	free(text);
 	free(dumped);
 	json_decref(doc);
 	return r == 0;
