@@ -18,8 +18,11 @@
 #include <float.h>
 #include <locale.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +333,32 @@ static int number_fail(struct stash_json_scan *s, struct stash_error *err,
 	}
 }
 
+/*
+ * Might the printer render the number just read differently from its text?
+ * A cheap test that errs towards yes; stash_json_parse then compares the
+ * text with what would be printed, only when some number got a yes.  No for
+ * an integer other than -0, and for a real without exponent of at most 15
+ * digits (a double holds those exactly) whose fraction ends in a non-zero
+ * digit or is a single 0, and which is not below 0.0001 (printed with an
+ * exponent): the printer writes exactly those digits.
+ */
+static bool number_odd(const struct stash_json_scan *s)
+{
+	const char *t = s->num + (s->num[0] == '-');
+	const char *point;
+
+	if (!(s->flags & F_REAL))
+		return s->num[0] == '-' && t[0] == '0';
+	if (s->numlen >= sizeof(s->num) || strpbrk(t, "eE"))
+		return true;
+	point = strchr(t, '.');
+	if (!point || strlen(t) - 1 > 15)
+		return true;
+	if (point[1] && point[2] && s->num[s->numlen - 1] == '0')
+		return true;
+	return strncmp(t, "0.0000", 6) == 0;
+}
+
 static bool number_complete(const struct stash_json_scan *s)
 {
 	return s->state == SC_ZERO || s->state == SC_INT || s->state == SC_FRAC ||
@@ -546,6 +575,7 @@ static int scan_number_byte(struct stash_json_scan *s, unsigned char c,
 	problem = number_problem(s, chunk, chunk_offset);
 	if (problem != NUM_OK)
 		return number_fail(s, err, problem, chunk, chunk_offset);
+	s->odd += number_odd(s);
 	value_done(s);
 	*ended = true;
 	return 0;
@@ -801,6 +831,7 @@ static int scan_finish(struct stash_json_scan *s, const char *chunk, size_t chun
 		problem = number_problem(s, chunk, chunk_offset);
 		if (problem != NUM_OK)
 			return number_fail(s, err, problem, chunk, chunk_offset);
+		s->odd += number_odd(s);
 		value_done(s);
 	}
 	if (s->state == SC_DONE)
@@ -915,15 +946,211 @@ static int load(const char *buf, size_t len, json_t **out, struct stash_error *e
 			       line, column, start, reason);
 }
 
+/*
+ * ---------------------------------------------------------------------
+ * Numbers as written
+ * ---------------------------------------------------------------------
+ *
+ * jansson keeps a number as a double or a 64-bit integer and nothing else,
+ * and its values have no room for more.  The texts of numbers that would
+ * print differently live in a table keyed by the value's address.  An
+ * entry holds a reference to its value, so the address cannot be reused
+ * while the entry exists; entries whose value nobody else holds any more
+ * are dropped when the table is about to grow.  Merges share values
+ * between patch and document, so a number keeps its text through any
+ * number of merges.  Such numbers are rare (most texts already are what
+ * the printer writes), so the table is small and usually empty.
+ */
+
+struct numtext {
+	json_t *value;
+	size_t len;
+	char text[];
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct numtext **slots;         /* open addressing, cap a power of 2 */
+	size_t cap, count;
+} numtexts = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Read without the lock: printing skips the lookup while nothing is kept. */
+static atomic_size_t numtexts_count;
+
+static size_t numtext_slot(const json_t *v, size_t cap)
+{
+	uintptr_t h = (uintptr_t)v;
+
+	h ^= h >> 17;
+	h *= (uintptr_t)0x9e3779b97f4a7c15ULL;
+	return (size_t)(h >> 7) & (cap - 1);
+}
+
+/* Only this table holds the value: nobody can print it any more. */
+static bool numtext_dead(const struct numtext *e)
+{
+	return __atomic_load_n(&e->value->refcount, __ATOMIC_ACQUIRE) == 1;
+}
+
+static void numtext_put(struct numtext **slots, size_t cap, struct numtext *e)
+{
+	size_t i = numtext_slot(e->value, cap);
+
+	while (slots[i])
+		i = (i + 1) & (cap - 1);
+	slots[i] = e;
+}
+
+/* Drop dead entries and resize so that @more new ones fit.  Under the lock. */
+static int numtexts_rehash(size_t more)
+{
+	struct numtext **slots;
+	size_t cap = 64, live = 0, i;
+
+	for (i = 0; i < numtexts.cap; i++) {
+		struct numtext *e = numtexts.slots[i];
+
+		if (!e)
+			continue;
+		if (numtext_dead(e)) {
+			json_decref(e->value);
+			free(e);
+			numtexts.slots[i] = NULL;
+		} else {
+			live++;
+		}
+	}
+	/* Room for twice what lives, so sweeps stay rare. */
+	while (cap < 4 * (live + more))
+		cap *= 2;
+	slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	for (i = 0; i < numtexts.cap; i++)
+		if (numtexts.slots[i])
+			numtext_put(slots, cap, numtexts.slots[i]);
+	free(numtexts.slots);
+	numtexts.slots = slots;
+	numtexts.cap = cap;
+	numtexts.count = live;
+	atomic_store(&numtexts_count, live);
+	return 0;
+}
+
+static int numtext_keep(json_t *v, const char *text, size_t len)
+{
+	struct numtext *e;
+	int ret = 0;
+
+	e = malloc(sizeof(*e) + len + 1);
+	if (!e)
+		return -ENOMEM;
+	e->value = json_incref(v);
+	e->len = len;
+	memcpy(e->text, text, len);
+	e->text[len] = '\0';
+	pthread_mutex_lock(&numtexts.lock);
+	if (2 * (numtexts.count + 1) > numtexts.cap && numtexts_rehash(1) < 0) {
+		ret = -ENOMEM;
+		json_decref(v);
+		free(e);
+		goto out;
+	}
+	numtext_put(numtexts.slots, numtexts.cap, e);
+	numtexts.count++;
+	atomic_store(&numtexts_count, numtexts.count);
+out:
+	pthread_mutex_unlock(&numtexts.lock);
+	return ret;
+}
+
+static size_t format_real(double d, char *out, size_t size);
+
+/* The next number in @buf from *@pos, skipping strings: its span. */
+static bool next_number(const char *buf, size_t len, size_t *pos, size_t *start)
+{
+	size_t i = *pos;
+
+	while (i < len) {
+		char c = buf[i];
+
+		if (c == '"') {
+			for (i++; i < len && buf[i] != '"'; i++)
+				if (buf[i] == '\\')
+					i++;
+			i++;
+		} else if (c == '-' || is_digit((unsigned char)c)) {
+			*start = i;
+			while (i < len && (is_digit((unsigned char)buf[i]) || strchr("+-.eE", buf[i])))
+				i++;
+			*pos = i;
+			return true;
+		} else {
+			i++;
+		}
+	}
+	*pos = i;
+	return false;
+}
+
+/*
+ * Walk @v in document order alongside its text and keep the text of every
+ * number that would print differently.  jansson keeps keys in the order
+ * read, and duplicates were refused, so the n-th number of the tree is the
+ * n-th number of the text.
+ */
+static int keep_texts(json_t *v, const char *buf, size_t len, size_t *pos)
+{
+	char printed[48];
+	size_t start, n;
+	void *iter;
+	int ret = 0;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		for (iter = json_object_iter(v); iter && !ret;
+		     iter = json_object_iter_next(v, iter))
+			ret = keep_texts(json_object_iter_value(iter), buf, len, pos);
+		return ret;
+	case JSON_ARRAY:
+		for (n = 0; n < json_array_size(v) && !ret; n++)
+			ret = keep_texts(json_array_get(v, n), buf, len, pos);
+		return ret;
+	case JSON_INTEGER:
+	case JSON_REAL:
+		break;
+	default:
+		return 0;
+	}
+	if (!next_number(buf, len, pos, &start))
+		return -EINVAL;         /* cannot happen: the scanner saw them all */
+	if (json_is_integer(v))
+		n = (size_t)snprintf(printed, sizeof(printed), "%" JSON_INTEGER_FORMAT,
+				     json_integer_value(v));
+	else
+		n = format_real(json_real_value(v), printed, sizeof(printed));
+	if (n == *pos - start && memcmp(printed, buf + start, n) == 0)
+		return 0;
+	return numtext_keep(v, buf + start, *pos - start);
+}
+
 json_t *stash_json_parse(const char *buf, size_t len, struct stash_error *err)
 {
 	struct stash_json_scan s;
 	json_t *doc = NULL;
+	size_t pos = 0;
 
 	stash_json_scan_init(&s);
 	if (scan_bytes(&s, buf, len, err) < 0 || scan_finish(&s, buf, 0, err) < 0)
 		goto out;
-	load(buf, len, &doc, err);
+	if (load(buf, len, &doc, err) < 0 || !s.odd)
+		goto out;
+	if (keep_texts(doc, buf, len, &pos) < 0) {
+		/* A number we cannot keep as written is not taken at all. */
+		json_decref(doc);
+		doc = NULL;
+		stash_error_set(err, ENOMEM, "out of memory keeping the text of numbers");
+	}
 out:
 	return doc;
 }
@@ -1162,6 +1389,25 @@ static size_t format_real(double d, char *out, size_t size)
 	return n;
 }
 
+/* Print the text @v was written with; false if none is kept. */
+static bool numtext_print(struct outbuf *o, const json_t *v)
+{
+	struct numtext *e = NULL;
+	size_t i;
+
+	if (!atomic_load(&numtexts_count))
+		return false;
+	pthread_mutex_lock(&numtexts.lock);
+	for (i = numtext_slot(v, numtexts.cap); (e = numtexts.slots[i]); i = (i + 1) & (numtexts.cap - 1))
+		if (e->value == v)
+			break;
+	/* Copied under the lock: another parse may replace the slot array. */
+	if (e)
+		out_bytes(o, e->text, e->len);
+	pthread_mutex_unlock(&numtexts.lock);
+	return e != NULL;
+}
+
 static void dump_value(struct outbuf *o, const json_t *v, int indent, unsigned int depth)
 {
 	char num[48];
@@ -1216,11 +1462,15 @@ static void dump_value(struct outbuf *o, const json_t *v, int indent, unsigned i
 		out_string(o, json_string_value(v), json_string_length(v));
 		break;
 	case JSON_INTEGER:
+		if (numtext_print(o, v))
+			break;
 		n = (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
 				     json_integer_value(v));
 		out_bytes(o, num, n);
 		break;
 	case JSON_REAL:
+		if (numtext_print(o, v))
+			break;
 		n = format_real(json_real_value(v), num, sizeof(num));
 		out_bytes(o, num, n);
 		break;

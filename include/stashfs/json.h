@@ -5,8 +5,12 @@
  *
  * Parsing is strict (one value, UTF-8 checked, duplicate keys refused,
  * integers that do not fit 64 bits, and reals that would become infinite
- * or 0, refused with a reason rather than changed).  Printing renders reals in the shortest form that reads back to
- * the same double, so `0.1` stays `0.1`.
+ * or 0, refused with a reason rather than changed).  Every number keeps
+ * the text it was written with: a parsed number whose text differs from
+ * what the printer would make of its value (`-0`, `1E+2`, `0.50`, more
+ * digits than a double holds) carries that text along, and printing copies
+ * it.  Other numbers print as integers, or reals in the shortest form that
+ * reads back to the same double, which is their text as written too.
  */
 #ifndef STASHFS_JSON_H
 #define STASHFS_JSON_H
@@ -79,6 +83,7 @@ struct stash_json_scan {
 	unsigned char count;        /* literal index, hex digits, UTF-8 bytes due */
 	unsigned char lo, hi;       /* range of the next UTF-8 continuation byte */
 	unsigned char flags;
+	unsigned int odd;           /* numbers the printer might not render as written */
 	const char *literal;
 	char num[STASH_JSON_NUMBUF];
 	unsigned char stack[(STASH_JSON_MAX_DEPTH + 7) / 8];  /* 1 bit = object */

@@ -332,15 +332,27 @@ static void check_dump(const char *in, int indent, const char *want)
 
 static void test_dump(void)
 {
-	static const char *const reals[][2] = {
-		{ "0.1", "0.1\n" }, { "1.0", "1.0\n" }, { "1e-7", "1e-07\n" },
-		{ "-0.0", "-0.0\n" }, { "1.5e300", "1.5e+300\n" }, { "100.0", "100.0\n" },
-		{ "123456789.0", "123456789.0\n" }, { "2.5E+2", "250.0\n" },
-		{ "0.30000000000000004", "0.30000000000000004\n" }, { "5e-324", "5e-324\n" },
-		{ "1.7976931348623157e308", "1.7976931348623157e+308\n" },
-		{ "3.14159", "3.14159\n" }, { "-2.5", "-2.5\n" }, { "1e16", "1e+16\n" },
-		{ "0.1e1", "1.0\n" }, { "-0", "0\n" },
+	/* Parsed numbers print as written, whatever the printer would make of
+	 * their value. */
+	static const char *const as_written[] = {
+		"0.1", "1.0", "1e-7", "-0.0", "1.5e300", "100.0", "123456789.0", "2.5E+2",
+		"0.30000000000000004", "5e-324", "1.7976931348623157e308", "3.14159", "-2.5",
+		"1e16", "0.1e1", "-0", "0", "1E+2", "3.141592653589793238462643", "0.50",
+		"1.0e0", "-0.0e-0", "0.00001", "0.0001", "1234567890123456.5", "1e-07",
+		"1.5e+300", "250.0", "-9223372036854775808", "9223372036854775807",
+		"123456789012345.0", "0.000000000000000000000000000001",
+		"100000000000000000000000000000000000000000000000000.0",
 	};
+	/* Values made in code print in the shortest form that reads back. */
+	static const struct { double d; const char *want; } made[] = {
+		{ 250.0, "250.0\n" }, { 1e16, "1e+16\n" }, { -0.0, "-0.0\n" },
+		{ 1e-7, "1e-07\n" }, { 1.7976931348623157e308, "1.7976931348623157e+308\n" },
+		{ 0.1, "0.1\n" },
+	};
+	char want[256];
+	char *out;
+	size_t len;
+	json_t *v;
 	const char *nested = "{\"a\":1,\"b\":[1,2],\"c\":{},\"d\":[],\"e\":{\"x\":[null,{\"y\":\"z\"}]}}";
 	size_t i;
 
@@ -355,8 +367,26 @@ static void test_dump(void)
 	check_dump("[]", 0, "[]\n");
 	check_dump("\"\\u00e9\\t\\u0000\"", 2, "\"\xc3\xa9\\t\\u0000\"\n");
 	check_dump("[true,false,null]", -1, "[true,false,null]\n");
-	for (i = 0; i < sizeof(reals) / sizeof(reals[0]); i++)
-		check_dump(reals[i][0], 0, reals[i][1]);
+	for (i = 0; i < sizeof(as_written) / sizeof(as_written[0]); i++) {
+		snprintf(want, sizeof(want), "%s\n", as_written[i]);
+		check_dump(as_written[i], 0, want);
+		snprintf(want, sizeof(want), "[%s]", as_written[i]);
+		snprintf(want + 128, sizeof(want) - 128, "[\n  %s\n]\n", as_written[i]);
+		check_dump(want, 2, want + 128);
+	}
+	for (i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+		v = json_real(made[i].d);
+		out = stash_json_dump(v, 0, &len);
+		CHECK_MSG(out && strcmp(out, made[i].want) == 0, "json_real(%.17g) printed as %s",
+			  made[i].d, out ? out : "(null)");
+		free(out);
+		json_decref(v);
+	}
+	v = json_integer(0);
+	out = stash_json_dump(v, 0, &len);
+	CHECK(out && strcmp(out, "0\n") == 0);
+	free(out);
+	json_decref(v);
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
