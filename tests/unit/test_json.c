@@ -472,6 +472,285 @@ static void test_merge_direct(void)
 	json_decref(arr);
 }
 
+/*
+ * Property: merging never changes a value's text.  Random documents and
+ * patches, written compactly with random spaces and numbers in every form
+ * JSON allows; the merged document must be exactly the source text of each
+ * surviving value (the document's for untouched keys, the patch's for
+ * replaced and new ones), laid out again by reindent() below, which knows
+ * nothing of numbers.  Seeded, so a failure repeats.
+ */
+struct text {
+	char *p;
+	size_t len, cap;
+};
+
+static void put(struct text *t, const char *s, size_t n)
+{
+	if (t->len + n + 1 > t->cap) {
+		t->cap = (t->len + n + 1) * 2;
+		t->p = realloc(t->p, t->cap);
+	}
+	memcpy(t->p + t->len, s, n);
+	t->len += n;
+	t->p[t->len] = '\0';
+}
+
+static void puts_(struct text *t, const char *s)
+{
+	put(t, s, strlen(s));
+}
+
+static void digits(struct text *t, unsigned n, bool lead_nonzero)
+{
+	char c;
+
+	while (n--) {
+		c = (char)('0' + rng() % 10);
+		if (lead_nonzero && c == '0')
+			c = '1';
+		lead_nonzero = false;
+		put(t, &c, 1);
+	}
+}
+
+static void gen_number(struct text *t)
+{
+	bool real = rng() % 3, frac = real && rng() % 3, exp = real && (!frac || rng() % 2);
+	static const char *const marks[] = { "e", "E", "e+", "E-", "e-", "E+" };
+
+	if (rng() % 2)
+		puts_(t, "-");
+	if (rng() % 4 == 0)
+		puts_(t, "0");
+	else
+		digits(t, 1 + rng() % (real ? 25 : 18), true);
+	if (frac) {
+		puts_(t, ".");
+		digits(t, 1 + rng() % 25, false);
+	}
+	if (exp) {
+		puts_(t, marks[rng() % 6]);
+		/* At most 199 either way: 25 digits more stay inside a double. */
+		if (rng() % 3 == 0)
+			puts_(t, "1");
+		digits(t, 1 + rng() % 2, false);
+	}
+}
+
+/* Strings only in the printer's own spelling; numbers are what is tested. */
+static void gen_string(struct text *t)
+{
+	static const char *const parts[] = { "a", "b", "Z", "1", "-0", "1E+2", " ", "\\n",
+					     "\\\"", "\\\\", "\xc3\xa9", "\\u0001", ":" };
+	unsigned n = rng() % 6;
+
+	puts_(t, "\"");
+	while (n--)
+		puts_(t, parts[rng() % (sizeof(parts) / sizeof(parts[0]))]);
+	puts_(t, "\"");
+}
+
+static void gen_space(struct text *t)
+{
+	static const char *const ws[] = { "", "", "", " ", "\n", "\t ", "\r\n  " };
+
+	puts_(t, ws[rng() % (sizeof(ws) / sizeof(ws[0]))]);
+}
+
+static void gen_text_value(struct text *t, int depth)
+{
+	unsigned kind = rng() % (depth < 3 ? 8 : 5), n, i;
+	char key[16];
+
+	switch (kind) {
+	case 0: case 1: case 2:
+		gen_number(t);
+		return;
+	case 3:
+		gen_string(t);
+		return;
+	case 4:
+		puts_(t, (const char *[]){ "true", "false", "null" }[rng() % 3]);
+		return;
+	case 5: case 6:
+		puts_(t, "[");
+		n = rng() % 4;
+		for (i = 0; i < n; i++) {
+			if (i)
+				puts_(t, ",");
+			gen_space(t);
+			gen_text_value(t, depth + 1);
+			gen_space(t);
+		}
+		puts_(t, "]");
+		return;
+	default:
+		puts_(t, "{");
+		n = rng() % 4;
+		for (i = 0; i < n; i++) {
+			snprintf(key, sizeof(key), "%s\"n%u\":", i ? "," : "", i);
+			puts_(t, key);
+			gen_space(t);
+			gen_text_value(t, depth + 1);
+		}
+		puts_(t, "}");
+		return;
+	}
+}
+
+/* @src (one value, any spacing) laid out as the merge lays out a top-level
+ * value: 2 spaces per level, starting at depth 1, empty containers as {} []. */
+static void reindent(struct text *out, const char *src, size_t n)
+{
+	unsigned depth = 1, k;
+	size_t i = 0, j;
+
+	while (i < n) {
+		char c = src[i];
+
+		if (strchr(" \t\r\n", c)) {
+			i++;
+			continue;
+		}
+		if (c == '"') {
+			for (j = i + 1; src[j] != '"'; j++)
+				if (src[j] == '\\')
+					j++;
+			put(out, src + i, j + 1 - i);
+			i = j + 1;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			for (j = i + 1; j < n && strchr(" \t\r\n", src[j]); j++)
+				;
+			if (src[j] == (c == '{' ? '}' : ']')) {
+				put(out, c == '{' ? "{}" : "[]", 2);
+				i = j + 1;
+				continue;
+			}
+			put(out, &c, 1);
+			depth++;
+		} else if (c == '}' || c == ']') {
+			depth--;
+			puts_(out, "\n");
+			for (k = 0; k < depth; k++)
+				puts_(out, "  ");
+			put(out, &c, 1);
+			i++;
+			continue;
+		} else if (c == ':') {
+			puts_(out, ": ");
+			i++;
+			continue;
+		} else if (c != ',') {
+			put(out, &c, 1);
+			i++;
+			continue;
+		} else {
+			put(out, &c, 1);
+		}
+		/* After '{', '[' or ',': a new line. */
+		puts_(out, "\n");
+		for (k = 0; k < depth; k++)
+			puts_(out, "  ");
+		i++;
+	}
+}
+
+#define PROP_KEYS 12
+
+static void test_merge_keeps_text(void)
+{
+	struct text doc = { 0 }, patch = { 0 }, want = { 0 };
+	size_t dspan[PROP_KEYS][2], pspan[PROP_KEYS][2];
+	bool in_doc[PROP_KEYS], in_patch[PROP_KEYS], deleted[PROP_KEYS];
+	unsigned order[2 * PROP_KEYS], norder, round, k, i, bad = 0;
+	struct stash_error err;
+	json_t *d, *p;
+	char *out, key[24];
+	size_t len;
+
+	rng_state = 0x5eed15c0ffee1234ull;
+	for (round = 0; round < 2000; round++) {
+		doc.len = patch.len = want.len = 0;
+		norder = 0;
+		puts_(&doc, "{");
+		puts_(&patch, "{");
+		for (k = 0; k < PROP_KEYS; k++) {
+			in_doc[k] = rng() % 3 != 0;
+			in_patch[k] = rng() % 3 == 0;
+			deleted[k] = in_patch[k] && rng() % 4 == 0;
+		}
+		/* Document keys in a random order of their own. */
+		for (i = 0; i < PROP_KEYS; i++) {
+			k = (i * 7 + round) % PROP_KEYS;
+			if (!in_doc[k])
+				continue;
+			snprintf(key, sizeof(key), "%s\"k%u\":", doc.len > 1 ? "," : "", k);
+			puts_(&doc, key);
+			gen_space(&doc);
+			dspan[k][0] = doc.len;
+			gen_text_value(&doc, 0);
+			dspan[k][1] = doc.len;
+			gen_space(&doc);
+			order[norder++] = k;
+		}
+		for (k = 0; k < PROP_KEYS; k++) {
+			if (!in_patch[k])
+				continue;
+			snprintf(key, sizeof(key), "%s\"k%u\":", patch.len > 1 ? "," : "", k);
+			puts_(&patch, key);
+			pspan[k][0] = patch.len;
+			if (deleted[k])
+				puts_(&patch, "null");
+			else
+				gen_text_value(&patch, 0);
+			pspan[k][1] = patch.len;
+			/* A null generated as a value deletes too. */
+			if (strcmp(patch.p + pspan[k][0], "null") == 0)
+				deleted[k] = true;
+			if (!in_doc[k] && !deleted[k])
+				order[norder++] = k;
+		}
+		puts_(&doc, "}");
+		puts_(&patch, "}");
+
+		/* What the merge must print, from the texts alone. */
+		puts_(&want, "{");
+		for (i = 0; i < norder; i++) {
+			k = order[i];
+			if (deleted[k])
+				continue;
+			snprintf(key, sizeof(key), "%s\n  \"k%u\": ", want.len > 1 ? "," : "", k);
+			puts_(&want, key);
+			if (in_patch[k])
+				reindent(&want, patch.p + pspan[k][0], pspan[k][1] - pspan[k][0]);
+			else
+				reindent(&want, doc.p + dspan[k][0], dspan[k][1] - dspan[k][0]);
+		}
+		puts_(&want, want.len > 1 ? "\n}\n" : "}\n");
+
+		d = stash_json_parse(doc.p, doc.len, &err);
+		p = d ? stash_json_parse(patch.p, patch.len, &err) : NULL;
+		out = NULL;
+		if (p && stash_merge_apply(d, p, &err) == 0)
+			out = stash_json_dump(d, 2, &len);
+		if (!out || len != want.len || memcmp(out, want.p, len) != 0) {
+			if (!bad++)
+				fprintf(stderr, "round %u: doc %s\npatch %s\ngot %s\nwant %s\n", round,
+					doc.p, patch.p, out ? out : err.text, want.p);
+		}
+		free(out);
+		json_decref(d);
+		json_decref(p);
+	}
+	CHECK_MSG(bad == 0, "%u of 2000 merges changed a value's text", bad);
+	free(doc.p);
+	free(patch.p);
+	free(want.p);
+}
+
 static char *nest(int depth, const char *inner)
 {
 	size_t n = strlen(inner);
@@ -649,6 +928,7 @@ int main(void)
 	test_dump();
 	test_real_roundtrip();
 	test_merge_direct();
+	test_merge_keeps_text();
 	test_depth();
 	test_differential();
 	return check_done();
