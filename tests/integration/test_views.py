@@ -49,6 +49,24 @@ def test_numbers_survive(mnt):
     assert "big" not in read(mnt.path("p")).decode()
 
 
+def test_numbers_kept_as_written(env):
+    env.mount()
+    r = env.sh("""echo '{"x":-0,"y":1E+2}' > p.json; cat p""")
+    assert r.stdout == '{\n  "x": -0,\n  "y": 1E+2\n}\n'
+    env.sh("""printf '%s' '{"max":1.7976931348623157e308,"pi":3.141592653589793238462643}' >> p.json""")
+    env.sh("""echo '{"y":null,"z":0.50}' > p.json""")
+    want = ('{\n  "x": -0,\n  "max": 1.7976931348623157e308,\n'
+            '  "pi": 3.141592653589793238462643,\n  "z": 0.50\n}\n')
+    assert read(env.path("p")) == want.encode()
+    assert read(os.path.join(str(env.backing), "p")) == want.encode()
+    # After a restart the document is read back from the file: still as written.
+    env.daemons[-1].stop()
+    env.mount()
+    with open(env.path("p.json"), "w") as f:
+        f.write('{"w":1.0e0}')
+    assert read(env.path("p")) == want[:-3].encode() + b',\n  "w": 1.0e0\n}\n'
+
+
 def test_indent_option(env):
     env.mount(opts=["json_indent=0"])
     env.sh("""echo '{"a":1,"b":{"c":[1,2]}}' > p.json""")
