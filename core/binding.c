@@ -26,6 +26,8 @@
 
 #define SCHEMA_URI_PREFIX "stashfs:///schemas/"
 #define MAX_DEPS 32
+/* Version of a dependency that was missing (or not JSON) when compiled. */
+#define DEP_ABSENT UINT64_MAX
 
 struct dep {
 	char *name;
@@ -116,11 +118,18 @@ static json_t *loader(void *data, const char *uri)
 	name = uri + strlen(SCHEMA_URI_PREFIX);
 	if (!binding_name_ok(name) || (ctx->self && strcmp(name, ctx->self) == 0))
 		return NULL;
+	doc = NULL;
 	if (read_schema_file(ctx->st, name, &text, &len, &v) < 0)
-		return NULL;
-	doc = stash_json_parse(text, len, NULL);
+		v = DEP_ABSENT;
+	else
+		doc = stash_json_parse(text, len, NULL);
 	free(text);
-	if (doc && ctx->ndeps < MAX_DEPS) {
+	/*
+	 * Missing ones too: the schema compiles with the reference unresolved
+	 * (validation refuses what reaches it), and writing the missing schema
+	 * changes this version, so the next validation recompiles.
+	 */
+	if (ctx->ndeps < MAX_DEPS) {
 		ctx->deps[ctx->ndeps].name = strdup(name);
 		ctx->deps[ctx->ndeps].version = v;
 		ctx->ndeps++;
@@ -137,6 +146,8 @@ static void free_deps(struct dep *deps, unsigned n)
 static int compile(struct stash_store *st, const char *name, const char *text, size_t len,
 		   struct load_ctx *ctx, struct stash_schema **out, struct stash_error *err)
 {
+	/* Schemas are written one by one: one may refer to another not yet there. */
+	const struct stash_schema_options opts = { .defer_missing = 1 };
 	char uri[PATH_MAX];
 	json_t *doc = stash_json_parse(text, len, err);
 	int r;
@@ -145,7 +156,7 @@ static int compile(struct stash_store *st, const char *name, const char *text, s
 		return stash_error_set(err, EINVAL, "schema %s is not JSON: %s", name,
 				       err ? err->text : "");
 	snprintf(uri, sizeof(uri), SCHEMA_URI_PREFIX "%s", name);
-	r = stash_schema_compile(doc, name, uri, loader, ctx, NULL, out, err);
+	r = stash_schema_compile(doc, name, uri, loader, ctx, &opts, out, err);
 	json_decref(doc);
 	if (r < 0 && err && !strstr(err->text, name)) {
 		char why[STASH_ERROR_TEXT];
@@ -216,8 +227,9 @@ static bool fresh(struct stash_store *st, struct cached *c)
 	for (unsigned i = 0; i < c->ndeps; i++) {
 		uint64_t v;
 
-		if (read_schema_file(st, c->deps[i].name, NULL, NULL, &v) < 0 ||
-		    v != c->deps[i].version)
+		if (read_schema_file(st, c->deps[i].name, NULL, NULL, &v) < 0)
+			v = DEP_ABSENT;
+		if (v != c->deps[i].version)
 			return false;
 	}
 	c->gen = gen;

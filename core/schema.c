@@ -753,6 +753,7 @@ struct snode {
 	struct snode *addprops, *propnames, *items, *contains, *not_, *if_, *then_, *else_;
 	struct snode *uneval_items, *uneval_props, *ref, *dynref;
 	const char *dyn_name;          /* set when $dynamicRef may be redirected */
+	const char *unresolved;        /* a $ref target the loader did not have: its name */
 	struct snode **allof, **anyof, **oneof, **prefix;
 	size_t nallof, nanyof, noneof, nprefix;
 };
@@ -797,6 +798,8 @@ struct cstate {
 	size_t npend, cappend;
 	stash_schema_loader loader;
 	void *lctx;
+	bool defer_missing;     /* opts->defer_missing */
+	const char *missing;    /* the document the last load could not find */
 	struct stash_error *err;
 };
 
@@ -1191,6 +1194,11 @@ static struct resource *load_resource(struct cstate *cs, const char *uri, int *r
 		doc = json_incref((json_t *)b);
 	} else {
 		doc = cs->loader ? cs->loader(cs->lctx, uri) : NULL;
+		if (!doc && cs->defer_missing) {
+			cs->missing = arena_strndup(&cs->s->arena, uri, strlen(uri));
+			*rc = cs->missing ? -ENOENT : -ENOMEM;
+			return NULL;
+		}
 		if (!doc) {
 			*rc = cerr(cs, EINVAL, "cannot resolve reference to %s", uri);
 			return NULL;
@@ -1874,6 +1882,29 @@ static int compile_node(struct cstate *cs, struct sinfo *info, struct snode **ou
 	return 0;
 }
 
+/*
+ * A reference into a document the loader does not have (yet): with
+ * defer_missing the schema compiles, and validation stops with a refusal
+ * wherever the reference is reached, so the referred schema may be stored
+ * afterwards.  Named as the store names schemas when the URI is one of its.
+ */
+static int missing_node(struct cstate *cs, const struct snode *from, struct snode **out)
+{
+	static const char prefix[] = "stashfs:///schemas/";
+	const char *name = cs->missing;
+	struct snode *n = arena_alloc(&cs->s->arena, sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	if (!strncmp(name, prefix, sizeof(prefix) - 1))
+		name += sizeof(prefix) - 1;
+	n->loc = from->loc;
+	n->res = from->res;
+	n->unresolved = name;
+	*out = n;
+	return 0;
+}
+
 static int resolve_pending(struct cstate *cs)
 {
 	size_t i;
@@ -1886,9 +1917,13 @@ static int resolve_pending(struct cstate *cs)
 		struct snode *tn;
 		bool dyn;
 
-		if ((rc = resolve_ref(cs, p.base, p.ref, &target, &dyn)) < 0)
-			return rc;
-		if ((rc = compile_node(cs, target, &tn)) < 0)
+		rc = resolve_ref(cs, p.base, p.ref, &target, &dyn);
+		if (rc == -ENOENT) {
+			rc = missing_node(cs, p.node, &tn);
+		} else if (rc == 0) {
+			rc = compile_node(cs, target, &tn);
+		}
+		if (rc < 0)
 			return rc;
 		if (!p.dynamic) {
 			p.node->ref = tn;
@@ -2125,6 +2160,29 @@ static int vlimit(struct vctx *c, const char *what, unsigned long limit)
 				what, limit, c->s->name);
 	}
 	return -E2BIG;
+}
+
+/*
+ * Reaching a reference to a missing schema refuses the document, also
+ * inside anyOf or not: whether it would have passed is unknown.
+ */
+static int vunresolved(struct vctx *c, const struct snode *n, const struct ipath *path)
+{
+	struct stash_error *e = c->err;
+	char ptr[sizeof(e->pointer)];
+	size_t pos = 0;
+
+	if (!c->reported && e) {
+		c->reported = true;
+		ptr[0] = '\0';
+		write_pointer(ptr, sizeof(ptr), &pos, path);
+		stash_error_set(e, EINVAL, "%.100s: unresolved reference to schema %.120s "
+				"(schema %.60s, %.120s/$ref)", ptr[0] ? ptr : "/", n->unresolved,
+				c->s->name, n->loc);
+		memcpy(e->pointer, ptr, sizeof(ptr));
+		snprintf(e->keyword, sizeof(e->keyword), "$ref");
+	}
+	return -EINVAL;
 }
 
 /* Short rendering of a value for messages. */
@@ -2860,6 +2918,8 @@ static int eval(struct vctx *c, const struct snode *n, const json_t *inst,
 
 	if (n->is_bool)
 		return n->bval ? 0 : vfail(c, n, path, NULL, "no value is allowed here");
+	if (n->unresolved)
+		return vunresolved(c, n, path);
 	if (++c->steps > c->s->max_steps)
 		return vlimit(c, "evaluation step", c->s->max_steps);
 	if (c->depth >= c->s->max_depth)
@@ -3375,7 +3435,8 @@ static int compile_doc(json_t *doc, const char *name, const char *base_uri,
 		       const struct stash_schema_options *opts,
 		       struct stash_schema **out, struct stash_error *err)
 {
-	struct cstate cs = { .loader = loader, .lctx = ctx, .err = err };
+	struct cstate cs = { .loader = loader, .lctx = ctx, .err = err,
+			     .defer_missing = opts && opts->defer_missing };
 	struct stash_schema *s;
 	struct sinfo *root;
 	const char *uri;

@@ -793,12 +793,14 @@ fail:
 static int compile_named(int dirfd, bool in_store, const char *name, const json_t *doc,
 			 struct stash_schema **out, struct stash_error *err)
 {
+	/* As the daemon does: a schema not there refuses only what reaches it. */
+	const struct stash_schema_options opts = { .defer_missing = 1 };
 	struct schema_dir sd = { .dirfd = dirfd, .in_store = in_store };
 	char uri[PATH_MAX + 32];
 	int r;
 
 	snprintf(uri, sizeof(uri), SCHEMA_URI "%s", name);
-	r = stash_schema_compile(doc, name, uri, dir_loader, &sd, NULL, out, err);
+	r = stash_schema_compile(doc, name, uri, dir_loader, &sd, &opts, out, err);
 	if (r < 0 && sd.failed[0] && err && !strstr(err->text, sd.failed)) {
 		size_t n = strlen(err->text);
 

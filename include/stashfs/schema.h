@@ -27,6 +27,10 @@ struct stash_schema_options {
 	unsigned max_depth;         /* recursion limit while validating (0 = default) */
 	unsigned long max_steps;    /* evaluation step limit per validation (0 = default) */
 	size_t max_schema_bytes;    /* limit on the serialized schema size (0 = default) */
+	/* 1: a $ref into a document the loader returns NULL for compiles; a
+	 * validation that reaches it fails with -EINVAL, "unresolved reference
+	 * to schema NAME".  0: such a schema is refused at compile time. */
+	int defer_missing;
 };
 
 /*

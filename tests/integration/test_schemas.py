@@ -131,6 +131,49 @@ def test_schema_references_another_by_name(mnt):
     assert r.returncode != 0 and "maxLength" in reason(mnt, "r")
 
 
+def test_schemas_refer_to_each_other_written_one_by_one(env):
+    env.mount()
+    # a refers to b before b exists: stored all the same.
+    env.sh("""echo '{"type":"object","properties":{"next":{"$ref":"b"}}}' > schemas/a""")
+    env.sh("touch p q && setfattr -n user.stash.schema -v a p")
+    env.sh("""echo '{"other":1}' > p.json""")        # never reaches the reference
+    r = env.sh("""echo '{"next":{"x":1}}' > p.json""", check=False)
+    assert r.returncode != 0
+    assert "/next: unresolved reference to schema b" in reason(env, "p")
+    assert b"next" not in read(env.path("p"))
+    # b, referring back to a: both resolve now, without a restart.
+    env.sh("""echo '{"type":"object","required":["x"],"properties":{"prev":{"$ref":"a"}}}' > schemas/b""")
+    env.sh("""echo '{"next":{"x":1,"prev":{"next":{"x":2}}}}' > p.json""")
+    r = env.sh("""echo '{"next":{"x":1,"prev":{"next":{}}}}' > p.json""", check=False)
+    assert r.returncode != 0 and 'required property "x"' in reason(env, "p")
+    env.sh("setfattr -n user.stash.schema -v b q")
+    env.sh("""echo '{"x":1,"prev":{"next":{"x":2}}}' > q.json""")
+    r = env.sh("""echo '{"x":1,"prev":{"next":{}}}' > q.json""", check=False)
+    assert r.returncode != 0 and 'required property "x"' in reason(env, "q")
+    # Replacing b: a uses the new b at once.
+    env.sh("""echo '{"type":"object","required":["y"]}' > schemas/b""")
+    r = env.sh("""echo '{"next":{"x":1}}' > p.json""", check=False)
+    assert r.returncode != 0 and 'required property "y"' in reason(env, "p")
+    env.sh("""echo '{"next":{"y":1}}' > p.json""")
+    # Deleting b is allowed; a stays, and refuses what reaches the reference.
+    env.sh("rm schemas/b")
+    r = env.sh("""echo '{"next":{"y":2}}' > p.json""", check=False)
+    assert r.returncode != 0
+    assert "/next: unresolved reference to schema b" in reason(env, "p")
+    env.sh("""echo '{"next":null,"other":3}' > p.json""")
+    r = env.sh("""echo '{"x":5}' > q.json""", check=False)
+    assert r.returncode != 0 and "schema b is missing" in reason(env, "q")
+    assert json.loads(read(env.path("p"))) == {"other": 3}
+    assert json.loads(read(env.path("q")))["x"] == 1
+    # Committed content stays on disk as it was; a restart sees the same.
+    env.daemons[-1].stop()
+    env.mount()
+    r = env.sh("""echo '{"next":{"y":2}}' > p.json""", check=False)
+    assert r.returncode != 0 and "unresolved reference to schema b" in reason(env, "p")
+    env.sh("""echo '{"type":"object"}' > schemas/b""")
+    env.sh("""echo '{"next":{"y":2}}' > p.json""")
+
+
 def test_hostile_schema_cannot_hang(mnt):
     mnt.sh("""echo '{"type":"object","properties":{"s":{"pattern":"^(a+)+$"}}}' > schemas/evil""")
     mnt.sh("touch h && setfattr -n user.stash.schema -v evil h")

@@ -349,6 +349,56 @@ static void test_loader(void)
 	stash_schema_free(s);
 }
 
+/* defer_missing: a reference to a schema not stored yet compiles, and
+ * refuses what reaches it, wherever it is (anyOf and not included). */
+static void test_missing_deferred(void)
+{
+	static const struct store store[] = {
+		{ "stashfs:///schemas/b", "{\"properties\":{\"a\":{\"$ref\":\"a\"}},"
+					   "\"required\":[\"id\"]}" },
+		{ NULL, NULL },
+	};
+	static const struct store empty[] = { { NULL, NULL } };
+	const struct stash_schema_options opts = { .defer_missing = 1 };
+	struct stash_schema *s = NULL;
+	struct stash_error err;
+	json_t *doc = J("{\"properties\":{\"next\":{\"$ref\":\"b\"},"
+			"\"maybe\":{\"anyOf\":[{\"type\":\"string\"},{\"$ref\":\"c#/$defs/x\"}]},"
+			"\"never\":{\"not\":{\"$ref\":\"c\"}}}}");
+	int rc;
+
+	rc = stash_schema_compile(doc, "a", "stashfs:///schemas/a", store_loader, (void *)empty,
+				  &opts, &s, &err);
+	CHECK_MSG(rc == 0, "%s", err.text);
+	if (rc == 0) {
+		CHECK(validate(s, "{\"other\":1}", &err) == 0);
+		CHECK(validate(s, "{\"next\":{}}", &err) == -EINVAL);
+		CHECK_MSG(!strcmp(err.text, "/next: unresolved reference to schema b "
+				  "(schema a, #/properties/next/$ref)") &&
+			  !strcmp(err.pointer, "/next") && !strcmp(err.keyword, "$ref"),
+			  "%s", err.text);
+		CHECK(validate(s, "{\"maybe\":\"s\"}", &err) == 0);
+		CHECK(validate(s, "{\"maybe\":1}", &err) == -EINVAL &&
+		      strstr(err.text, "unresolved reference to schema c ") != NULL);
+		CHECK(validate(s, "{\"never\":1}", &err) == -EINVAL &&
+		      strstr(err.text, "unresolved reference to schema c ") != NULL);
+	}
+	stash_schema_free(s);
+
+	/* Once b is there, mutual references resolve: a -> b -> a. */
+	s = NULL;
+	rc = stash_schema_compile(doc, "a", "stashfs:///schemas/a", store_loader, (void *)store,
+				  &opts, &s, &err);
+	CHECK_MSG(rc == 0, "%s", err.text);
+	if (rc == 0) {
+		CHECK(validate(s, "{\"next\":{\"id\":1,\"a\":{\"next\":{\"id\":2}}}}", &err) == 0);
+		CHECK(validate(s, "{\"next\":{\"id\":1,\"a\":{\"next\":{}}}}", &err) == -EINVAL &&
+		      strstr(err.text, "/next/a/next: required property \"id\"") != NULL);
+	}
+	stash_schema_free(s);
+	json_decref(doc);
+}
+
 static void test_doc_is_copied(void)
 {
 	struct stash_schema *s;
@@ -453,6 +503,7 @@ int main(void)
 	test_ecma_regex();
 	test_numbers_and_strings();
 	test_loader();
+	test_missing_deferred();
 	test_doc_is_copied();
 	test_format();
 	test_unevaluated();
