@@ -898,6 +898,10 @@ static int cmd_validate(int argc, char **argv)
 	if (r == 0) {
 		printf("%s: valid (schema %s)\n", docpath, name);
 		status = EXIT_OK;
+	} else if (!strcmp(err.keyword, "$ref") && strstr(err.text, "unresolved reference")) {
+		/* No verdict: the schema that would decide is not there. */
+		fprintf(stderr, "%s: %s cannot be judged, a schema it refers to is missing: %s\n",
+			prog, docpath, err.text);
 	} else {
 		printf("%s: invalid: %s\n", docpath, err.text);
 		status = EXIT_FAIL;

@@ -232,6 +232,11 @@ def test_validate_offline(tmp_path):
     (d / "loop").write_text('{"$ref":"missing"}')
     r = ctl("validate", d / "loop", tmp_path / "good.json")
     assert r.returncode == 2 and "missing" in r.stderr
+    # A reference to a schema not there yet stops only what reaches it.
+    (d / "later").write_text('{"properties":{"n":{"$ref":"notyet"}}}')
+    assert ctl("validate", d / "later", tmp_path / "good.json").returncode == 0
+    r = ctl("validate", d / "later", "-", input='{"n":1}')
+    assert r.returncode == 2 and "unresolved reference to schema notyet" in r.stderr
     (tmp_path / "notschema").write_text('{"type":"nope"}')
     assert ctl("validate", tmp_path / "notschema", tmp_path / "good.json").returncode == 2
     assert ctl("validate", d / "task").returncode == 2
