@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -751,6 +752,49 @@ static void test_merge_keeps_text(void)
 	free(want.p);
 }
 
+/* Threads parsing, merging and printing numbers kept as written at once:
+ * the texts' table grows and drops dead entries under all of them. */
+static void *number_worker(void *arg)
+{
+	long id = (long)arg, bad = 0;
+	char text[128], want[160];
+	json_t *doc = json_object(), *patch;
+	char *out;
+	size_t len;
+	int i, n;
+
+	for (i = 0; i < 3000; i++) {
+		n = snprintf(text, sizeof(text), "{\"t%ld\":%ld.%d0e-0,\"z\":-0}", id, id, i);
+		patch = stash_json_parse(text, (size_t)n, NULL);
+		if (!patch || stash_merge_apply(doc, patch, NULL) < 0) {
+			bad++;
+		} else {
+			snprintf(want, sizeof(want), "{\"t%ld\":%ld.%d0e-0,\"z\":-0}\n", id, id, i);
+			out = stash_json_dump(doc, 0, &len);
+			bad += !out || strcmp(out, want) != 0;
+			free(out);
+		}
+		json_decref(patch);
+	}
+	json_decref(doc);
+	return (void *)bad;
+}
+
+static void test_numbers_threads(void)
+{
+	pthread_t th[4];
+	void *bad;
+	long i, total = 0;
+
+	for (i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, number_worker, (void *)i);
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], &bad);
+		total += (long)bad;
+	}
+	CHECK_MSG(total == 0, "%ld merges printed a number not as written", total);
+}
+
 static char *nest(int depth, const char *inner)
 {
 	size_t n = strlen(inner);
@@ -929,6 +973,7 @@ int main(void)
 	test_real_roundtrip();
 	test_merge_direct();
 	test_merge_keeps_text();
+	test_numbers_threads();
 	test_depth();
 	test_differential();
 	return check_done();
