@@ -928,12 +928,25 @@ static void on_signal(int sig)
 	stop_following = 1;
 }
 
+/* @v on one line, numbers as the record wrote them. */
+static void print_compact(const json_t *v)
+{
+	size_t n;
+	char *d = stash_json_dump(v, 0, &n);
+
+	if (d)
+		fwrite(d, 1, n - 1, stdout);    /* without its newline */
+	else
+		fputs("?", stdout);
+	free(d);
+}
+
 /* One audit record, readable: "#3 2026-...Z merge p v5 uid 0 pid 446 (sh) {...}". */
 static void print_pretty(const char *line, size_t len)
 {
 	static const char *const shown[] = { "seq", "time", "op", "stash", "version", "uid",
 					     "pid", "comm", "data" };
-	json_t *rec = len ? json_loadb(line, len, 0, NULL) : NULL;
+	json_t *rec = len ? stash_json_parse(line, len, NULL) : NULL;
 	const char *key;
 	json_t *v;
 
@@ -961,25 +974,18 @@ static void print_pretty(const char *line, size_t len)
 	    *json_string_value(json_object_get(rec, "comm")))
 		printf("(%s) ", json_string_value(json_object_get(rec, "comm")));
 	v = json_object_get(rec, "data");
-	if (v && !json_is_null(v)) {
-		char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-
-		if (d)
-			fputs(d, stdout);
-		free(d);
-	}
+	if (v && !json_is_null(v))
+		print_compact(v);
 	/* Fields a later release adds are shown, not dropped. */
 	json_object_foreach(rec, key, v) {
 		bool is_shown = false;
-		char *d;
 
 		for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++)
 			is_shown |= strcmp(key, shown[i]) == 0;
 		if (is_shown)
 			continue;
-		d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-		printf(" %s=%s", key, d ? d : "?");
-		free(d);
+		printf(" %s=", key);
+		print_compact(v);
 	}
 	putchar('\n');
 	json_decref(rec);

@@ -188,6 +188,17 @@ def test_follow_pretty_then_new_records(mnt):
         assert p.wait(timeout=10) == 0
 
 
+def test_follow_shows_numbers_as_written(mnt):
+    mnt.sh("echo '{}' > p; touch streams/log; setfattr -n user.stash.linked_stash -v p streams/log")
+    mnt.sh("""echo '{"k":1E+2,"z":-0,"pi":3.141592653589793238462643}' > p.json""")
+    data = '{"k":1E+2,"z":-0,"pi":3.141592653589793238462643}'
+    with open(mnt.path("streams/log")) as f:
+        assert ('"data":%s' % data) in f.read().splitlines()[-1]
+    r = subprocess.run([stashctl_bin(), "follow", "-n", "1", "--timeout", "0.2",
+                        mnt.path("streams/log")], capture_output=True, text=True, timeout=20)
+    assert r.stdout.splitlines()[-1].endswith(" " + data), r.stdout
+
+
 def test_follow_raw_and_timeout(mnt):
     mnt.sh("printf 'one\\ntwo\\nthree\\n' >> streams/s")
     r = ctl("follow", "--raw", "--timeout", "0", mnt.path("streams/s"))
