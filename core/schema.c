@@ -31,6 +31,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "stashfs/json.h"
 #include "stashfs/schema.h"
 #include "schema_meta.h"
 
@@ -2188,13 +2189,16 @@ static int vunresolved(struct vctx *c, const struct snode *n, const struct ipath
 /* Short rendering of a value for messages. */
 static const char *show(const json_t *v, char *buf, size_t cap)
 {
-	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	size_t n;
+	/* As the document spells it: 1E+2, not 100.0. */
+	char *s = stash_json_dump(v, 0, &n);
 
 	if (!s) {
 		snprintf(buf, cap, "(value)");
 		return buf;
 	}
-	if (strlen(s) >= cap && cap > 4)
+	s[--n] = '\0';         /* the newline */
+	if (n >= cap && cap > 4)
 		snprintf(buf, cap, "%.*s...", (int)(cap - 4), s);
 	else
 		snprintf(buf, cap, "%s", s);

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "stashfs/json.h"
 #include "stashfs/schema.h"
 #include "check.h"
 
@@ -399,6 +400,25 @@ static void test_missing_deferred(void)
 	json_decref(doc);
 }
 
+/* Messages quote numbers as the document wrote them. */
+static void test_numbers_quoted_as_written(void)
+{
+	static const char text[] = "{\"a\":1E+2,\"b\":-0,\"c\":0.50}";
+	struct stash_schema *s = NULL;
+	struct stash_error err;
+	json_t *doc = stash_json_parse(text, sizeof(text) - 1, &err);
+	int rc = compile("{\"properties\":{\"a\":{\"minimum\":200}}}", NULL, &s, &err);
+
+	CHECK(rc == 0 && doc);
+	if (rc == 0 && doc) {
+		CHECK(stash_schema_validate(s, doc, &err) == -EINVAL);
+		CHECK_MSG(strstr(err.text, "/a: 1E+2 is less than the minimum 200") != NULL, "%s",
+			  err.text);
+	}
+	stash_schema_free(s);
+	json_decref(doc);
+}
+
 static void test_doc_is_copied(void)
 {
 	struct stash_schema *s;
@@ -504,6 +524,7 @@ int main(void)
 	test_numbers_and_strings();
 	test_loader();
 	test_missing_deferred();
+	test_numbers_quoted_as_written();
 	test_doc_is_copied();
 	test_format();
 	test_unevaluated();
