@@ -338,9 +338,10 @@ static int number_fail(struct stash_json_scan *s, struct stash_error *err,
  * A cheap test that errs towards yes; stash_json_parse then compares the
  * text with what would be printed, only when some number got a yes.  No for
  * an integer other than -0, and for a real without exponent of at most 15
- * digits (a double holds those exactly) whose fraction ends in a non-zero
- * digit or is a single 0, and which is not below 0.0001 (printed with an
- * exponent): the printer writes exactly those digits.
+ * digits (any such decimal survives a round trip through a double) whose
+ * fraction ends in a non-zero digit or is a single 0, and which is not
+ * below 0.0001 (those print with an exponent): the printer's shortest form
+ * is then exactly those digits.
  */
 static bool number_odd(const struct stash_json_scan *s)
 {
@@ -1139,17 +1140,20 @@ json_t *stash_json_parse(const char *buf, size_t len, struct stash_error *err)
 	struct stash_json_scan s;
 	json_t *doc = NULL;
 	size_t pos = 0;
+	int r;
 
 	stash_json_scan_init(&s);
 	if (scan_bytes(&s, buf, len, err) < 0 || scan_finish(&s, buf, 0, err) < 0)
 		goto out;
 	if (load(buf, len, &doc, err) < 0 || !s.odd)
 		goto out;
-	if (keep_texts(doc, buf, len, &pos) < 0) {
+	r = keep_texts(doc, buf, len, &pos);
+	if (r < 0) {
 		/* A number we cannot keep as written is not taken at all. */
 		json_decref(doc);
 		doc = NULL;
-		stash_error_set(err, ENOMEM, "out of memory keeping the text of numbers");
+		stash_error_set(err, -r, r == -ENOMEM ? "out of memory keeping the text of numbers" :
+				"the numbers of the text and of its value disagree");
 	}
 out:
 	return doc;
@@ -1398,7 +1402,8 @@ static bool numtext_print(struct outbuf *o, const json_t *v)
 	if (!atomic_load(&numtexts_count))
 		return false;
 	pthread_mutex_lock(&numtexts.lock);
-	for (i = numtext_slot(v, numtexts.cap); (e = numtexts.slots[i]); i = (i + 1) & (numtexts.cap - 1))
+	i = numtext_slot(v, numtexts.cap);
+	for (; (e = numtexts.slots[i]); i = (i + 1) & (numtexts.cap - 1))
 		if (e->value == v)
 			break;
 	/* Copied under the lock: another parse may replace the slot array. */
