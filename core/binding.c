@@ -129,6 +129,9 @@ static json_t *loader(void *data, const char *uri)
 	 * (validation refuses what reaches it), and writing the missing schema
 	 * changes this version, so the next validation recompiles.
 	 */
+	for (unsigned i = 0; i < ctx->ndeps; i++)
+		if (ctx->deps[i].name && !strcmp(ctx->deps[i].name, name))
+			return doc;     /* asked again: a missing one is not remembered */
 	if (ctx->ndeps < MAX_DEPS) {
 		ctx->deps[ctx->ndeps].name = strdup(name);
 		ctx->deps[ctx->ndeps].version = v;

@@ -174,6 +174,25 @@ def test_schemas_refer_to_each_other_written_one_by_one(env):
     env.sh("""echo '{"next":{"y":2}}' > p.json""")
 
 
+def test_schema_written_through_another_shared_daemon_resolves(env):
+    env.mount(opts=["shared"])
+    env.mount(opts=["shared"], mnt=env.tmp / "mnt2")
+    other = str(env.tmp / "mnt2")
+    env.sh("""echo '{"properties":{"next":{"$ref":"b"}}}' > schemas/a""")
+    env.sh("touch p && setfattr -n user.stash.schema -v a p")
+    r = env.sh("""echo '{"next":1}' > p.json""", check=False)
+    assert r.returncode != 0 and "unresolved reference to schema b" in reason(env, "p")
+    with open(os.path.join(other, "schemas", "b"), "w") as f:
+        f.write('{"type":"integer"}')
+    env.sh("""echo '{"next":1}' > p.json""")
+    r = env.sh("""echo '{"next":"x"}' > p.json""", check=False)
+    assert r.returncode != 0 and "/next" in reason(env, "p") and "type" in reason(env, "p")
+    os.unlink(os.path.join(other, "schemas", "b"))
+    r = env.sh("""echo '{"next":2}' > p.json""", check=False)
+    assert r.returncode != 0 and "unresolved reference to schema b" in reason(env, "p")
+    assert json.loads(read(env.path("p"))) == {"next": 1}
+
+
 def test_hostile_schema_cannot_hang(mnt):
     mnt.sh("""echo '{"type":"object","properties":{"s":{"pattern":"^(a+)+$"}}}' > schemas/evil""")
     mnt.sh("touch h && setfattr -n user.stash.schema -v evil h")
