@@ -837,6 +837,35 @@ static void adopt_lockless_tmp(int tmproot)
 	closedir(d);
 }
 
+/*
+ * Daemons on one backing directory announce themselves on one byte of
+ * .stashfs/lock, beyond the stripes and the probe: a daemon with -o shared
+ * holds a read lock, one without a write lock.  So a daemon alone by
+ * choice meets any other, shared ones meet only one that is alone by
+ * choice, and a dead daemon's lock went with it (OFD locks die with the
+ * last descriptor, kill -9 included).
+ */
+#define PRESENCE_BYTE (2 * LOCK_STRIPES + 1)
+
+static int announce_daemon(struct stash_store *st, int internal_fd, const char *backing,
+			   struct stash_error *err)
+{
+	struct flock fl = { .l_type = st->opts.shared ? F_RDLCK : F_WRLCK,
+			    .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1 };
+
+	st->presence_fd = openat(internal_fd, "lock", O_RDWR | O_CLOEXEC);
+	if (st->presence_fd < 0)
+		return stash_error_set(err, errno, "cannot open .stashfs/lock: %s", strerror(errno));
+	if (fcntl(st->presence_fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno != EAGAIN && errno != EACCES)
+		return stash_error_set(err, errno, "cannot lock .stashfs/lock: %s", strerror(errno));
+	return stash_error_set(err, EBUSY,
+		"another stashfs daemon serves %s%s; daemons may share a backing directory "
+		"only when every one of them runs with -o shared", backing,
+		st->opts.shared ? " without -o shared" : "");
+}
+
 static int make_instance(struct stash_store *st, int internal_fd, struct stash_error *err)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
@@ -885,7 +914,7 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return stash_error_set(err, ENOMEM, "out of memory");
-	st->root_fd = st->tmp_fd = st->lock_fd = st->instance_lock_fd = -1;
+	st->root_fd = st->tmp_fd = st->lock_fd = st->instance_lock_fd = st->presence_fd = -1;
 	if (opts)
 		st->opts = *opts;
 	else
@@ -950,6 +979,10 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		r = stash_error_set(err, errno, "cannot open .stashfs/links: %s", strerror(errno));
 		goto fail;
 	}
+	/* Before make_instance: a refused daemon must not clean others' temp files. */
+	r = announce_daemon(st, internal_fd, backing, err);
+	if (r < 0)
+		goto fail;
 	r = make_instance(st, internal_fd, err);
 	if (r < 0)
 		goto fail;
@@ -986,6 +1019,7 @@ void stash_store_close(struct stash_store *st)
 	close_fd(&st->tmp_fd);
 	close_fd(&st->lock_fd);
 	close_fd(&st->instance_lock_fd);
+	close_fd(&st->presence_fd);
 	close_fd(&st->root_fd);
 	binding_destroy(st);
 	life_destroy(st);

@@ -57,6 +57,7 @@ struct stash_store {
 	int tmp_fd;             /* .stashfs/tmp/<instance> */
 	int lock_fd;            /* .stashfs/lock, OFD byte-range locks */
 	int instance_lock_fd;   /* held while this instance's temp dir lives */
+	int presence_fd;        /* .stashfs/lock again: the daemons' presence byte */
 	char instance[64];
 	atomic_uint_fast64_t tmp_seq;
 	pthread_mutex_t stripes[LOCK_STRIPES];         /* commits of a name */

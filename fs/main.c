@@ -167,6 +167,19 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+static int parse_seconds(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s < '0' || *s > '9')
+		return -1;
+	*out = v;
+	return 0;
+}
+
 static int parse_id(const char *s, int base, long *out)
 {
 	char *end;
@@ -219,8 +232,10 @@ static int apply_options(struct cmdline *c, struct stash_store_options *so,
 		}
 		so->json_indent = (int)v;
 	}
-	if (c->ttl && parse_size(c->ttl, &so->default_ttl) < 0) {
-		fprintf(stderr, "stashfs: ttl must be a number of seconds\n");
+	/* Seconds only: the size suffixes (1k = 1024) mean nothing for a time. */
+	if (c->ttl && parse_seconds(c->ttl, &so->default_ttl) < 0) {
+		fprintf(stderr, "stashfs: ttl must be a whole number of seconds, got \"%s\"\n",
+			c->ttl);
 		return -1;
 	}
 	cfg->sweep_interval = 1.0;
@@ -380,7 +395,12 @@ int main(int argc, char *argv[])
 		/* libfuse leaves max_threads at -1 unless -o max_threads= was given. */
 		if (fo.max_threads > 0 && fo.max_threads < 100000)
 			fuse_loop_cfg_set_max_threads(lc, fo.max_threads);
-		fuse_loop_cfg_set_idle_threads(lc, fo.max_idle_threads);
+		/*
+		 * Likewise max_idle_threads is UINT_MAX when not given, and
+		 * libfuse logs an error for every value above its limit.
+		 */
+		if (fo.max_idle_threads <= 100000)
+			fuse_loop_cfg_set_idle_threads(lc, fo.max_idle_threads);
 		ret = fuse_session_loop_mt(fs.se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}

@@ -529,6 +529,14 @@ static int cmd_show(int argc, char **argv)
 	}
 	abs = abs_path(path);
 	on_mount = abs && find_mount(abs, mnt, sizeof(mnt), name, sizeof(name));
+	if (!on_mount) {
+		/* Metadata of a file elsewhere would look like a store's answer. */
+		fprintf(stderr, "%s: %s: not on a stashfs mount (show reads a mounted store; "
+			"for a backing directory with no daemon, use %s fsck BACKING)\n",
+			prog, path, prog);
+		free(abs);
+		return EXIT_FAIL;
+	}
 	kind = S_ISLNK(sb.st_mode) ? "symlink" : kind_of(&sb, on_mount, on_mount ? name : "");
 	r = read_xattrs(path, &xs, &nx);
 	if (r < 0) {

@@ -71,9 +71,12 @@ def test_show_kinds_and_errors(mnt):
     # Relative paths resolve from the working directory.
     r = ctl("show", "--json", "x/p", cwd=mnt.path("team"))
     assert json.loads(r.stdout)["name"] == "team/x/p"
-    # Off a mount: plain files, no store.
-    doc = json.loads(ctl("show", "--json", mnt.backing / "team" / "x" / "p").stdout)
-    assert doc["kind"] == "file" and doc["mount"] is None
+    # Off a mount (the backing file, /tmp): no store to answer, a clear failure.
+    for off in (str(mnt.backing / "team" / "x" / "p"), "/tmp"):
+        for args in (["show"], ["show", "--json"]):
+            r = ctl(*args, off)
+            assert r.returncode == 1 and r.stdout == "", off
+            assert "not on a stashfs mount" in r.stderr and off in r.stderr, off
     r = ctl("show", mnt.path("missing"))
     assert r.returncode == 1 and "No such file or directory" in r.stderr
     assert ctl("show").returncode == 2
