@@ -184,7 +184,7 @@ int meta_stat(struct stash_store *st, const char *path, struct stat *out)
 }
 
 static int set_one(struct stash_store *st, const char *target, const char *name, json_t *v,
-		   struct stash_error *err)
+		   const struct stash_caller *who, struct stash_error *err)
 {
 	char buf[64];
 	const char *text;
@@ -207,11 +207,11 @@ static int set_one(struct stash_store *st, const char *target, const char *name,
 	} else {
 		return stash_error_set(err, EINVAL, "%s: give a string, a number or null", name);
 	}
-	return stash_store_setxattr(st, target, name, text, len, 0, err);
+	return stash_store_setxattr(st, target, name, text, len, 0, who, err);
 }
 
 int meta_apply(struct stash_store *st, const char *target, const char *text, size_t len,
-	       struct stash_error *err)
+	       const struct stash_caller *who, struct stash_error *err)
 {
 	static const struct { const char *key, *xattr; } settable[] = {
 		{ "persistent", XATTR_PERSISTENT }, { "ttl", XATTR_TTL },
@@ -255,7 +255,7 @@ int meta_apply(struct stash_store *st, const char *target, const char *text, siz
 	for (size_t i = 0; r == 0 && i < sizeof(settable) / sizeof(settable[0]); i++) {
 		v = json_object_get(patch, settable[i].key);
 		if (v && !json_equal(v, json_object_get(cur, settable[i].key)))
-			r = set_one(st, target, settable[i].xattr, v, err);
+			r = set_one(st, target, settable[i].xattr, v, who, err);
 	}
 	json_object_foreach(json_object_get(patch, "xattrs"), key, v) {
 		if (r < 0)
@@ -264,7 +264,7 @@ int meta_apply(struct stash_store *st, const char *target, const char *text, siz
 			r = stash_error_set(err, EINVAL,
 				"metadata: xattrs holds plain user.* attributes, not %s", key);
 		else
-			r = set_one(st, target, key, v, err);
+			r = set_one(st, target, key, v, who, err);
 	}
 	now = r == 0 ? meta_render(st, target, &nlen, &r) : NULL;
 	free(now);

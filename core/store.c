@@ -40,6 +40,7 @@
 
 #include "stashfs/json.h"
 #include "stashfs/store.h"
+#include "access.h"
 #include "store_priv.h"
 
 /* Writes stay in memory up to this size, then spill to the temp file. */
@@ -77,6 +78,7 @@ struct stash_file {
 	} checked;
 	char *meta;             /* metadata view: the document at open */
 	size_t meta_len;
+	struct stash_caller meta_who;   /* whose metadata patches these are */
 	enum stash_kind kind;
 	int flags;
 	mode_t create_mode;
@@ -1750,13 +1752,27 @@ static bool xattr_readonly(const char *name)
 	       strcmp(name, XATTR_SEQ) == 0;
 }
 
+/* Keep the reason of a refused metadata change where the user looks for it. */
+static void note_refusal(struct stash_store *st, const char *bpath, const struct stash_error *err)
+{
+	int fd;
+
+	if (!err || !err->code)
+		return;
+	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	if (fd >= 0) {
+		fsetxattr(fd, XATTR_ERROR, err->text, strlen(err->text), 0);
+		close(fd);
+	}
+}
+
 /*
  * Link stream @path to stash @value (or unlink, @value NULL).  The index
  * is updated before the xattr and the stale entry after, so a commit never
  * misses a link; stale entries are harmless (checked at append).
  */
 static int set_link(struct stash_store *st, const char *path, const char *value, size_t size,
-		    int flags, struct stash_error *err)
+		    int flags, const struct stash_caller *who, struct stash_error *err)
 {
 	char target[PATH_MAX], old[PATH_MAX];
 	bool had = read_link(st, path, old) == 0;
@@ -1774,6 +1790,12 @@ static int set_link(struct stash_store *st, const char *path, const char *value,
 			return stash_error_set(err, EINVAL,
 				"cannot link to \"%s\": give a stash path relative to the mount root, "
 				"without \"..\"", target);
+		/* A stream must never be a window onto what its linker cannot read. */
+		r = access_may_read(st, target, who, err);
+		if (r < 0) {
+			note_refusal(st, path, err);
+			return r;
+		}
 		r = stream_index_update(st, target, path, true);
 		if (r < 0)
 			return r;
@@ -1850,13 +1872,14 @@ static int set_persistence(struct stash_store *st, int fd, bool persistent)
 }
 
 /*
- * Binding @fd (stash @path or a directory) to schema @value: the schema must
- * exist and compile, and a stash's current document must validate (a new,
- * empty stash has none yet).
+ * Binding @fd (stash @path or a directory) to schema @value: @who must be
+ * able to read the schema, which must exist and compile, and a stash's
+ * current document must validate (a new, empty stash has none yet).
  */
 static int check_binding(struct stash_store *st, const char *path, int fd, const void *value,
-			 size_t size, struct stash_error *err)
+			 size_t size, const struct stash_caller *who, struct stash_error *err)
 {
+	char schema_path[sizeof(STASH_SCHEMAS_DIR) + 256];
 	char name[256];
 	struct stat sb;
 	int r;
@@ -1865,6 +1888,16 @@ static int check_binding(struct stash_store *st, const char *path, int fd, const
 		return stash_error_set(err, EINVAL, "bad schema name");
 	memcpy(name, value, size);
 	name[size] = '\0';
+	/*
+	 * Judged first: the refusals a binding causes (and binding_check's
+	 * own) would show what the schema says.
+	 */
+	snprintf(schema_path, sizeof(schema_path), STASH_SCHEMAS_DIR "/%s", name);
+	r = access_may_read(st, schema_path, who, err);
+	if (r < 0) {
+		fsetxattr(fd, XATTR_ERROR, err->text, strlen(err->text), 0);
+		return r;
+	}
 	r = binding_check(st, name, err);
 	if (r < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0)
 		return r;
@@ -1874,7 +1907,7 @@ static int check_binding(struct stash_store *st, const char *path, int fd, const
 
 int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,
 			 const void *value, size_t size, int flags,
-			 struct stash_error *err)
+			 const struct stash_caller *who, struct stash_error *err)
 {
 	char *bpath;
 	int kind, fd, r;
@@ -1886,7 +1919,7 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 	if (r < 0)
 		return r;
 	if (strcmp(name, XATTR_LINKED) == 0)
-		return set_link(st, path, value, size, flags, err);
+		return set_link(st, path, value, size, flags, who, err);
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
@@ -1896,7 +1929,8 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 	if (fd < 0) {
 		r = fd == -ELOOP ? -ENOENT : fd;
 	} else {
-		r = strcmp(name, XATTR_SCHEMA) == 0 ? check_binding(st, bpath, fd, value, size, err) : 0;
+		r = strcmp(name, XATTR_SCHEMA) == 0 ?
+			check_binding(st, bpath, fd, value, size, who, err) : 0;
 		if (r == 0)
 			r = fsetxattr(fd, name, value, size, flags) < 0 ? -errno : 0;
 		if (r == 0 && strcmp(name, XATTR_PERSISTENT) == 0)
@@ -1962,7 +1996,7 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 	    strcmp(name, XATTR_EXPIRES) == 0 || life_hidden_xattr(name))
 		return -EPERM;
 	if (strcmp(name, XATTR_LINKED) == 0)
-		return set_link(st, path, NULL, 0, 0, NULL);
+		return set_link(st, path, NULL, 0, 0, NULL, NULL);
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
@@ -2120,7 +2154,7 @@ void stash_dir_close(struct stash_dir *d)
 
 /* A document of the metadata view: rendered at open, patched by writes. */
 static int meta_open(struct stash_store *st, const char *path, int flags,
-		     struct stash_file **out)
+		     const struct stash_caller *who, struct stash_file **out)
 {
 	char target[PATH_MAX];
 	struct stat sb;
@@ -2141,6 +2175,10 @@ static int meta_open(struct stash_store *st, const char *path, int flags,
 	f->st = st;
 	f->kind = STASH_KIND_META;
 	f->flags = flags;
+	if (who)
+		f->meta_who = *who;
+	else
+		f->meta_who.uid = 0;    /* the daemon's own: no check */
 	f->base_fd = -1;
 	f->p.fd = -1;
 	f->path = strdup(target);
@@ -2162,7 +2200,7 @@ static int meta_write(struct stash_file *f, const void *buf, size_t size,
 	if (r == 0 && f->p.fd < 0) {
 		r = stash_json_progress(f->p.mem, f->p.len, err);
 		if (r > 0)
-			r = meta_apply(f->st, f->path, f->p.mem, f->p.len, err);
+			r = meta_apply(f->st, f->path, f->p.mem, f->p.len, &f->meta_who, err);
 		if (r == 0 && stash_json_progress(f->p.mem, f->p.len, NULL) > 0)
 			pending_reset(f->st, &f->p);    /* applied */
 	} else if (r == 0) {
@@ -2182,7 +2220,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 	bool writable = acc != O_RDONLY;
 
 	if (meta_path(path))
-		return meta_open(st, path, flags, out);
+		return meta_open(st, path, flags, who, out);
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;

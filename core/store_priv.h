@@ -174,8 +174,9 @@ int meta_target(const char *path, char *out, size_t size, bool *dir_file);
 int meta_stat(struct stash_store *st, const char *path, struct stat *out);
 /* The metadata document of @target (caller frees); NULL with *@err. */
 char *meta_render(struct stash_store *st, const char *target, size_t *len, int *err);
-/* Apply a metadata merge patch to @target. */
+/* Apply a metadata merge patch to @target, as @who (whose permissions links and bindings need). */
 int meta_apply(struct stash_store *st, const char *target, const char *text, size_t len,
+	       const struct stash_caller *who,
 	       struct stash_error *err);
 
 /* ---- streams (stream.c) ---- */

@@ -37,10 +37,17 @@
 
 #include "stashfs/json.h"
 #include "stashfs/sha256.h"
+#include "access.h"
 #include "store_priv.h"
 
 #define INLINE_JSON_MAX (64 * 1024)
 #define INLINE_TEXT_MAX 4096
+/*
+ * A record's data as size and hash, for streams some of whose readers may
+ * not read the stash (access_open_to).  Kept beside the record, also in
+ * the journal, and never appended itself.
+ */
+#define WITHHELD_KEY "withheld:"
 
 static uint64_t fnv64(const char *s)
 {
@@ -231,14 +238,29 @@ static bool printable_text(const char *s, size_t len)
 	return true;
 }
 
-/* What a put records: the document if JSON, short text as is, else size and hash. */
-static json_t *content_data(int fd)
+static json_t *digest(const char *bytes, size_t len)
+{
+	struct stash_sha256 c;
+	char hex[65];
+
+	stash_sha256_init(&c);
+	stash_sha256_update(&c, bytes, len);
+	stash_sha256_hex(&c, hex);
+	return json_pack("{s:I,s:s}", "size", (json_int_t)len, "sha256", hex);
+}
+
+/*
+ * What a put records: the document if JSON, short text as is, else size and
+ * hash.  *@withheld gets the size and hash when the data shows the content.
+ */
+static json_t *content_data(int fd, json_t **withheld)
 {
 	char *text = NULL, hex[65];
 	struct stat sb;
 	size_t len = 0;
 	json_t *data = NULL;
 
+	*withheld = NULL;
 	if (fstat(fd, &sb) < 0)
 		return json_null();
 	if (sb.st_size <= INLINE_JSON_MAX && store_slurp(fd, sb.st_size, &text, &len) == 0) {
@@ -246,6 +268,8 @@ static json_t *content_data(int fd)
 			data = stash_json_parse(text, len, NULL);
 		if (!data && len <= INLINE_TEXT_MAX && printable_text(text, len))
 			data = json_stringn(text, len);
+		if (data)
+			*withheld = digest(text, len);
 	}
 	if (!data) {
 		if (stash_sha256_fd(fd, hex) < 0)
@@ -254,6 +278,21 @@ static json_t *content_data(int fd)
 	}
 	free(text);
 	return data;
+}
+
+/* A merge's patch as size and hash of its compact text. */
+static json_t *patch_digest(json_t *patch)
+{
+	size_t len = 0;
+	char *text = stash_json_dump(patch, 0, &len);
+	json_t *d;
+
+	if (text && len && text[len - 1] == '\n')
+		len--;  /* the patch as one would write it */
+	d = text ? digest(text, len) : NULL;
+
+	free(text);
+	return d;
 }
 
 /* ---- appending -------------------------------------------------------- */
@@ -333,7 +372,8 @@ static int append_record(struct stash_store *st, const char *stream, const char 
 			 json_t *rec, off_t from)
 {
 	unsigned s = store_lock_stream(st, stream);
-	json_t *line = NULL;
+	json_t *line = NULL, *withheld;
+	struct stat sb;
 	char *text = NULL, buf[32];
 	size_t len = 0;
 	uint64_t seq;
@@ -350,6 +390,11 @@ static int append_record(struct stash_store *st, const char *stream, const char 
 		r = -ENOMEM;
 		goto out;
 	}
+	/* Judged now, not at link time: modes change, stashes move. */
+	withheld = json_object_get(rec, WITHHELD_KEY);
+	if (withheld && (fstat(fd, &sb) < 0 || !access_open_to(st, &sb, stash)))
+		json_object_set(line, "data", withheld);
+	json_object_del(line, WITHHELD_KEY);
 	text = stash_json_dump(line, 0, &len);
 	if (!text) {
 		r = -ENOMEM;
@@ -385,6 +430,7 @@ int stream_audit_begin(struct stash_store *st, const char *stash, const char *op
 		       const struct stash_caller *who, struct stream_audit **out)
 {
 	struct stream_audit *a;
+	json_t *withheld = NULL;
 	char when[64], comm[32], *text = NULL;
 	size_t len = 0;
 	int fd, r = 0;
@@ -400,14 +446,20 @@ int stream_audit_begin(struct stash_store *st, const char *stash, const char *op
 	}
 	now_iso(when);
 	process_name(who ? who->pid : 0, comm);
-	if (!data)
-		data = content_fd >= 0 ? content_data(content_fd) : json_null();
-	else
+	if (!data) {
+		data = content_fd >= 0 ? content_data(content_fd, &withheld) : json_null();
+	} else {
 		json_incref(data);
+		if (strcmp(op, "merge") == 0)
+			withheld = patch_digest(data);
+	}
 	a->rec = json_pack("{s:s,s:s,s:s,s:I,s:o,s:i,s:i,s:s}", "time", when, "stash", stash,
 			   "op", op, "version", (json_int_t)version, "data", data,
 			   "uid", who ? (int)who->uid : -1, "pid", who ? (int)who->pid : 0,
 			   "comm", comm);
+	if (a->rec && withheld)
+		json_object_set(a->rec, WITHHELD_KEY, withheld);
+	json_decref(withheld);
 	{
 		struct stat cs;
 		json_int_t ino = content_fd >= 0 && fstat(content_fd, &cs) == 0 ?

@@ -47,6 +47,20 @@ static void caller_of(fuse_req_t req, struct stash_caller *who)
 	who->gid = ctx->gid;
 	who->pid = ctx->pid;
 	who->umask = ctx->umask;
+	who->ngroups = 0;
+}
+
+/*
+ * The caller with its supplementary groups, for the permission checks of
+ * links and bindings.  Only there: libfuse reads them from /proc.
+ */
+static void caller_with_groups(fuse_req_t req, struct stash_caller *who)
+{
+	int n;
+
+	caller_of(req, who);
+	n = fuse_req_getgroups(req, STASH_CALLER_GROUPS, who->groups);
+	who->ngroups = n < 0 ? 0 : n > STASH_CALLER_GROUPS ? STASH_CALLER_GROUPS : n;
 }
 
 /* ---- node table ------------------------------------------------------- */
@@ -706,7 +720,11 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct node *n, const char *p
 	int r;
 
 	stash_error_clear(&err);
-	caller_of(req, &who);
+	/* A metadata document's writes link and bind as its opener. */
+	if (stash_store_classify(path) == STASH_KIND_META && (flags & O_ACCMODE) != O_RDONLY)
+		caller_with_groups(req, &who);
+	else
+		caller_of(req, &who);
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -971,14 +989,19 @@ static void stashfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name
 				const char *value, size_t size, int flags)
 {
 	struct stashfs *fs = fs_of(req);
+	struct stash_caller who;
 	struct stash_error err;
 	char path[PATH_MAX];
 	int r;
 
 	stash_error_clear(&err);
+	if (strcmp(name, "user.stash.linked_stash") == 0 || strcmp(name, "user.stash.schema") == 0)
+		caller_with_groups(req, &who);
+	else
+		caller_of(req, &who);   /* cp -a, rsync -X: no /proc read per file */
 	r = ino_path(fs, ino, NULL, path, sizeof(path), NULL);
 	if (r == 0)
-		r = stash_store_setxattr(fs->store, path, name, value, size, flags, &err);
+		r = stash_store_setxattr(fs->store, path, name, value, size, flags, &who, &err);
 	if (r < 0 && err.code)
 		log_refusal("setxattr", path, r, &err);
 	reply_err(req, r);

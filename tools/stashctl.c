@@ -728,7 +728,13 @@ static int cmd_set(int argc, char **argv)
 		fprintf(stderr, "%s: %s: %s %s: %s\n", prog, path, remove ? "removing" : "setting",
 			xname, strerror(r));
 		read_error(path, after, sizeof(after));
-		if (after[0] && strcmp(before, after) != 0)
+		/*
+		 * A refused link or binding to what the caller cannot read
+		 * repeats the same reason; the kernel's own EACCES (no write
+		 * permission on the object) leaves none.
+		 */
+		if (after[0] && (strcmp(before, after) != 0 ||
+				 (r == EACCES && access(path, W_OK) == 0)))
 			fprintf(stderr, "  reason: %s\n", after);
 		else if (set_hint(key, r))
 			fprintf(stderr, "  hint: %s\n", set_hint(key, r));

@@ -57,12 +57,20 @@ enum stash_kind {
 	STASH_KIND_META,        /* .stashfs-meta/...: metadata documents */
 };
 
-/* Who asks: the calling process, for ownership and audit records. */
+#define STASH_CALLER_GROUPS 64
+
+/*
+ * Who asks: the calling process, for ownership, audit records and the
+ * permission checks of links and bindings.  The supplementary groups are
+ * only filled in where a permission is judged (ngroups 0: none known).
+ */
 struct stash_caller {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
 	mode_t umask;
+	int ngroups;
+	gid_t groups[STASH_CALLER_GROUPS];
 };
 
 struct stash_store;
@@ -115,12 +123,17 @@ int stash_store_chown(struct stash_store *st, const char *path, uid_t uid, gid_t
 int stash_store_utimens(struct stash_store *st, const char *path, const struct timespec ts[2]);
 int stash_store_statfs(struct stash_store *st, struct statvfs *out);
 
-/* xattrs: the user.stash.* interface plus plain user.* storage. */
+/*
+ * xattrs: the user.stash.* interface plus plain user.* storage.  Linking a
+ * stream to a stash or binding a schema needs @who to be able to read that
+ * stash or schema (-EACCES, with the reason also in the object's
+ * user.stash.error); @who NULL skips that check (the daemon's own work).
+ */
 int stash_store_getxattr(struct stash_store *st, const char *path, const char *name,
 			 void *value, size_t size);
 int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,
 			 const void *value, size_t size, int flags,
-			 struct stash_error *err);
+			 const struct stash_caller *who, struct stash_error *err);
 int stash_store_listxattr(struct stash_store *st, const char *path, char *list, size_t size);
 int stash_store_removexattr(struct stash_store *st, const char *path, const char *name);
 

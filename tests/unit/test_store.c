@@ -160,7 +160,7 @@ static void test_refusals(struct stash_store *st)
 	CHECK(n > 0);
 	reason[n > 0 ? n : 0] = '\0';
 	CHECK(strstr(reason, "size limit") != NULL);
-	CHECK(stash_store_setxattr(st, "small", "user.stash.version", "9", 1, 0, &err) == -EPERM);
+	CHECK(stash_store_setxattr(st, "small", "user.stash.version", "9", 1, 0, NULL, &err) == -EPERM);
 }
 
 static void test_rename_and_dirs(struct stash_store *st)
