@@ -239,9 +239,10 @@ void life_note(struct stash_store *st, const char *path, int fd)
 	int64_t when;
 	bool eph;
 
-	if (fstat(fd, &sb) < 0 || S_ISDIR(sb.st_mode))
+	if (fstat(fd, &sb) < 0)
 		return;
-	when = life_deadline(fd, &sb);
+	/* A directory has no deadline; an ephemeral one goes at the stop. */
+	when = S_ISDIR(sb.st_mode) ? 0 : life_deadline(fd, &sb);
 	eph = store_xattr_number(fd, XATTR_PERSISTENT, 1) == 0;
 	if (!when && !eph)
 		return;
@@ -345,6 +346,34 @@ int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, int
 	return count;
 }
 
+/* An ephemeral directory carries its owner's mark; one without is only a default. */
+static bool ephemeral_dir(int fd)
+{
+	return store_xattr_number(fd, XATTR_PERSISTENT, 1) == 0 &&
+	       fgetxattr(fd, XATTR_SESSION, NULL, 0) > 0;
+}
+
+/*
+ * After the scan of its content: the ephemeral directory @name (at @path)
+ * of a dead instance goes, when nothing persistent is left inside it.
+ */
+static void remove_orphan_dir(struct stash_store *st, int parent, const char *name,
+			      const char *path, bool *found)
+{
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (ephemeral_dir(fd)) {
+		*found = true;
+		if (orphaned(st, fd))
+			store_rmdir_path(st, path);
+		else
+			life_note(st, path, fd);
+	}
+	close(fd);
+}
+
 /* Walk @dir (a path, "" = root) for the start-up scan. */
 static void scan_dir(struct stash_store *st, const char *dir, stash_expire_cb cb, void *ctx,
 		     int depth, bool *found)
@@ -373,6 +402,7 @@ static void scan_dir(struct stash_store *st, const char *dir, stash_expire_cb cb
 		if (e->d_type == DT_DIR) {
 			if (depth < 64)
 				scan_dir(st, path, cb, ctx, depth + 1, found);
+			remove_orphan_dir(st, dirfd(d), e->d_name, path, found);
 			continue;
 		}
 		if (e->d_type != DT_REG)
@@ -419,7 +449,7 @@ void stash_store_shutdown(struct stash_store *st)
 {
 	struct lifecycle *l = st->life;
 
-	/* Ephemeral objects end with the daemon that owns them. */
+	/* Ephemeral objects end with the daemon that owns them (directories below). */
 	for (size_t i = 0; i < l->neph; i++) {
 		unsigned s = store_lock_name(st, l->ephemeral[i]);
 		int fd = store_open_beneath(st, l->ephemeral[i], O_RDONLY | O_NONBLOCK, 0);
@@ -434,6 +464,24 @@ void stash_store_shutdown(struct stash_store *st)
 		if (fd >= 0)
 			close(fd);
 		store_unlock_name(st, s);
+	}
+	/*
+	 * Then the directories, the last made first (they nest that way), each
+	 * only when nothing persistent is left in it.
+	 */
+	for (size_t i = l->neph; i-- > 0;) {
+		int fd = store_open_beneath(st, l->ephemeral[i], O_RDONLY | O_DIRECTORY, 0);
+		char id[64];
+		ssize_t n = fd >= 0 && ephemeral_dir(fd) ?
+			fgetxattr(fd, XATTR_SESSION, id, sizeof(id) - 1) : -1;
+
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			id[n] = '\0';
+			if (strcmp(id, st->instance) == 0)
+				store_rmdir_path(st, l->ephemeral[i]);
+		}
 	}
 }
 

@@ -146,16 +146,26 @@ static int open_parent(struct stash_store *st, const char *path, const char **le
 	return store_open_beneath(st, dir, O_PATH | O_DIRECTORY, 0);
 }
 
-int store_unlink_path(struct stash_store *st, const char *path)
+static int remove_path(struct stash_store *st, const char *path, int flags)
 {
 	const char *leaf;
 	int dirfd = open_parent(st, path, &leaf), r;
 
 	if (dirfd < 0)
 		return dirfd;
-	r = unlinkat(dirfd, leaf, 0) < 0 ? -errno : 1;
+	r = unlinkat(dirfd, leaf, flags) < 0 ? -errno : 1;
 	close(dirfd);
 	return r;
+}
+
+int store_unlink_path(struct stash_store *st, const char *path)
+{
+	return remove_path(st, path, 0);
+}
+
+int store_rmdir_path(struct stash_store *st, const char *path)
+{
+	return remove_path(st, path, AT_REMOVEDIR);
 }
 
 static void close_fd(int *fd)
@@ -1343,6 +1353,51 @@ int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
 	return r;
 }
 
+bool store_default_persistent(struct stash_store *st, const char *path)
+{
+	char dir[PATH_MAX], v[4];
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	while (dir[0]) {
+		char *slash = strrchr(dir, '/');
+		int dfd;
+		ssize_t n;
+
+		if (slash)
+			*slash = '\0';
+		else
+			dir[0] = '\0';
+		dfd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
+		n = dfd >= 0 ? fgetxattr(dfd, XATTR_PERSISTENT, v, sizeof(v)) : -1;
+		if (dfd >= 0)
+			close(dfd);
+		if (n == 1)
+			return v[0] == '1';
+	}
+	return st->opts.default_persistent;
+}
+
+/*
+ * Ephemeral means the whole subtree: a directory made where new objects
+ * are ephemeral is itself marked with its owner, and goes with it (once
+ * the ephemeral objects inside have gone; persistent ones keep it).
+ */
+static void mark_ephemeral_dir(struct stash_store *st, const char *path, int parent,
+			       const char *leaf)
+{
+	int sub;
+
+	if (store_default_persistent(st, path))
+		return;
+	sub = openat(parent, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sub < 0)
+		return;
+	if (fsetxattr(sub, XATTR_PERSISTENT, "0", 1, 0) == 0 &&
+	    fsetxattr(sub, XATTR_SESSION, st->instance, strlen(st->instance), 0) == 0)
+		life_note(st, path, sub);
+	close(sub);
+}
+
 int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 		      const struct stash_caller *who)
 {
@@ -1375,6 +1430,8 @@ int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 			close(sub);
 		}
 	}
+	if (r == 0)
+		mark_ephemeral_dir(st, path, fd, leaf);
 	close(fd);
 	return r;
 }
@@ -1860,8 +1917,12 @@ static int set_persistence(struct stash_store *st, int fd, bool persistent)
 
 	if (fstat(fd, &sb) < 0)
 		return -errno;
-	if (S_ISDIR(sb.st_mode))
-		return 0;       /* on a directory it is only a default */
+	if (S_ISDIR(sb.st_mode)) {
+		/* On a directory it is a default; made persistent, one made ephemeral stays. */
+		if (persistent)
+			fremovexattr(fd, XATTR_SESSION);
+		return 0;
+	}
 	if (!persistent)
 		return fsetxattr(fd, XATTR_SESSION, st->instance, strlen(st->instance), 0) < 0 ?
 			-errno : 0;

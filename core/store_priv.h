@@ -104,6 +104,13 @@ int store_open_beneath(struct stash_store *st, const char *path, int flags, mode
 
 /* Remove the file @path (never through a symlink): 1 on success or -errno. */
 int store_unlink_path(struct stash_store *st, const char *path);
+/* Remove the empty directory @path: 1 if removed, negative errno if not. */
+int store_rmdir_path(struct stash_store *st, const char *path);
+/*
+ * The persistence a new object at @path gets: the nearest ancestor's
+ * user.stash.persistent, else the mount's default.
+ */
+bool store_default_persistent(struct stash_store *st, const char *path);
 
 /* A decimal xattr of @fd, or @dflt when absent or not a number. */
 long long store_xattr_number(int fd, const char *name, long long dflt);

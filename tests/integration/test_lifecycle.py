@@ -155,6 +155,46 @@ def test_ephemeral_gone_after_restart_and_crash(env):
     assert env.sh("cat durable").stdout == "keep\n"
 
 
+def test_ephemeral_means_the_whole_subtree(env):
+    """Directories made under a persistent=0 directory (or on a persistent=0
+    mount) go with their daemon, at a clean stop and after a crash."""
+    env.mount()
+    env.sh("mkdir scratch && setfattr -n user.stash.persistent -v 0 scratch && "
+           "mkdir -p scratch/a/b scratch/c && echo x > scratch/a/b/f && "
+           "mkdir scratch/kept && echo keep > scratch/kept/doc && "
+           "setfattr -n user.stash.persistent -v 1 scratch/kept/doc")
+    # The directories made inside are ephemeral, shown as such.
+    assert xget(env, "scratch/a/b", "user.stash.persistent") == "0"
+    env.daemons[-1].stop()
+    # The directory that holds the default stays; what was made in it goes,
+    # except the directory that still holds something persistent.
+    assert sorted(os.listdir(env.backing / "scratch")) == ["kept"]
+    assert (env.backing / "scratch" / "kept" / "doc").read_text() == "keep\n"
+    env.mount()
+    assert sorted(os.listdir(env.path("scratch"))) == ["kept"]
+    # After SIGKILL the next start's scan removes them.
+    env.sh("mkdir -p scratch/d/e && echo y > scratch/d/e/f && mkdir scratch/empty")
+    env.daemons[-1].kill()
+    assert (env.backing / "scratch" / "d" / "e").is_dir()
+    env.mount()
+    deadline = time.time() + 10
+    while time.time() < deadline and sorted(os.listdir(env.backing / "scratch")) != ["kept"]:
+        time.sleep(0.05)
+    assert sorted(os.listdir(env.backing / "scratch")) == ["kept"]
+    assert sorted(os.listdir(env.path("scratch"))) == ["kept"]
+    # Made persistent, an ephemeral directory stays.
+    env.sh("mkdir scratch/mine && setfattr -n user.stash.persistent -v 1 scratch/mine")
+    env.daemons[-1].stop()
+    assert sorted(os.listdir(env.backing / "scratch")) == ["kept", "mine"]
+
+
+def test_ephemeral_mount_removes_its_directories(env):
+    env.mount(opts=["persistent=0"])
+    env.sh("mkdir -p t/u && echo v > t/u/w")
+    env.daemons[-1].stop()
+    assert sorted(os.listdir(env.backing)) == [".stashfs", "schemas", "streams"]
+
+
 def test_persistence_switch_keeps_content(env):
     env.mount(opts=["persistent=0"])
     env.sh("echo v > p && echo w > q")
