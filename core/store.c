@@ -2632,8 +2632,24 @@ static ssize_t stream_write(struct stash_file *f, const void *buf, size_t size,
 			    struct stash_error *err)
 {
 	unsigned s = store_lock_stream(f->st, f->path);
+	struct stat sb;
 	ssize_t n = 0;
 
+	/*
+	 * The size limit holds for what writers append, refused whole; audit
+	 * records are appended whatever the size (a committed change is always
+	 * recorded), so they may take a stream past it.
+	 */
+	if (fstat(f->base_fd, &sb) < 0) {
+		n = -errno;
+		goto out;
+	}
+	n = check_size(f, (uint64_t)sb.st_size + size, err);
+	if (n < 0) {
+		if (err)
+			fsetxattr(f->base_fd, XATTR_ERROR, err->text, strlen(err->text), 0);
+		goto out;
+	}
 	/* One write() is one record: under the lock it lands whole, in order. */
 	while ((size_t)n < size) {
 		ssize_t w = write(f->base_fd, (const char *)buf + n, size - (size_t)n);
@@ -2647,6 +2663,7 @@ static ssize_t stream_write(struct stash_file *f, const void *buf, size_t size,
 	}
 	if (n > 0 && want_sync(f->st, f->base_fd))
 		fdatasync(f->base_fd);
+out:
 	store_unlock_stream(f->st, s);
 	return n;
 }

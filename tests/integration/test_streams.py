@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 """Streams: append-only files, and linked streams as audit trails (DESIGN 2.4)."""
+import errno
 import json
 import os
 import random
@@ -163,3 +164,33 @@ while True:
         assert sorted(versions) == list(range(1, version + 1)), (rnd, version, versions[-5:])
         seqs = [r["seq"] for r in records(env, "log")]
         assert all(a < b for a, b in zip(seqs, seqs[1:]))   # never reused
+
+
+def test_stream_writes_keep_to_max_size(env):
+    """max_size bounds what writers append to a stream, refused whole; the
+    records of a linked stash's changes are appended whatever the size."""
+    env.mount(opts=["max_size=1k"])
+    env.sh("touch streams/log && echo '{}' > p && "
+           "setfattr -n user.stash.linked_stash -v p streams/log")
+    line = "x" * 99 + "\n"
+    r = env.sh("for i in $(seq 20); do echo %s >> streams/log || exit 1; done" % line[:-1],
+               check=False)
+    assert r.returncode != 0 and "too large" in r.stderr
+    size = os.path.getsize(env.path("streams/log"))
+    assert size <= 1024 and size % 100 == 0            # whole writes only
+    assert os.path.getsize(env.backing / "streams" / "log") == size
+    assert "size limit" in os.getxattr(env.path("streams/log"), "user.stash.error").decode()
+    # One write too large on its own lands nowhere either.
+    fd = os.open(env.path("streams/log"), os.O_WRONLY | os.O_APPEND)
+    try:
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"y" * 2000)
+        assert e.value.errno == errno.EFBIG
+    finally:
+        os.close(fd)
+    assert os.path.getsize(env.path("streams/log")) == size
+    # The audit record of a committed change is never dropped.
+    env.sh("echo '{\"k\":1}' > p.json")
+    recs = [json.loads(l) for l in open(env.path("streams/log")).read().splitlines()
+            if l.startswith("{")]
+    assert recs[-1]["op"] == "merge" and recs[-1]["data"] == {"k": 1}
