@@ -90,11 +90,15 @@ static json_t *meta_doc(struct stash_store *st, const char *target, int fd,
 		r = life_virtual_xattr(fd, sb, XATTR_SHA256, buf, sizeof(buf) - 1);
 		json_object_set_new(doc, "sha256", r > 0 ? json_stringn(buf, (size_t)r) : json_null());
 	}
+	/* Effective values, as getfattr -n gives them. */
 	n = fgetxattr(fd, XATTR_PERSISTENT, buf, sizeof(buf));
+	if (n < 0)
+		n = store_effective_xattr(st, target, sb, XATTR_PERSISTENT, buf, sizeof(buf));
 	json_object_set_new(doc, "persistent", json_integer(n == 1 && buf[0] == '0' ? 0 : 1));
 	put_xattr(doc, "ttl", fd, XATTR_TTL, true);
-	if (json_is_null(json_object_get(doc, "ttl")))
-		json_object_set_new(doc, "ttl", json_integer(0));
+	if (json_is_null(json_object_get(doc, "ttl")) &&
+	    store_effective_xattr(st, target, sb, XATTR_TTL, buf, sizeof(buf)) > 0)
+		json_object_set_new(doc, "ttl", json_integer(strtoll(buf, NULL, 10)));
 	if (!S_ISDIR(sb->st_mode)) {
 		r = life_virtual_xattr(fd, sb, XATTR_EXPIRES, buf, sizeof(buf) - 1);
 		json_object_set_new(doc, "expires", r > 0 ? json_stringn(buf, (size_t)r) : json_null());
@@ -118,7 +122,6 @@ static json_t *meta_doc(struct stash_store *st, const char *target, int fd,
 			json_object_set_new(plain, name, json_stringn(buf, (size_t)v));
 	}
 	json_object_set_new(doc, "xattrs", plain);
-	(void)st;
 	return doc;
 }
 

@@ -1353,28 +1353,73 @@ int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
 	return r;
 }
 
+ssize_t store_nearest_default(struct stash_store *st, const char *dir, const char *name,
+			      char *buf, size_t size)
+{
+	char d[PATH_MAX];
+
+	if ((size_t)snprintf(d, sizeof(d), "%s", dir) >= sizeof(d))
+		return -ENAMETOOLONG;
+	for (;;) {
+		int dfd = store_open_beneath(st, d, O_RDONLY | O_DIRECTORY, 0);
+		ssize_t n = dfd >= 0 ? fgetxattr(dfd, name, buf, size) : -1;
+		char *slash;
+
+		if (dfd >= 0)
+			close(dfd);
+		if (n > 0)
+			return n;
+		if (!d[0])
+			return -ENODATA;
+		slash = strrchr(d, '/');
+		if (slash)
+			*slash = '\0';
+		else
+			d[0] = '\0';
+	}
+}
+
+/* The directory @path is in ("" for the root), in @out of PATH_MAX bytes. */
+static void parent_of(const char *path, char *out)
+{
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
+
+	memcpy(out, path, n);
+	out[n] = '\0';
+}
+
 bool store_default_persistent(struct stash_store *st, const char *path)
 {
 	char dir[PATH_MAX], v[4];
 
-	snprintf(dir, sizeof(dir), "%s", path);
-	while (dir[0]) {
-		char *slash = strrchr(dir, '/');
-		int dfd;
-		ssize_t n;
-
-		if (slash)
-			*slash = '\0';
-		else
-			dir[0] = '\0';
-		dfd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
-		n = dfd >= 0 ? fgetxattr(dfd, XATTR_PERSISTENT, v, sizeof(v)) : -1;
-		if (dfd >= 0)
-			close(dfd);
-		if (n == 1)
-			return v[0] == '1';
-	}
+	if (strlen(path) >= sizeof(dir))
+		return st->opts.default_persistent;
+	parent_of(path, dir);
+	if (store_nearest_default(st, dir, XATTR_PERSISTENT, v, sizeof(v)) == 1)
+		return v[0] == '1';
 	return st->opts.default_persistent;
+}
+
+int store_effective_xattr(struct stash_store *st, const char *path, const struct stat *sb,
+			  const char *name, char *buf, size_t size)
+{
+	char dir[PATH_MAX];
+	ssize_t n;
+	bool ttl = strcmp(name, XATTR_TTL) == 0;
+
+	if (!ttl && strcmp(name, XATTR_PERSISTENT) != 0)
+		return -ENODATA;
+	if (!S_ISDIR(sb->st_mode) || strlen(path) >= sizeof(dir))
+		return snprintf(buf, size, "%s", ttl ? "0" : "1");
+	parent_of(path, dir);
+	if (*path && (n = store_nearest_default(st, dir, name, buf, size - 1)) > 0) {
+		buf[n] = '\0';
+		return (int)n;
+	}
+	if (ttl)
+		return snprintf(buf, size, "%" PRIu64, st->opts.default_ttl);
+	return snprintf(buf, size, "%d", st->opts.default_persistent ? 1 : 0);
 }
 
 /*
@@ -1883,6 +1928,28 @@ static bool user_xattr(const char *name)
 	return strncmp(name, "user.", 5) == 0;
 }
 
+/*
+ * persistent and ttl always have a value, set or not (getfattr -n answers
+ * it); listxattr names only what was set, so getfattr -d shows just that.
+ */
+static ssize_t effective_xattr(struct stash_store *st, const char *path, const struct stat *sb,
+			       const char *name, void *value, size_t size)
+{
+	char text[32], *bpath;
+	int kind, len;
+
+	if (backing_path(path, &bpath, &kind) < 0)
+		return -ENODATA;
+	len = store_effective_xattr(st, bpath, sb, name, text, sizeof(text));
+	free(bpath);
+	if (len < 0 || size == 0)
+		return len;
+	if (size < (size_t)len)
+		return -ERANGE;
+	memcpy(value, text, (size_t)len);
+	return len;
+}
+
 int stash_store_getxattr(struct stash_store *st, const char *path, const char *name,
 			 void *value, size_t size)
 {
@@ -1903,6 +1970,8 @@ int stash_store_getxattr(struct stash_store *st, const char *path, const char *n
 		 (n = fgetxattr(fd, name, value, size)) < 0)
 		n = -errno;
 	close(fd);
+	if (n == -ENODATA)
+		n = effective_xattr(st, path, &sb, name, value, size);
 	return (int)n;
 }
 

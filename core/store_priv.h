@@ -111,6 +111,21 @@ int store_rmdir_path(struct stash_store *st, const char *path);
  * user.stash.persistent, else the mount's default.
  */
 bool store_default_persistent(struct stash_store *st, const char *path);
+/*
+ * The value of xattr @name set on directory @dir or its nearest ancestor
+ * that has it: its length, or -ENODATA when none has.
+ */
+ssize_t store_nearest_default(struct stash_store *st, const char *dir, const char *name,
+			      char *buf, size_t size);
+/*
+ * What user.stash.persistent or user.stash.ttl is for an object at @path
+ * (stat @sb) that has none set: a stash or stream is persistent and never
+ * expires; a directory passes on its nearest ancestor's default, else the
+ * mount's.  Writes the text to @buf (at least 24 bytes) and returns its
+ * length; -ENODATA for any other @name.
+ */
+int store_effective_xattr(struct stash_store *st, const char *path, const struct stat *sb,
+			  const char *name, char *buf, size_t size);
 
 /* A decimal xattr of @fd, or @dflt when absent or not a number. */
 long long store_xattr_number(int fd, const char *name, long long dflt);

@@ -195,6 +195,43 @@ def test_ephemeral_mount_removes_its_directories(env):
     assert sorted(os.listdir(env.backing)) == [".stashfs", "schemas", "streams"]
 
 
+def test_getfattr_gives_effective_persistence_and_ttl(env):
+    """getfattr -n answers persistent and ttl for every object, set or not;
+    getfattr -d lists only what was set."""
+    env.mount(opts=["ttl=3000"])
+    env.sh("echo x > plain && setfattr -n user.stash.ttl -v 0 plain && "
+           "mkdir d && setfattr -n user.stash.ttl -v 60 d && mkdir -p d/sub/deeper")
+
+    def get(path, name):
+        return env.sh("getfattr --only-values -n user.stash.%s %s" % (name, path)).stdout
+
+    def listed(path):
+        return env.sh("getfattr -d -m - %s" % path).stdout
+
+    # A stash created before any default: persistent, with the ttl it was given.
+    assert get("plain", "persistent") == "1" and get("plain", "ttl") == "0"
+    assert "user.stash.persistent" not in listed("plain")
+    # Directories pass on their nearest ancestor's default, else the mount's.
+    assert get("d/sub/deeper", "ttl") == "60"
+    assert get("d/sub/deeper", "persistent") == "1"
+    assert get(".", "ttl") == "3000" and get(".", "persistent") == "1"
+    for path in ("d/sub/deeper", "."):
+        assert "user.stash.ttl" not in listed(path) and "persistent" not in listed(path)
+    assert 'user.stash.ttl="60"' in listed("d")
+    # What the view says is what a new object there gets.
+    env.sh("echo y > d/sub/deeper/new")
+    assert get("d/sub/deeper/new", "ttl") == "60"
+    doc = json.loads(read(env.path(".stashfs-meta/d/sub/deeper/.stashfs-dir")))
+    assert (doc["ttl"], doc["persistent"]) == (60, 1)
+    # A stream never given either, on a mount with defaults off.
+    env.daemons[-1].stop()
+    env.mount(opts=["persistent=0"])
+    assert get(".", "persistent") == "0" and get(".", "ttl") == "0"
+    assert get("plain", "persistent") == "1"
+    r = env.sh("getfattr -n user.stash.schema plain", check=False)
+    assert r.returncode != 0                # the others still have no value
+
+
 def test_persistence_switch_keeps_content(env):
     env.mount(opts=["persistent=0"])
     env.sh("echo v > p && echo w > q")
