@@ -19,6 +19,15 @@ from test_users import NOBODY, as_nobody, public_dir  # noqa: F401 (a fixture)
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setpriv, chown)")
 
 
+# Write a metadata document and print the errno's name, as Python sees it.
+META_WRITE = """python3 -c 'import errno, os, sys
+try:
+    with open(sys.argv[1], "w") as f:
+        f.write(sys.argv[2])
+except OSError as e:
+    print(errno.errorcode[e.errno])' %s '%s'"""
+
+
 def shared_store(env, public_dir):  # noqa: F811
     mnt = os.path.join(public_dir, "mnt")
     env.mount(opts=["allow_other", "default_permissions"], mnt=mnt)
@@ -61,8 +70,11 @@ def test_link_needs_read_permission(env, public_dir):  # noqa: F811
     # The metadata view and stashctl set are held to the same rule.
     os.removexattr(env.backing / "streams" / "spy", "user.stash.error")  # behind the daemon
     r = as_nobody("echo '{\"linked_stash\":\"rootdoc\"}' > .stashfs-meta/streams/spy", cwd=mnt)
-    assert r.returncode != 0
+    assert r.returncode != 0      # dash's echo says "I/O error" for any failed write
     assert "may not read rootdoc" in error_of(os.path.join(mnt, "streams", "spy"))
+    r = as_nobody(META_WRITE % (".stashfs-meta/streams/spy", '{"linked_stash":"rootdoc"}'),
+                  cwd=mnt)
+    assert r.stdout == "EACCES\n", r.stderr
     r = as_nobody("%s set streams/spy link=vault/doc" % stashctl_bin(), cwd=mnt)
     assert r.returncode != 0 and "no search permission on directory vault" in r.stderr
     assert "user.stash.linked_stash" not in os.listxattr(env.backing / "streams" / "spy")
@@ -146,8 +158,8 @@ def test_binding_needs_read_permission_on_the_schema(env, public_dir):  # noqa: 
     assert "may not read schemas/secret" in error_of(os.path.join(mnt, "drop", "mine"))
     r = as_nobody("setfattr -n user.stash.schema -v secret drop/sub", cwd=mnt)
     assert r.returncode != 0 and "Permission denied" in r.stderr
-    r = as_nobody("echo '{\"schema\":\"secret\"}' > .stashfs-meta/drop/mine", cwd=mnt)
-    assert r.returncode != 0
+    r = as_nobody(META_WRITE % (".stashfs-meta/drop/mine", '{"schema":"secret"}'), cwd=mnt)
+    assert r.stdout == "EACCES\n", r.stderr
     r = as_nobody("%s set drop/mine schema=secret" % stashctl_bin(), cwd=mnt)
     assert r.returncode != 0 and "may not read schemas/secret" in r.stderr
     for rel in ("drop/mine", "drop/sub"):
