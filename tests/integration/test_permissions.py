@@ -185,3 +185,20 @@ def test_link_judges_supplementary_groups(env, public_dir):  # noqa: F811
                        cwd=mnt, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert os.getxattr(env.backing / "streams" / "s", "user.stash.linked_stash") == b"team-doc"
+
+
+def test_link_to_a_name_not_made_yet(env, public_dir):  # noqa: F811
+    """A link may name a stash that does not exist yet; what is made there
+    later is judged at each record like any other."""
+    mnt = shared_store(env, public_dir)
+    r = as_nobody("touch streams/early && "
+                  "setfattr -n user.stash.linked_stash -v later streams/early", cwd=mnt)
+    assert r.returncode == 0, r.stderr
+    put(os.path.join(mnt, "secret"), '{"pin":"1234"}\n', 0o600)
+    os.rename(os.path.join(mnt, "secret"), os.path.join(mnt, "later"))
+    put(os.path.join(mnt, "later"), '{"pin":"5678"}\n')
+    r = as_nobody("cat streams/early", cwd=mnt)
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["op"] for x in recs] == ["rename", "put"]
+    assert '"pin"' not in r.stdout
+    assert set(recs[1]["data"]) == {"size", "sha256"}
