@@ -126,23 +126,24 @@ enum reader_class { READER_OWNER, READER_GROUP, READER_OTHER };
 
 struct audience {
 	const struct stat *stream;
-	enum reader_class cls;
+	bool group, other;      /* which classes besides the owner read the stream */
 };
 
-static bool class_passes(const struct stat *sb, const struct audience *a, mode_t want)
+static bool class_passes(const struct stat *sb, const struct stat *stream,
+			 enum reader_class cls, mode_t want)
 {
 	mode_t u = (sb->st_mode >> 6) & want, g = (sb->st_mode >> 3) & want, o = sb->st_mode & want;
 
-	switch (a->cls) {
+	switch (cls) {
 	case READER_OWNER:
-		if (a->stream->st_uid == 0)
+		if (stream->st_uid == 0)
 			return true;
-		if (sb->st_uid == a->stream->st_uid)
+		if (sb->st_uid == stream->st_uid)
 			return u == want;
 		return g == want && o == want;
 	case READER_GROUP:
 		/* A member may own the object, share its group, or neither. */
-		if (sb->st_gid == a->stream->st_gid)
+		if (sb->st_gid == stream->st_gid)
 			return u == want && g == want;
 		return u == want && g == want && o == want;
 	default:
@@ -152,23 +153,22 @@ static bool class_passes(const struct stat *sb, const struct audience *a, mode_t
 
 static int audience_step(const struct stat *sb, const char *name, bool last, void *ctx)
 {
+	const struct audience *a = ctx;
+	mode_t want = last && !S_ISDIR(sb->st_mode) ? 4 : 1;
+
 	(void)name;
-	return class_passes(sb, ctx, last && !S_ISDIR(sb->st_mode) ? 4 : 1) ? 0 : -EACCES;
+	if (!class_passes(sb, a->stream, READER_OWNER, want) ||
+	    (a->group && !class_passes(sb, a->stream, READER_GROUP, want)) ||
+	    (a->other && !class_passes(sb, a->stream, READER_OTHER, want)))
+		return -EACCES;
+	return 0;
 }
 
 bool access_open_to(struct stash_store *st, const struct stat *stream, const char *path)
 {
-	struct audience a = { .stream = stream };
-
 	/* The owner counts even without a read bit: a chmod away. */
-	a.cls = READER_OWNER;
-	if (walk(st, path, audience_step, &a) != 0)
-		return false;
-	a.cls = READER_GROUP;
-	if ((stream->st_mode & 0040) && walk(st, path, audience_step, &a) != 0)
-		return false;
-	a.cls = READER_OTHER;
-	if ((stream->st_mode & 0004) && walk(st, path, audience_step, &a) != 0)
-		return false;
-	return true;
+	struct audience a = { .stream = stream, .group = (stream->st_mode & 0040) != 0,
+			      .other = (stream->st_mode & 0004) != 0 };
+
+	return walk(st, path, audience_step, &a) == 0;
 }
