@@ -33,7 +33,6 @@
 #include "stashfs/sha256.h"
 #include "store_priv.h"
 
-#define TTL_MAX (100ull * 365 * 24 * 3600)
 #define LIVENESS_CACHE 16
 #define LIVENESS_SECONDS 2
 
@@ -514,7 +513,7 @@ int life_check_xattr(const char *name, const char *value, size_t size, struct st
 		return 0;
 	}
 	if (strcmp(name, XATTR_TTL) == 0) {
-		if (!decimal(value, size, TTL_MAX))
+		if (!decimal(value, size, STASH_TTL_MAX))
 			return stash_error_set(err, EINVAL,
 				"%s must be a number of seconds (0 = never expires)", name);
 		return 0;

@@ -233,9 +233,10 @@ static int apply_options(struct cmdline *c, struct stash_store_options *so,
 		so->json_indent = (int)v;
 	}
 	/* Seconds only: the size suffixes (1k = 1024) mean nothing for a time. */
-	if (c->ttl && parse_seconds(c->ttl, &so->default_ttl) < 0) {
-		fprintf(stderr, "stashfs: ttl must be a whole number of seconds, got \"%s\"\n",
-			c->ttl);
+	if (c->ttl && (parse_seconds(c->ttl, &so->default_ttl) < 0 ||
+		       so->default_ttl > STASH_TTL_MAX)) {
+		fprintf(stderr, "stashfs: ttl must be a whole number of seconds (at most %llu), "
+			"got \"%s\"\n", (unsigned long long)STASH_TTL_MAX, c->ttl);
 		return -1;
 	}
 	cfg->sweep_interval = 1.0;

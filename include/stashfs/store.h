@@ -36,12 +36,15 @@ enum stash_sync {
 	STASH_SYNC_NEVER,       /* leave it to the kernel */
 };
 
+/* The longest ttl, in seconds (100 years): deadlines stay far from overflow. */
+#define STASH_TTL_MAX (100ull * 365 * 24 * 3600)
+
 struct stash_store_options {
 	int default_persistent;  /* 1 = survive restarts (default) */
 	enum stash_sync sync;
 	uint64_t max_size;       /* largest stash in bytes; 0 = no limit */
 	int json_indent;         /* spaces per level in merged documents; 0 = compact */
-	uint64_t default_ttl;    /* seconds; 0 = new objects never expire */
+	uint64_t default_ttl;    /* seconds, at most STASH_TTL_MAX; 0 = new objects never expire */
 	int shared;              /* other daemons change the backing directory too */
 };
 

@@ -68,7 +68,7 @@ def test_dead_daemon_does_not_block(env):
 
 
 def test_ttl_option_takes_seconds_only(tmp_path):
-    for bad in ("1k", "10M", "-1", "1.5", "x"):
+    for bad in ("1k", "10M", "-1", "1.5", "x", "+5", "", "3153600001"):
         r = subprocess.run([stashfs_bin(), "-f", "-o", "ttl=" + bad, str(tmp_path / "b"),
                             str(tmp_path)], capture_output=True, text=True, timeout=30)
         assert r.returncode != 0, bad
@@ -83,3 +83,9 @@ def test_start_logs_no_libfuse_complaint(env):
     log = d.read_log()
     assert "serving" in log
     assert "Ignoring invalid" not in log and "max threads" not in log, log
+
+
+def test_ttl_option_in_seconds_reaches_new_objects(env):
+    env.mount(opts=["ttl=3153600000"])          # 100 years, the longest
+    env.sh("echo x > p")
+    assert os.getxattr(env.path("p"), "user.stash.ttl") == b"3153600000"
