@@ -359,3 +359,23 @@ uint64_t binding_generation(struct stash_store *st)
 {
 	return atomic_load(&st->schemas->gen);
 }
+
+int binding_each_dep(struct stash_store *st, const char *name,
+		     int (*fn)(const char *schema, void *ctx), void *ctx, struct stash_error *err)
+{
+	struct cached *c;
+	int r;
+
+	if (!binding_name_ok(name))
+		return stash_error_set(err, EINVAL, "bad schema name \"%s\"", name);
+	r = lookup(st, name, &c, err);
+	if (r < 0)
+		return r;
+	/* deps[0] is @name itself; the rest were loaded for its $refs. */
+	for (unsigned i = 1; r == 0 && i < c->ndeps; i++)
+		r = fn(c->deps[i].name, ctx);
+	pthread_mutex_lock(&st->schemas->lock);
+	cached_put(c);
+	pthread_mutex_unlock(&st->schemas->lock);
+	return r;
+}

@@ -2001,6 +2001,23 @@ static int set_persistence(struct stash_store *st, int fd, bool persistent)
 	return 0;
 }
 
+struct binder {
+	struct stash_store *st;
+	const struct stash_caller *who;
+	struct stash_error *err;
+};
+
+/* May the binder read schema @name? */
+static int schema_readable(const char *name, void *ctx)
+{
+	struct binder *b = ctx;
+	char path[sizeof(STASH_SCHEMAS_DIR) + 256];
+
+	if ((size_t)snprintf(path, sizeof(path), STASH_SCHEMAS_DIR "/%s", name) >= sizeof(path))
+		return stash_error_set(b->err, EINVAL, "bad schema name");
+	return access_may_read(b->st, path, b->who, b->err);
+}
+
 /*
  * Binding @fd (stash @path or a directory) to schema @value: @who must be
  * able to read the schema, which must exist and compile, and a stash's
@@ -2009,7 +2026,7 @@ static int set_persistence(struct stash_store *st, int fd, bool persistent)
 static int check_binding(struct stash_store *st, const char *path, int fd, const void *value,
 			 size_t size, const struct stash_caller *who, struct stash_error *err)
 {
-	char schema_path[sizeof(STASH_SCHEMAS_DIR) + 256];
+	struct binder cx = { st, who, err };
 	char name[256];
 	struct stat sb;
 	int r;
@@ -2022,13 +2039,17 @@ static int check_binding(struct stash_store *st, const char *path, int fd, const
 	 * Judged first: the refusals a binding causes (and binding_check's
 	 * own) would show what the schema says.
 	 */
-	snprintf(schema_path, sizeof(schema_path), STASH_SCHEMAS_DIR "/%s", name);
-	r = access_may_read(st, schema_path, who, err);
-	if (r < 0) {
-		fsetxattr(fd, XATTR_ERROR, err->text, strlen(err->text), 0);
+	r = schema_readable(name, &cx);
+	if (r == 0)
+		r = binding_check(st, name, err);
+	/* A schema it refers to would speak through the refusals as well. */
+	if (r == 0)
+		r = binding_each_dep(st, name, schema_readable, &cx, err);
+	if (r == -EACCES) {
+		if (err)
+			fsetxattr(fd, XATTR_ERROR, err->text, strlen(err->text), 0);
 		return r;
 	}
-	r = binding_check(st, name, err);
 	if (r < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0)
 		return r;
 	r = check_content_as(st, path, fd, name, err);

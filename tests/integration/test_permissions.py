@@ -164,6 +164,14 @@ def test_binding_needs_read_permission_on_the_schema(env, public_dir):  # noqa: 
     assert r.returncode != 0 and "may not read schemas/secret" in r.stderr
     for rel in ("drop/mine", "drop/sub"):
         assert "user.stash.schema" not in os.listxattr(env.backing / rel), rel
+    # Nor through a schema of one's own that refers to it.
+    os.chmod(os.path.join(mnt, "schemas"), 0o1777)
+    os.removexattr(env.backing / "drop" / "mine", "user.stash.error")   # behind the daemon
+    r = as_nobody("echo '{\"$ref\":\"secret\"}' > schemas/wrapper && "
+                  "setfattr -n user.stash.schema -v wrapper drop/mine", cwd=mnt)
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+    assert os.path.exists(os.path.join(mnt, "schemas", "wrapper"))
+    assert "may not read schemas/secret" in error_of(os.path.join(mnt, "drop", "mine"))
     # A schema nobody can read binds as before.
     r = as_nobody("setfattr -n user.stash.schema -v open drop/mine && "
                   "getfattr -n user.stash.schema --only-values drop/mine", cwd=mnt)
