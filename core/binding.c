@@ -335,19 +335,7 @@ out:
 
 int binding_check(struct stash_store *st, const char *name, struct stash_error *err)
 {
-	struct cached *c;
-	int r;
-
-	if (!binding_name_ok(name))
-		return stash_error_set(err, EINVAL, "bad schema name \"%s\"", name);
-	r = lookup(st, name, &c, err);
-	if (r < 0)
-		return stash_error_set(err, EINVAL, "unknown schema \"%s\" (no valid schemas/%s)",
-				       name, name);
-	pthread_mutex_lock(&st->schemas->lock);
-	cached_put(c);
-	pthread_mutex_unlock(&st->schemas->lock);
-	return 0;
+	return binding_each_dep(st, name, NULL, NULL, err);
 }
 
 void binding_changed(struct stash_store *st)
@@ -370,9 +358,10 @@ int binding_each_dep(struct stash_store *st, const char *name,
 		return stash_error_set(err, EINVAL, "bad schema name \"%s\"", name);
 	r = lookup(st, name, &c, err);
 	if (r < 0)
-		return r;
+		return stash_error_set(err, EINVAL, "unknown schema \"%s\" (no valid schemas/%s)",
+				       name, name);
 	/* deps[0] is @name itself; the rest were loaded for its $refs. */
-	for (unsigned i = 1; r == 0 && i < c->ndeps; i++)
+	for (unsigned i = 1; fn && r == 0 && i < c->ndeps; i++)
 		r = fn(c->deps[i].name, ctx);
 	pthread_mutex_lock(&st->schemas->lock);
 	cached_put(c);

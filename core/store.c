@@ -2040,8 +2040,6 @@ static int check_binding(struct stash_store *st, const char *path, int fd, const
 	 * own) would show what the schema says.
 	 */
 	r = schema_readable(name, &cx);
-	if (r == 0)
-		r = binding_check(st, name, err);
 	/* A schema it refers to would speak through the refusals as well. */
 	if (r == 0)
 		r = binding_each_dep(st, name, schema_readable, &cx, err);
