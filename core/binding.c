@@ -363,6 +363,9 @@ int binding_each_dep(struct stash_store *st, const char *name,
 	/* deps[0] is @name itself; the rest were loaded for its $refs. */
 	for (unsigned i = 1; fn && r == 0 && i < c->ndeps; i++)
 		r = fn(c->deps[i].name, ctx);
+	/* More than the list holds: the others are unknown. */
+	if (fn && r == 0 && c->ndeps == MAX_DEPS)
+		r = fn(NULL, ctx);
 	pthread_mutex_lock(&st->schemas->lock);
 	cached_put(c);
 	pthread_mutex_unlock(&st->schemas->lock);

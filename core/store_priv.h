@@ -163,8 +163,9 @@ int binding_check(struct stash_store *st, const char *name, struct stash_error *
 
 /*
  * binding_check, then call @fn (if not NULL) with the name of every schema
- * that schema @name refers to, as it compiles now (not @name itself); stop
- * at and return @fn's first nonzero answer.
+ * that schema @name refers to, as it compiles now (not @name itself), and
+ * with NULL for "and maybe others not listed" (31 or more); stop at and return
+ * @fn's first nonzero answer.
  */
 int binding_each_dep(struct stash_store *st, const char *name,
 		     int (*fn)(const char *schema, void *ctx), void *ctx, struct stash_error *err);
