@@ -87,6 +87,7 @@ static void test_links(struct stash_store *st)
 static void test_bindings(struct stash_store *st)
 {
 	struct stash_caller nobody = { .uid = 65534, .gid = 65534, .pid = 1 };
+	struct stash_caller root = { .uid = 0, .gid = 0, .pid = 1 };
 	struct stash_error err;
 	char path[512];
 	int fd;
@@ -104,6 +105,35 @@ static void test_bindings(struct stash_store *st)
 	CHECK(chmod(path, 0644) == 0);
 	stash_error_clear(&err);
 	CHECK(stash_store_setxattr(st, "free", "user.stash.schema", "secret", 6, 0, &nobody,
+				   &err) == 0);
+
+	/* More references than can be listed: only root may bind it. */
+	{
+		char text[4096] = "{\"allOf\":[";
+		size_t len = strlen(text);
+
+		for (int i = 0; i < 40; i++) {
+			snprintf(path, sizeof(path), "%s/schemas/part%d", backing, i);
+			fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			CHECK(fd >= 0 && write(fd, "{}", 2) == 2);
+			if (fd >= 0)
+				close(fd);
+			len += (size_t)snprintf(text + len, sizeof(text) - len, "%s{\"$ref\":\"part%d\"}",
+						i ? "," : "", i);
+		}
+		snprintf(text + len, sizeof(text) - len, "]}");
+		snprintf(path, sizeof(path), "%s/schemas/many", backing);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		CHECK(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+		if (fd >= 0)
+			close(fd);
+	}
+	stash_error_clear(&err);
+	CHECK(stash_store_setxattr(st, "free", "user.stash.schema", "many", 4, 0, &nobody,
+				   &err) == -EACCES);
+	CHECK_MSG(strstr(err.text, "more schemas than can be checked"), "%s", err.text);
+	stash_error_clear(&err);
+	CHECK(stash_store_setxattr(st, "free", "user.stash.schema", "many", 4, 0, &root,
 				   &err) == 0);
 }
 
