@@ -54,12 +54,25 @@ struct pending {
 	size_t cap;
 	int fd;                 /* >= 0 once spilled (or written for commit) */
 	char tmp_name[48];
+	bool resv;              /* resv_fd holds disk space for the commit */
+	int resv_fd;
+	size_t resv_len;
+	char resv_name[48];
 };
 
 enum pending_mode {
 	PENDING_NONE,           /* nothing written: the handle reads its base */
 	PENDING_FULL,           /* the pending buffer is the whole new content */
 	PENDING_APPEND,         /* bytes to append to the content current at commit */
+};
+
+/* Metadata changed on an open file before its commit. */
+struct set_meta {
+	bool mode, owner, times;
+	mode_t mode_bits;
+	uid_t uid;
+	gid_t gid;
+	struct timespec ts[2];
 };
 
 struct stash_file {
@@ -92,6 +105,12 @@ struct stash_file {
 	int poison;             /* errno of a refused write: nothing commits */
 	struct stash_error poison_err;
 	struct pending p;
+	bool fresh;             /* no committed version yet: the first commit creates the name */
+	bool removed;           /* its name was removed meanwhile: commits publish nothing */
+	int reserve_fd;         /* holds the name's creation reservation, or -1 */
+	struct stash_caller creator;
+	struct timespec changed;        /* last change through the handle (fresh stat) */
+	struct set_meta set;    /* metadata set through the handle: applied by its commit */
 };
 
 struct stash_dir {
@@ -233,6 +252,50 @@ void store_unlock_stream(struct stash_store *st, unsigned s)
 	pthread_mutex_unlock(&st->stream_stripes[s]);
 }
 
+/*
+ * Creation reservations.  A new stash has no name until its first commit,
+ * yet O_EXCL must stay exclusive while it is being written, also between
+ * daemons sharing the backing directory.  Each creating handle holds an OFD
+ * lock on one byte of .stashfs/lock, far above the stripes, chosen by a
+ * 64-bit hash of the path, through an open file description of its own (OFD
+ * locks of one description never conflict with each other).  An exclusive
+ * creation takes a write lock and fails with EEXIST on any holder; other
+ * creations take a read lock, so that they exclude only exclusive ones.  A
+ * crashed daemon's reservations vanish with its descriptors.
+ */
+#define RESERVE_BASE ((off_t)1 << 32)
+
+static off_t reserve_byte(const char *path)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *path; path++)
+		h = (h ^ (unsigned char)*path) * 1099511628211ull;
+	return RESERVE_BASE + (off_t)(h >> 8);
+}
+
+/* Reserve @path for a creation; returns the fd holding it, -EEXIST or an errno. */
+static int reserve_name(struct stash_store *st, const char *path, bool exclusive)
+{
+	struct flock fl = {
+		.l_type = exclusive ? F_WRLCK : F_RDLCK,
+		.l_whence = SEEK_SET,
+		.l_start = reserve_byte(path),
+		.l_len = 1,
+	};
+	int fd = openat(st->root_fd, STASH_INTERNAL_DIR "/lock", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		int e = errno == EAGAIN || errno == EACCES ? -EEXIST : -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
 static bool is_schema_path(const char *path)
 {
 	return strncmp(path, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
@@ -300,10 +363,30 @@ static bool want_sync(struct stash_store *st, int fd)
 	       store_xattr_number(fd, XATTR_PERSISTENT, 1) != 0;
 }
 
+/*
+ * Write all of @buf to @fd.  A short write without an error means the
+ * disk filled up: ENOSPC, never a made-up EIO.
+ */
+static int write_all(int fd, const void *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = write(fd, (const char *)buf + done, len - done);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n == 0)
+			return -ENOSPC;
+		if (n > 0)
+			done += (size_t)n;
+	}
+	return 0;
+}
+
 /* Copy @len bytes of @from (at 0) to the end of @to. */
 static int copy_content(int from, int to, off_t len)
 {
 	loff_t in = 0;
+	int r;
 
 	while (in < len) {
 		ssize_t n = copy_file_range(from, &in, to, NULL, (size_t)(len - in), 0);
@@ -319,8 +402,9 @@ static int copy_content(int from, int to, off_t len)
 				return -errno;
 			if (n == 0)
 				break;
-			if (write(to, buf, (size_t)n) != n)
-				return -EIO;
+			r = write_all(to, buf, (size_t)n);
+			if (r < 0)
+				return r;
 			in += n;
 		} else if (n == 0) {
 			break;
@@ -331,37 +415,100 @@ static int copy_content(int from, int to, off_t len)
 
 /* ---- pending buffers -------------------------------------------------- */
 
-static int pending_tmpfile(struct stash_store *st, struct pending *p)
+static int tmpfile_named(struct stash_store *st, char *name, size_t size)
 {
 	uint64_t seq = atomic_fetch_add(&st->tmp_seq, 1);
 	int fd;
 
-	snprintf(p->tmp_name, sizeof(p->tmp_name), "t%" PRIu64, seq);
-	fd = openat(st->tmp_fd, p->tmp_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	snprintf(name, size, "t%" PRIu64, seq);
+	fd = openat(st->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	return fd < 0 ? -errno : fd;
+}
+
+static int pending_tmpfile(struct stash_store *st, struct pending *p)
+{
+	int fd = tmpfile_named(st, p->tmp_name, sizeof(p->tmp_name));
+
 	if (fd < 0)
-		return -errno;
+		return fd;
 	p->fd = fd;
+	return 0;
+}
+
+/* Give back the disk space held for the commit (it is about to be written). */
+static void pending_unreserve(struct stash_store *st, struct pending *p)
+{
+	if (!p->resv)
+		return;
+	close(p->resv_fd);
+	unlinkat(st->tmp_fd, p->resv_name, 0);
+	p->resv = false;
+	p->resv_len = 0;
+}
+
+/*
+ * Hold disk space for a commit of @total bytes, so that a full disk fails
+ * the write() that fills it, where even shells see it, not the close.  The
+ * space is allocated (not written) in the temp file that the commit will
+ * write; content already spilled to its temp file is on the disk anyway.
+ * A filesystem that can't preallocate gets no reservation.
+ */
+static int pending_reserve(struct stash_store *st, struct pending *p, uint64_t total)
+{
+	uint64_t want = total;
+
+	if (p->fd >= 0 || total <= p->resv_len)
+		return 0;
+	if (!p->resv) {
+		int fd = tmpfile_named(st, p->resv_name, sizeof(p->resv_name));
+
+		if (fd < 0)
+			return fd;
+		p->resv_fd = fd;
+		p->resv = true;
+	}
+	/* Grow in steps, so that a stream of small writes costs few calls. */
+	if (want < 2 * (uint64_t)p->resv_len)
+		want = 2 * (uint64_t)p->resv_len;
+	if (want > total + SPILL_BYTES)
+		want = total + SPILL_BYTES;
+	while (fallocate(p->resv_fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)want) < 0) {
+		if (errno == EOPNOTSUPP || errno == ENOSYS) {
+			p->resv_len = SIZE_MAX;
+			return 0;
+		}
+		if (errno != ENOSPC || want == total)
+			return -errno;
+		want = total;   /* the step may not fit where the data does */
+	}
+	p->resv_len = (size_t)want;
 	return 0;
 }
 
 /* Make sure the content sits in a temp file (p->fd) of exactly p->len bytes. */
 static int pending_to_file(struct stash_store *st, struct pending *p)
 {
+	bool reserved = p->resv;
 	int r;
 
 	if (p->fd >= 0)
 		return 0;
-	r = pending_tmpfile(st, p);
-	if (r < 0)
-		return r;
-	for (size_t done = 0; done < p->len;) {
-		ssize_t n = write(p->fd, p->mem + done, p->len - done);
-
-		if (n < 0)
-			return -errno;
-		done += (size_t)n;
+	if (reserved) {
+		/* The reserved file becomes the commit's: its blocks are waiting. */
+		p->fd = p->resv_fd;
+		memcpy(p->tmp_name, p->resv_name, sizeof(p->tmp_name));
+		p->resv = false;
+	} else {
+		r = pending_tmpfile(st, p);
+		if (r < 0)
+			return r;
 	}
-	return 0;
+	r = write_all(p->fd, p->mem, p->len);
+	/* Space held beyond the content goes back (a truncation shortened it). */
+	if (r == 0 && reserved && p->resv_len > p->len && ftruncate(p->fd, (off_t)p->len) < 0)
+		r = -errno;
+	p->resv_len = 0;
+	return r;
 }
 
 /* Move the in-memory content to a temp file for good: large writes go there. */
@@ -468,6 +615,7 @@ static ssize_t pending_pread(struct pending *p, void *buf, size_t size, off_t of
 /* Forget the pending content; a spilled temp file is unlinked. */
 static void pending_reset(struct stash_store *st, struct pending *p)
 {
+	pending_unreserve(st, p);
 	if (p->fd >= 0) {
 		close(p->fd);
 		unlinkat(st->tmp_fd, p->tmp_name, 0);
@@ -537,9 +685,33 @@ int stash_store_classify(const char *path)
 	}
 	if (strncmp(path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) == 0)
 		return STASH_KIND_STREAM;
-	if (has_suffix(leaf, STASH_VIEW_SUFFIX) && strlen(leaf) > strlen(STASH_VIEW_SUFFIX))
+	if (has_suffix(leaf, STASH_VIEW_SUFFIX) && strlen(leaf) > strlen(STASH_VIEW_SUFFIX)) {
+		size_t stem = strlen(leaf) - strlen(STASH_VIEW_SUFFIX);
+
+		/* X.json.json would be the view of X.json, itself a view: no such stash. */
+		if (stem > strlen(STASH_VIEW_SUFFIX) &&
+		    strncmp(leaf + stem - strlen(STASH_VIEW_SUFFIX), STASH_VIEW_SUFFIX,
+			    strlen(STASH_VIEW_SUFFIX)) == 0)
+			return -EINVAL;
 		return STASH_KIND_VIEW;
+	}
 	return STASH_KIND_STASH;
+}
+
+/*
+ * A name a new stash may take: its NAME.json view must fit in NAME_MAX
+ * too, so stash names are at most NAME_MAX - 5 bytes.
+ */
+static int check_new_name(const char *path, struct stash_error *err)
+{
+	const char *leaf = strrchr(path, '/');
+
+	leaf = leaf ? leaf + 1 : path;
+	if (strlen(leaf) + strlen(STASH_VIEW_SUFFIX) > NAME_MAX)
+		return stash_error_set(err, ENAMETOOLONG,
+			"%s: a stash name has at most %d bytes, so that its %s view fits",
+			path, NAME_MAX - (int)strlen(STASH_VIEW_SUFFIX), STASH_VIEW_SUFFIX);
+	return 0;
 }
 
 char *stash_view_target(const char *path)
@@ -1050,19 +1222,24 @@ void stash_store_close(struct stash_store *st)
 
 /* ---- commit ----------------------------------------------------------- */
 
-#define PUBLISH_CREATE 1     /* the empty first version of a new stash */
 #define PUBLISH_VALIDATED 2  /* the document was validated against this very file */
 #define PUBLISH_CHANGES(n) ((unsigned)(n) << 8)     /* one file for n merges */
 
-/* Copy the directory defaults (nearest ancestor wins) onto a new object. */
-static void inherit_defaults(struct stash_store *st, const char *path, int fd)
-{
-	static const char *const names[] = { XATTR_SCHEMA, XATTR_PERSISTENT, XATTR_TTL };
-	const size_t count = sizeof(names) / sizeof(names[0]);
-	bool found[sizeof(names) / sizeof(names[0])] = { false };
-	char dir[PATH_MAX], value[512];
-	size_t left = count;
+static const char *const default_names[] = { XATTR_SCHEMA, XATTR_PERSISTENT, XATTR_TTL };
+#define DEFAULT_COUNT (sizeof(default_names) / sizeof(default_names[0]))
 
+/*
+ * The directory defaults for a new object at @path (nearest ancestor wins):
+ * @len[i] is the length of @value[i], the value of default_names[i], or -1.
+ */
+static void ancestor_defaults(struct stash_store *st, const char *path,
+			      char value[DEFAULT_COUNT][512], ssize_t len[DEFAULT_COUNT])
+{
+	char dir[PATH_MAX];
+	size_t left = DEFAULT_COUNT;
+
+	for (size_t i = 0; i < DEFAULT_COUNT; i++)
+		len[i] = -1;
 	/* One pass up the ancestors; each name stops at its nearest setting. */
 	snprintf(dir, sizeof(dir), "%s", path);
 	while (left) {
@@ -1074,12 +1251,12 @@ static void inherit_defaults(struct stash_store *st, const char *path, int fd)
 		else
 			dir[0] = '\0';
 		dfd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
-		for (size_t i = 0; dfd >= 0 && i < count; i++) {
-			ssize_t n = found[i] ? -1 : fgetxattr(dfd, names[i], value, sizeof(value));
+		for (size_t i = 0; dfd >= 0 && i < DEFAULT_COUNT; i++) {
+			ssize_t n = len[i] > 0 ? -1 : fgetxattr(dfd, default_names[i], value[i],
+								 sizeof(value[i]));
 
 			if (n > 0) {
-				fsetxattr(fd, names[i], value, (size_t)n, 0);
-				found[i] = true;
+				len[i] = n;
 				left--;
 			}
 		}
@@ -1087,6 +1264,19 @@ static void inherit_defaults(struct stash_store *st, const char *path, int fd)
 			close(dfd);
 		if (!dir[0])
 			break;
+	}
+}
+
+/* Copy the directory defaults onto a new object. */
+static void inherit_defaults(struct stash_store *st, const char *path, int fd)
+{
+	char value[DEFAULT_COUNT][512];
+	ssize_t len[DEFAULT_COUNT];
+
+	ancestor_defaults(st, path, value, len);
+	for (size_t i = 0; i < DEFAULT_COUNT; i++) {
+		if (len[i] > 0)
+			fsetxattr(fd, default_names[i], value[i], (size_t)len[i], 0);
 	}
 }
 
@@ -1113,11 +1303,10 @@ static void set_defaults(struct stash_store *st, const char *path, int fd)
 /*
  * The content about to be published as @path must be acceptable: a schema
  * under schemas/ must compile, a bound stash must validate.  @doc is the
- * parsed content when the caller has it.  The empty first version of a new
- * stash has no document yet and passes.
+ * parsed content when the caller has it.
  */
 static int check_content(struct stash_store *st, const char *path, int fd, const json_t *doc,
-			 bool creating, struct stash_error *err)
+			 struct stash_error *err)
 {
 	char schema[256];
 	bool is_schema = is_schema_path(path);
@@ -1127,7 +1316,7 @@ static int check_content(struct stash_store *st, const char *path, int fd, const
 	struct stat sb;
 	int r = 0;
 
-	if ((n <= 0 && !is_schema) || creating)
+	if (n <= 0 && !is_schema)
 		return 0;
 	if (!doc || is_schema) {
 		if (fstat(fd, &sb) < 0)
@@ -1164,18 +1353,34 @@ static int check_content_as(struct stash_store *st, const char *path, int fd, co
 	return r;
 }
 
+/* Apply what was set through an open file (NULL: nothing) to the file it commits. */
+static int apply_set(int fd, const struct set_meta *set)
+{
+	if (!set)
+		return 0;
+	if (set->mode && fchmod(fd, set->mode_bits & 07777) < 0)
+		return -errno;
+	if (set->owner && fchown(fd, set->uid, set->gid) < 0 && errno != EPERM)
+		return -errno;
+	/* Last: the content is all written, so nothing moves the mtime after. */
+	if (set->times && futimens(fd, set->ts) < 0)
+		return -errno;
+	return 0;
+}
+
 /*
  * Publish the temp file @tmpfd/@tmpname as @path: metadata from the current
  * file (or ownership from @who and the directory defaults for a new one),
- * the checks of check_content, version + 1 (+ n for PUBLISH_CHANGES(n)),
+ * then what @set (optional) changed through an open file, the checks of
+ * check_content, version + 1 (+ n for PUBLISH_CHANGES(n)),
  * fsync, rename, fsync the directory.  The caller holds the name lock.  On
  * success the temp file has become the stash and *@version holds its
  * version; a refusal fills @err.
  */
 static int publish(struct stash_store *st, const char *path, int curfd, int tmpfd,
 		   const char *tmpname, mode_t create_mode, const struct stash_caller *who,
-		   const json_t *doc, json_t *patch, unsigned flags, uint64_t *version,
-		   struct stash_error *err)
+		   const struct set_meta *set, const json_t *doc, json_t *patch, unsigned flags,
+		   uint64_t *version, struct stash_error *err)
 {
 	struct stream_audit *audit = NULL;
 	unsigned changes = (flags >> 8) ? (flags >> 8) : 1;
@@ -1233,8 +1438,11 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 	}
 	if (oldfd < 0)
 		set_defaults(st, path, tmpfd);
+	r = apply_set(tmpfd, set);
+	if (r < 0)
+		goto out;
 	r = (flags & PUBLISH_VALIDATED) ? 0 :
-		check_content(st, path, tmpfd, doc, (flags & PUBLISH_CREATE) != 0, err);
+		check_content(st, path, tmpfd, doc, err);
 	if (r < 0)
 		goto out;
 	r = write_version(tmpfd, v + changes);
@@ -1746,7 +1954,7 @@ static int commit_truncated(struct stash_store *st, const char *path, int fd, of
 	if (!r && ftruncate(p.fd, size) < 0)
 		r = -errno;
 	if (!r)
-		r = publish(st, path, fd, p.fd, p.tmp_name, 0644, who, NULL, NULL, 0, version, err);
+		r = publish(st, path, fd, p.fd, p.tmp_name, 0644, who, NULL, NULL, NULL, 0, version, err);
 	if (r < 0)
 		unlinkat(st->tmp_fd, p.tmp_name, 0);
 	close(p.fd);
@@ -2333,6 +2541,7 @@ static int meta_open(struct stash_store *st, const char *path, int flags,
 	else
 		f->meta_who.uid = 0;    /* the daemon's own: no check */
 	f->base_fd = -1;
+	f->reserve_fd = -1;
 	f->p.fd = -1;
 	f->path = strdup(target);
 	f->meta = meta_render(st, target, &f->meta_len, &r);
@@ -2362,6 +2571,89 @@ static int meta_write(struct stash_file *f, const void *buf, size_t size,
 	return r;
 }
 
+/*
+ * Open a stash that has no committed version: check that it could be
+ * created, reserve its name (see reserve_name) and start an empty pending
+ * buffer that the first commit publishes as version 1.  Called with
+ * f->path, f->create_mode set.
+ */
+static int open_new(struct stash_file *f, int flags, const struct stash_caller *who,
+		    struct stash_error *err)
+{
+	struct stash_store *st = f->st;
+	char value[DEFAULT_COUNT][512];
+	ssize_t len[DEFAULT_COUNT];
+	const char *leaf;
+	struct stat sb;
+	unsigned s;
+	int dirfd, r;
+
+	r = check_new_name(f->path, err);
+	if (r < 0)
+		return r;
+	dirfd = open_parent(st, f->path, &leaf);
+	if (dirfd < 0)
+		return dirfd == -ELOOP ? -ENOENT : dirfd;
+	/* Something the store doesn't offer (planted in the backing tree) keeps its name. */
+	r = fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0 ? 0 :
+		S_ISDIR(sb.st_mode) ? -EISDIR : S_ISREG(sb.st_mode) ? 0 : -EPERM;
+	close(dirfd);
+	if (r < 0)
+		return r;
+	s = store_lock_name(st, f->path);
+	/* Someone may have committed it since the first look. */
+	r = open_content(st, f->path, &sb);
+	if (r >= 0) {
+		if (flags & O_EXCL) {
+			close(r);
+			r = -EEXIST;
+		} else {
+			f->base_fd = r;
+			f->base_size = sb.st_size;
+			f->base_version = store_read_version(r);
+			r = 1;
+		}
+	} else if (r == -ENOENT) {
+		r = reserve_name(st, f->path, (flags & O_EXCL) != 0);
+		/* Only an exclusive creation is refused by another's reservation. */
+		if (r == -EEXIST && !(flags & O_EXCL))
+			r = -1;
+		if (r >= 0 || r == -1) {
+			f->reserve_fd = r;
+			r = 0;
+		}
+	}
+	store_unlock_name(st, s);
+	if (r < 0)
+		return r;
+	if (r == 1) {
+		/* An existing stash after all: an ordinary writer of it. */
+		char name[256];
+		ssize_t n = fgetxattr(f->base_fd, XATTR_SCHEMA, name, sizeof(name) - 1);
+
+		if (n > 0 && !(f->schema = strndup(name, (size_t)n)))
+			return -ENOMEM;
+		if (flags & O_TRUNC) {
+			f->mode = PENDING_FULL;
+			f->dirty = f->base_size != 0;
+		}
+		return 0;
+	}
+	/* The schema it will inherit: its first write is validated already. */
+	ancestor_defaults(st, f->path, value, len);
+	if (len[0] > 0 && !(f->schema = strndup(value[0], (size_t)len[0])))
+		return -ENOMEM;
+	f->fresh = true;
+	f->mode = PENDING_FULL;
+	f->dirty = true;
+	if (who)
+		f->creator = *who;
+	else
+		f->creator.uid = geteuid(), f->creator.gid = getegid();
+	clock_gettime(CLOCK_REALTIME, &f->changed);
+	return 0;
+}
+
 int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t mode,
 		    const struct stash_caller *who, struct stash_file **out,
 		    struct stash_error *err)
@@ -2389,6 +2681,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 	f->flags = flags;
 	f->create_mode = mode;
 	f->base_fd = -1;
+	f->reserve_fd = -1;
 	f->p.fd = -1;
 
 	if (kind == STASH_KIND_STREAM) {
@@ -2429,40 +2722,21 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 	}
 	if (r == -ENOENT && (flags & O_CREAT)) {
 		/*
-		 * A new stash exists from its creation on, empty, as on a local
-		 * filesystem; the content arrives with the commit at close.  A view
-		 * creates its stash only when its merge commits.
+		 * A new stash has no name until its first commit (at close): others
+		 * get ENOENT meanwhile, and a refused first write leaves nothing.  A
+		 * view creates its stash only when its merge commits.
 		 */
 		if (kind == STASH_KIND_STASH) {
-			unsigned s = store_lock_name(st, bpath);
-			struct pending p = { .fd = -1 };
-			uint64_t v;
-
-			r = open_content(st, bpath, &sb);
-			if (r == -ENOENT) {
-				r = pending_tmpfile(st, &p);
-				if (r == 0)
-					r = publish(st, bpath, -1, p.fd, p.tmp_name, mode, who, NULL,
-						    NULL, PUBLISH_CREATE, &v, err);
-				if (r < 0 && p.fd >= 0)
-					unlinkat(st->tmp_fd, p.tmp_name, 0);
-				if (r == 0) {
-					r = p.fd;
-					p.fd = -1;
-					fstat(r, &sb);
-				}
-				close_fd(&p.fd);
-			} else if (r >= 0 && (flags & O_EXCL)) {
-				close(r);
-				r = -EEXIST;
-			}
-			store_unlock_name(st, s);
-		} else {
-			r = -ENOENT;
-			f->base_size = 0;
-			f->dirty = false;
-			goto opened;
+			r = open_new(f, flags, who, err);
+			if (r < 0)
+				goto fail;
+			*out = f;
+			return 0;
 		}
+		r = -ENOENT;
+		f->base_size = 0;
+		f->dirty = false;
+		goto opened;
 	} else if (r >= 0 && (flags & O_CREAT) && (flags & O_EXCL) && kind == STASH_KIND_STASH) {
 		close(r);
 		r = -EEXIST;
@@ -2565,7 +2839,9 @@ static int poison(struct stash_file *f, int r, struct stash_error *err)
 		stash_error_set(&f->poison_err, -r, "%s: write refused: %s", f->path, strerror(-r));
 	if (err && !err->code)
 		*err = f->poison_err;
-	fd = store_open_beneath(f->st, f->path, O_RDONLY | O_NONBLOCK, 0);
+	/* A refused first write leaves no name, so nothing to note it on. */
+	fd = f->fresh || f->removed ? -ENOENT :
+		store_open_beneath(f->st, f->path, O_RDONLY | O_NONBLOCK, 0);
 	if (fd >= 0) {
 		fsetxattr(fd, XATTR_ERROR, f->poison_err.text, strlen(f->poison_err.text), 0);
 		close(fd);
@@ -2760,6 +3036,13 @@ out:
 	return n;
 }
 
+/* The content changed through the handle: a later mtime than any set before. */
+static void touched(struct stash_file *f)
+{
+	clock_gettime(CLOCK_REALTIME, &f->changed);
+	f->set.times = false;
+}
+
 ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off_t off,
 			 struct stash_error *err)
 {
@@ -2786,6 +3069,9 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 		off_t at = append ? (off_t)f->p.len : off;
 
 		r = check_size(f, (uint64_t)at + size, err);
+		/* Room for the merged document: about the current one and the patch. */
+		if (r == 0)
+			r = pending_reserve(f->st, &f->p, (uint64_t)f->base_size + (uint64_t)at + size);
 		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, at);
 		if (r == 0 && f->p.fd < 0)
@@ -2802,6 +3088,8 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 	if (append && f->mode != PENDING_FULL && !f->schema) {
 		r = check_size(f, (uint64_t)f->base_size + f->p.len + size, err);
 		if (r == 0)
+			r = pending_reserve(f->st, &f->p, (uint64_t)f->base_size + f->p.len + size);
+		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, (off_t)f->p.len);
 		if (r == 0)
 			f->mode = PENDING_APPEND;
@@ -2813,6 +3101,8 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 			r = check_size(f, (uint64_t)off + size > f->p.len ?
 				       (uint64_t)off + size : f->p.len, err);
 		if (r == 0)
+			r = pending_reserve(f->st, &f->p, (uint64_t)off + size);
+		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, off);
 	}
 	if (r == 0 && (f->schema || is_schema_path(f->path)) && f->mode == PENDING_FULL &&
@@ -2823,6 +3113,7 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 		goto out;
 	}
 	f->dirty = f->wrote = true;
+	touched(f);
 out:
 	pthread_mutex_unlock(&f->lock);
 	return r < 0 ? r : (ssize_t)size;
@@ -2846,11 +3137,15 @@ int stash_file_truncate(struct stash_file *f, off_t size, struct stash_error *er
 	if (r == 0)
 		r = materialize(f);
 	if (r == 0)
+		r = pending_reserve(f->st, &f->p, (uint64_t)size);
+	if (r == 0)
 		r = pending_truncate(f->st, &f->p, (size_t)size);
-	if (r < 0)
+	if (r < 0) {
 		r = poison(f, r, err);
-	else
+	} else {
 		f->dirty = f->wrote = true;
+		touched(f);
+	}
 out:
 	pthread_mutex_unlock(&f->lock);
 	return r;
@@ -2867,6 +3162,33 @@ static void rebase(struct stash_file *f, int fd, off_t size, uint64_t version)
 	f->dirty = f->wrote = false;
 }
 
+/*
+ * Was the stash this handle writes removed since it was opened (by name,
+ * here or by another daemon)?  Then it stays removed: the commit publishes
+ * nothing, as the writes to an unlinked file on a local filesystem land
+ * nowhere.  The caller holds the name lock.
+ */
+static bool removed_meanwhile(struct stash_file *f)
+{
+	struct stat sb;
+
+	if (f->removed)
+		return true;
+	if (f->fresh || f->base_fd < 0)
+		return false;
+	if (fstatat(f->st->root_fd, f->path, &sb, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+		return false;
+	f->removed = true;
+	return true;
+}
+
+/* The name's first version is out: others see it, O_EXCL may look at it. */
+static void created(struct stash_file *f)
+{
+	f->fresh = false;
+	close_fd(&f->reserve_fd);
+}
+
 /* Commit a handle holding the full new content. */
 static int commit_full(struct stash_file *f, const struct stash_caller *who,
 		       struct stash_error *err)
@@ -2879,12 +3201,20 @@ static int commit_full(struct stash_file *f, const struct stash_caller *who,
 		return stash_error_set(err, -r, "%s: cannot write temp file: %s", f->path,
 				       strerror(-r));
 	s = store_lock_name(f->st, f->path);
-	r = publish(f->st, f->path, -1, f->p.fd, f->p.tmp_name, f->create_mode, who, NULL, NULL, 0,
-		    &v, err);
+	if (removed_meanwhile(f)) {
+		store_unlock_name(f->st, s);
+		f->dirty = f->wrote = false;
+		return 0;
+	}
+	r = publish(f->st, f->path, -1, f->p.fd, f->p.tmp_name, f->create_mode,
+		    f->fresh ? &f->creator : who, &f->set, NULL, NULL, 0, &v, err);
+	if (r == 0)
+		created(f);
 	store_unlock_name(f->st, s);
 	if (r < 0)
 		return err && err->code ? r :
 			stash_error_set(err, -r, "%s: commit failed: %s", f->path, strerror(-r));
+	memset(&f->set, 0, sizeof(f->set));
 	rebase(f, f->p.fd, (off_t)f->p.len, v);
 	free(f->p.mem);
 	memset(&f->p, 0, sizeof(f->p));
@@ -2903,7 +3233,14 @@ static int commit_append(struct stash_file *f, const struct stash_caller *who,
 	int cur, r;
 	char buf[65536];
 
+	/* The copy below needs the space the reservation holds. */
+	pending_unreserve(f->st, &f->p);
 	s = store_lock_name(f->st, f->path);
+	if (removed_meanwhile(f)) {
+		store_unlock_name(f->st, s);
+		f->dirty = f->wrote = false;
+		return 0;
+	}
 	cur = open_content(f->st, f->path, &sb);
 	if (cur < 0 && cur != -ENOENT) {
 		r = cur;
@@ -2920,13 +3257,14 @@ static int commit_append(struct stash_file *f, const struct stash_caller *who,
 	for (off_t o = 0; r == 0 && o < (off_t)f->p.len; o += (off_t)sizeof(buf)) {
 		ssize_t n = pending_pread(&f->p, buf, sizeof(buf), o);
 
-		if (n < 0 || write(out.fd, buf, (size_t)n) != n)
-			r = n < 0 ? (int)n : -EIO;
+		r = n < 0 ? (int)n : write_all(out.fd, buf, (size_t)n);
 	}
 	if (r == 0)
-		r = publish(f->st, f->path, cur, out.fd, out.tmp_name, f->create_mode, who, NULL, NULL,
+		r = publish(f->st, f->path, cur, out.fd, out.tmp_name, f->create_mode, who, &f->set,
+			    NULL, NULL,
 			    0, &v, err);
 	if (r == 0) {
+		memset(&f->set, 0, sizeof(f->set));
 		rebase(f, out.fd, sb.st_size + (off_t)f->p.len, v);
 		out.fd = -1;
 		pending_reset(f->st, &f->p);
@@ -3035,10 +3373,11 @@ static int merge_one(struct stash_file *f, json_t *patch, const struct stash_cal
 	if (r < 0)
 		goto out;
 	r = pending_tmpfile(f->st, &out);
-	if (r == 0 && write(out.fd, dumped, dlen) != (ssize_t)dlen)
-		r = -EIO;
 	if (r == 0)
-		r = publish(f->st, f->path, cur, out.fd, out.tmp_name, f->create_mode, who, doc, patch,
+		r = write_all(out.fd, dumped, dlen);
+	if (r == 0)
+		r = publish(f->st, f->path, cur, out.fd, out.tmp_name, f->create_mode, who, NULL,
+			    doc, patch,
 			    still_checked(f, cur, &sb) ? PUBLISH_VALIDATED : 0, &v, err);
 	if (r == 0) {
 		doc_cache_put(f->st, f->path, out.fd, doc);
@@ -3118,7 +3457,8 @@ static bool merge_together(struct stash_store *st, struct merge_req *batch, unsi
 		if (m->fd < 0)
 			goto out;
 	}
-	r = publish(st, f->path, cur, out.fd, out.tmp_name, f->create_mode, batch->who, doc, NULL,
+	r = publish(st, f->path, cur, out.fd, out.tmp_name, f->create_mode, batch->who, NULL, doc,
+		    NULL,
 		    PUBLISH_VALIDATED | PUBLISH_CHANGES(n), &v, NULL);
 	if (r < 0)
 		goto out;
@@ -3222,6 +3562,8 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 	size_t len = 0;
 	int r;
 
+	/* The merged document needs the space the reservation holds. */
+	pending_unreserve(f->st, &f->p);
 	if (f->p.fd >= 0) {
 		r = store_slurp(f->p.fd, (off_t)f->p.len, &text, &len);
 		if (r < 0)
@@ -3284,6 +3626,28 @@ out:
 	return r;
 }
 
+bool stash_file_waiting(struct stash_file *f)
+{
+	bool w;
+
+	pthread_mutex_lock(&f->lock);
+	w = f->dirty && !f->wrote && !f->poison;
+	pthread_mutex_unlock(&f->lock);
+	return w;
+}
+
+void stash_file_discard(struct stash_file *f)
+{
+	pthread_mutex_lock(&f->lock);
+	if (f->kind != STASH_KIND_STREAM && f->kind != STASH_KIND_META) {
+		pending_reset(f->st, &f->p);
+		f->mode = PENDING_NONE;
+		f->dirty = f->wrote = false;
+		memset(&f->set, 0, sizeof(f->set));
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
 int stash_file_sync(struct stash_file *f, int datasync)
 {
 	int r = 0;
@@ -3310,7 +3674,16 @@ int stash_file_stat(struct stash_file *f, struct stat *out)
 		return r;
 	}
 	pthread_mutex_lock(&f->lock);
-	if (f->base_fd >= 0) {
+	if (f->fresh) {
+		/* Nothing committed yet: the handle is the only truth. */
+		memset(out, 0, sizeof(*out));
+		out->st_mode = S_IFREG | (f->create_mode & 07777);
+		out->st_uid = f->creator.uid;
+		out->st_gid = f->creator.gid;
+		out->st_nlink = 1;
+		out->st_blksize = 4096;
+		out->st_atim = out->st_mtim = out->st_ctim = f->changed;
+	} else if (f->base_fd >= 0) {
 		if (fstat(f->base_fd, out) < 0)
 			r = -errno;
 	} else {
@@ -3327,9 +3700,102 @@ int stash_file_stat(struct stash_file *f, struct stat *out)
 			out->st_size = (off_t)f->p.len;
 		else if (f->mode == PENDING_APPEND)
 			out->st_size = f->base_size + (off_t)f->p.len;
+		if (f->wrote || f->fresh)
+			out->st_blocks = (out->st_size + 511) / 512;
+		if (f->wrote)
+			out->st_mtim = out->st_ctim = f->changed;
+		if (f->set.mode)
+			out->st_mode = S_IFREG | (f->set.mode_bits & 07777);
+		if (f->set.owner) {
+			if (f->set.uid != (uid_t)-1)
+				out->st_uid = f->set.uid;
+			if (f->set.gid != (gid_t)-1)
+				out->st_gid = f->set.gid;
+		}
+		if (f->set.times) {
+			if (f->set.ts[0].tv_nsec != UTIME_OMIT)
+				out->st_atim = f->set.ts[0];
+			if (f->set.ts[1].tv_nsec != UTIME_OMIT)
+				out->st_mtim = f->set.ts[1];
+		}
+		if (f->removed)
+			out->st_nlink = 0;
 	}
 	pthread_mutex_unlock(&f->lock);
 	return r;
+}
+
+bool stash_file_fresh(struct stash_file *f)
+{
+	bool fresh;
+
+	pthread_mutex_lock(&f->lock);
+	fresh = f->fresh;
+	pthread_mutex_unlock(&f->lock);
+	return fresh;
+}
+
+int stash_file_setattr(struct stash_file *f, const mode_t *mode, uid_t uid, gid_t gid,
+		       const struct timespec *ts)
+{
+	if (f->kind == STASH_KIND_STREAM || f->kind == STASH_KIND_VIEW || f->kind == STASH_KIND_META)
+		return 0;
+	pthread_mutex_lock(&f->lock);
+	if (mode) {
+		f->set.mode = true;
+		f->set.mode_bits = *mode & 07777;
+	}
+	if (uid != (uid_t)-1 || gid != (gid_t)-1) {
+		/* Unchanged halves keep what an earlier call set. */
+		if (!f->set.owner) {
+			f->set.uid = (uid_t)-1;
+			f->set.gid = (gid_t)-1;
+		}
+		f->set.owner = true;
+		if (uid != (uid_t)-1)
+			f->set.uid = uid;
+		if (gid != (gid_t)-1)
+			f->set.gid = gid;
+	}
+	if (ts) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		for (int i = 0; i < 2; i++) {
+			f->set.ts[i] = ts[i].tv_nsec == UTIME_NOW ? now : ts[i];
+			if (ts[i].tv_nsec == UTIME_OMIT && i == 0)
+				f->set.ts[i] = f->changed;
+		}
+		if (ts[1].tv_nsec == UTIME_OMIT)
+			f->set.ts[1] = f->changed;
+		f->set.times = true;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+void stash_file_removed(struct stash_file *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->removed = true;
+	pthread_mutex_unlock(&f->lock);
+}
+
+int stash_file_moved(struct stash_file *f, const char *path)
+{
+	char *copy;
+	int kind = stash_store_classify(path);
+
+	if (kind != (int)f->kind || kind != STASH_KIND_STASH)
+		return 0;
+	copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&f->lock);
+	free(f->path);
+	f->path = copy;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
 }
 
 void stash_file_close(struct stash_file *f)
@@ -3338,6 +3804,7 @@ void stash_file_close(struct stash_file *f)
 		return;
 	pending_reset(f->st, &f->p);
 	close_fd(&f->base_fd);
+	close_fd(&f->reserve_fd);
 	pthread_mutex_destroy(&f->lock);
 	free(f->schema);
 	free(f->meta);

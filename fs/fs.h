@@ -33,6 +33,8 @@ struct stashfs_config {
  * inode number is node->ino, stable for the node's life (commits replace
  * the backing file, so its inode number can't serve).
  */
+struct fh;
+
 struct node {
 	fuse_ino_t ino;
 	uint64_t nlookup;
@@ -41,6 +43,7 @@ struct node {
 	char *name;             /* NULL once unlinked */
 	bool is_dir;
 	enum stash_kind kind;
+	struct fh *handles;     /* its open files (fh->next), under stashfs.lock */
 
 	struct node *ino_next;
 	struct node *name_next;
@@ -50,6 +53,7 @@ struct stashfs {
 	struct stash_store *store;
 	struct fuse_session *se;
 	struct stashfs_config cfg;
+	const char *mountpoint; /* absolute; NULL until mounted */
 	pthread_mutex_t lock;   /* the node table */
 	struct node root;
 	struct node **ino_hash;

@@ -378,6 +378,7 @@ int main(int argc, char *argv[])
 		goto out_session;
 	if (fuse_session_mount(fs.se, fo.mountpoint) != 0)
 		goto out_signals;
+	fs.mountpoint = fo.mountpoint;
 	if (!fo.foreground) {
 		openlog("stashfs", LOG_PID, LOG_DAEMON);
 		use_syslog = 1;

@@ -9,6 +9,7 @@
  * entry or attribute caching.  File data goes around the page cache (see
  * cache_open), so a snapshot per open holds whatever the kernel caches.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,8 +30,11 @@
 struct fh {
 	struct stash_file *f;
 	struct node *node;
+	struct fh *next;        /* the node's next open file */
+	unsigned refs;          /* the kernel's + borrowers' (see fh_get), under fs->lock */
 	bool writer;            /* opened for writing: may commit */
 	uint64_t owner;         /* fd table (lock owner) of the last write, 0 = unknown */
+	pid_t wpid;             /* thread of the last write, 0 = none */
 	struct stash_caller opener;     /* for commits at release, which has no caller */
 };
 
@@ -456,23 +460,100 @@ static bool view_open(struct stashfs *fs, struct node *n)
 	return open;
 }
 
+/*
+ * The open file of @n that speaks for the process @pid: one it opened or
+ * wrote through for writing (a writer sees its own file, also through
+ * fstat, which comes without a handle).  With @any, else any open file
+ * (an unlinked node has nothing else).  Returns it with a reference
+ * (fh_put), or NULL.
+ */
+static struct fh *fh_get(struct stashfs *fs, struct node *n, pid_t pid, bool any)
+{
+	struct fh *found = NULL;
+
+	pthread_mutex_lock(&fs->lock);
+	for (struct fh *h = n->handles; h && !found; h = h->next) {
+		if (h->writer && pid && (h->opener.pid == pid || h->wpid == pid))
+			found = h;
+	}
+	if (!found && any)
+		found = n->handles;
+	if (found)
+		found->refs++;
+	pthread_mutex_unlock(&fs->lock);
+	return found;
+}
+
+static void fh_put(struct stashfs *fs, struct fh *h)
+{
+	bool last;
+
+	pthread_mutex_lock(&fs->lock);
+	last = --h->refs == 0;
+	pthread_mutex_unlock(&fs->lock);
+	if (last) {
+		stash_file_close(h->f);
+		free(h);
+	}
+}
+
+/* Does @n have files open for writing (attributes that may change at any close)? */
+static bool has_writers(struct stashfs *fs, struct node *n)
+{
+	bool w = false;
+
+	pthread_mutex_lock(&fs->lock);
+	for (struct fh *h = n->handles; h && !w; h = h->next)
+		w = h->writer;
+	pthread_mutex_unlock(&fs->lock);
+	return w;
+}
+
+/* Tell every open file of @n (under fs->lock) that its name is gone or moved. */
+static void handles_renamed(struct node *n, const char *path)
+{
+	for (struct fh *h = n->handles; h; h = h->next) {
+		if (path)
+			(void)stash_file_moved(h->f, path);
+		else
+			stash_file_removed(h->f);
+	}
+}
+
 static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
 	char path[PATH_MAX];
-	struct node *n;
+	struct node *n = NULL;
+	struct fh *h = NULL;
 	struct stat sb;
+	double timeout;
 	int r;
 
 	if (fi) {
-		struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-
+		h = (struct fh *)(uintptr_t)fi->fh;
 		r = stash_file_stat(h->f, &sb);
 		n = h->node;
+		h = NULL;
 	} else {
 		r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
-		if (r == 0)
+		/* fstat comes without a handle: the writer's own, or an unlinked file's. */
+		if (n)
+			h = fh_get(fs, n, fuse_req_ctx(req)->pid, r == -ENOENT);
+		if (h) {
+			r = stash_file_stat(h->f, &sb);
+			fh_put(fs, h);
+		} else if (r == 0) {
 			r = stash_store_stat(fs->store, path, &sb, NULL);
+			/* Removed or expired behind the kernel, yet open: it still works. */
+			if (r == -ENOENT && n && (h = fh_get(fs, n, 0, true))) {
+				if (!stash_file_fresh(h->f) && stash_file_stat(h->f, &sb) == 0) {
+					sb.st_nlink = 0;
+					r = 0;
+				}
+				fh_put(fs, h);
+			}
+		}
 		if (r == -ENOENT && n && n->kind == STASH_KIND_VIEW && view_open(fs, n)) {
 			/* Being written: its stash comes with the merge at close. */
 			memset(&sb, 0, sizeof(sb));
@@ -486,7 +567,48 @@ static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 	if (r < 0)
 		return reply_err(req, r);
 	fill_attr(fs, &sb, n);
-	fuse_reply_attr(req, &sb, timeout_for(fs, n->kind));
+	/* While it has writers, what a process sees depends on who asks. */
+	timeout = has_writers(fs, n) ? 0.0 : timeout_for(fs, n->kind);
+	fuse_reply_attr(req, &sb, timeout);
+}
+
+/* The times a setattr asks for, as utimensat takes them. */
+static void setattr_times(const struct stat *attr, int to_set, struct timespec ts[2])
+{
+	ts[0].tv_nsec = ts[1].tv_nsec = UTIME_OMIT;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		ts[0].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		ts[0] = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		ts[1].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		ts[1] = attr->st_mtim;
+}
+
+/*
+ * chmod, chown, utimens and truncate through the open writer @h of the
+ * caller (fchmod and futimens come without a handle): they apply to the
+ * version it will commit.  A stash not committed yet has nothing else to
+ * change; a committed one is changed by name too, for everyone else.
+ */
+static int setattr_writer(struct fh *h, const struct stat *attr, int to_set,
+			  struct stash_error *err)
+{
+	struct timespec ts[2];
+	mode_t mode = attr->st_mode;
+	int r = 0;
+
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		r = stash_file_truncate(h->f, attr->st_size, err);
+	setattr_times(attr, to_set, ts);
+	if (r == 0)
+		r = stash_file_setattr(h->f, (to_set & FUSE_SET_ATTR_MODE) ? &mode : NULL,
+				       (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1,
+				       (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1,
+				       (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) ?
+				       ts : NULL);
+	return r;
 }
 
 static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -497,16 +619,37 @@ static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr
 	struct stash_caller who;
 	char path[PATH_MAX];
 	struct node *n;
-	int r;
+	struct fh *h = NULL, *mine = fi ? (struct fh *)(uintptr_t)fi->fh : NULL;
+	int r, w;
 
 	stash_error_clear(&err);
 	caller_of(req, &who);
 	r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
+	if (mine && mine->writer)
+		h = mine;
+	else if (!mine && n)
+		h = fh_get(fs, n, who.pid, false);
+	if (h) {
+		bool fresh = stash_file_fresh(h->f);
+
+		w = setattr_writer(h, attr, to_set, &err);
+		if (h != mine)
+			fh_put(fs, h);
+		if (w < 0) {
+			log_refusal("setattr", path, w, &err);
+			return reply_err(req, w);
+		}
+		/* Not committed yet, or its name is gone: the handle is all there is. */
+		if (fresh || r == -ENOENT)
+			return stashfs_op_getattr(req, ino, fi);
+		/* The size was the handle's to change; the rest goes to the name too. */
+		to_set &= ~FUSE_SET_ATTR_SIZE;
+	}
 	if (r < 0)
 		return reply_err(req, r);
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		if (fi)
-			r = stash_file_truncate(((struct fh *)(uintptr_t)fi->fh)->f, attr->st_size, &err);
+		if (mine)
+			r = stash_file_truncate(mine->f, attr->st_size, &err);
 		else
 			r = stash_store_truncate(fs->store, path, attr->st_size, &who, &err);
 		/* The kernel takes the new size from this reply. */
@@ -528,16 +671,9 @@ static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr
 			return reply_err(req, r);
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
-		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+		struct timespec ts[2];
 
-		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-			ts[0].tv_nsec = UTIME_NOW;
-		else if (to_set & FUSE_SET_ATTR_ATIME)
-			ts[0] = attr->st_atim;
-		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-			ts[1].tv_nsec = UTIME_NOW;
-		else if (to_set & FUSE_SET_ATTR_MTIME)
-			ts[1] = attr->st_mtim;
+		setattr_times(attr, to_set, ts);
 		r = stash_store_utimens(fs->store, path, ts);
 		if (r < 0)
 			return reply_err(req, r);
@@ -572,8 +708,11 @@ static void unname(struct stashfs *fs, fuse_ino_t parent, const char *name)
 	pthread_mutex_lock(&fs->lock);
 	p = node_by_ino(fs, parent);
 	n = p ? node_by_name(fs, p, name) : NULL;
-	if (n)
+	if (n) {
+		/* Its open files keep working, and stay removed when they close. */
+		handles_renamed(n, NULL);
 		node_unname(fs, n);
+	}
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -642,11 +781,15 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 		if (victim)
 			node_unname(fs, victim);
 	} else {
-		if (victim && victim != n)
+		if (victim && victim != n) {
+			handles_renamed(victim, NULL);
 			node_unname(fs, victim);
+		}
 		if (n && np) {
 			char *copy = strdup(newname);
 
+			/* Its writers commit under the new name, as on a local filesystem. */
+			handles_renamed(n, to);
 			node_unname(fs, n);
 			if (copy) {
 				np->refs++;
@@ -693,10 +836,13 @@ static void stashfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name
 static void cache_open(struct stashfs *fs, struct fh *h, struct fuse_file_info *fi,
 		       bool writable)
 {
+	h->writer = writable;
+	h->refs = 1;
 	pthread_mutex_lock(&fs->lock);
 	h->node->refs++;
+	h->next = h->node->handles;
+	h->node->handles = h;
 	pthread_mutex_unlock(&fs->lock);
-	h->writer = writable;
 	fi->direct_io = 1;
 	/* Nothing to commit at close: read-only opens and streams (appended in place). */
 	fi->noflush = !writable || h->node->kind == STASH_KIND_STREAM;
@@ -704,7 +850,13 @@ static void cache_open(struct stashfs *fs, struct fh *h, struct fuse_file_info *
 
 static void cache_close(struct stashfs *fs, struct fh *h)
 {
+	struct fh **pp;
+
 	pthread_mutex_lock(&fs->lock);
+	for (pp = &h->node->handles; *pp && *pp != h; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = h->next;
 	h->node->refs--;
 	node_maybe_free(fs, h->node);
 	pthread_mutex_unlock(&fs->lock);
@@ -763,7 +915,7 @@ static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *nam
 	struct fuse_entry_param e;
 	char path[PATH_MAX];
 	struct node *p, *n = NULL;
-	struct fh *h;
+	struct fh *h = NULL;
 	int kind, r;
 
 	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
@@ -789,8 +941,7 @@ static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *nam
 		r = stash_file_stat(h->f, &e.attr);
 		if (r < 0) {
 			cache_close(fs, h);
-			stash_file_close(h->f);
-			free(h);
+			fh_put(fs, h);
 		}
 	}
 	if (r < 0) {
@@ -801,6 +952,9 @@ static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *nam
 	e.ino = n->ino;
 	e.attr_timeout = timeout_for(fs, n->kind);
 	e.entry_timeout = entry_timeout_for(fs, n->kind);
+	/* Not a name for anyone else until its first commit: no caching it. */
+	if (stash_file_fresh(h->f))
+		e.attr_timeout = e.entry_timeout = 0;
 	fuse_reply_create(req, &e, fi);
 }
 
@@ -853,6 +1007,7 @@ static void stashfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, si
 
 	stash_error_clear(&err);
 	h->owner = fi->lock_owner;
+	h->wpid = fuse_req_ctx(req)->pid;
 	n = stash_file_write(h->f, buf, size, off, &err);
 	if (n < 0) {
 		log_refusal("write", h->node->name ? h->node->name : "?", (int)n, &err);
@@ -882,26 +1037,135 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 		return r;
 	}
 	/*
-	 * The kernel already dropped the attributes of an inode it wrote to or
-	 * truncated through this handle; only a merge changes another inode.
+	 * A merge changes another inode.  A commit changes this one's size,
+	 * times and ctime after the kernel last asked (a setattr through the
+	 * handle, say): drop its cached attributes, only those (direct I/O keeps
+	 * no pages, and dropping them would take locks a closing writer holds).
 	 */
-	if (stash_file_version(h->f) != before && h->node->kind == STASH_KIND_VIEW)
-		view_target_changed(fs, h->node);
+	if (stash_file_version(h->f) != before) {
+		if (h->node->kind == STASH_KIND_VIEW)
+			view_target_changed(fs, h->node);
+		else
+			fuse_lowlevel_notify_inval_inode(fs->se, h->node->ino, -1, 0);
+	}
 	return 0;
+}
+
+/* Linux task flags (include/linux/sched.h), as /proc/PID/stat shows them. */
+#define TASK_PF_EXITING 0x00000004UL
+#define TASK_PF_SIGNALED 0x00000400UL
+
+/* Is task @pid exiting because a signal killed it?  (False when unknown.) */
+static bool killed_by_signal(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long flags = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* The command name may hold anything: fields resume after its last ')'. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return false;
+	return (flags & TASK_PF_EXITING) && (flags & TASK_PF_SIGNALED);
+}
+
+/*
+ * Does task @pid still hold a descriptor on node @ino of this mount?  Its
+ * fdinfo names the inode; the link, the mount.  (True when unknown.)
+ */
+static bool still_open_by(struct stashfs *fs, pid_t pid, fuse_ino_t ino)
+{
+	char path[64], info[PATH_MAX];
+	size_t mlen = fs->mountpoint ? strlen(fs->mountpoint) : 0;
+	struct dirent *de;
+	bool held = false;
+	int infos;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+	infos = mlen ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = infos >= 0 ? opendir(path) : NULL;
+	if (!d) {
+		if (infos >= 0)
+			close(infos);
+		return true;
+	}
+	while (!held && (de = readdir(d))) {
+		char buf[512];
+		unsigned long long i = 0;
+		ssize_t n;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		fd = openat(infos, de->d_name, O_RDONLY | O_CLOEXEC);
+		n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		for (char *l = buf; l; l = strchr(l, '\n')) {
+			if (*l == '\n')
+				l++;
+			if (strncmp(l, "ino:", 4) == 0) {
+				i = strtoull(l + 4, NULL, 10);
+				break;
+			}
+		}
+		if (i != ino)
+			continue;
+		n = readlinkat(dirfd(d), de->d_name, info, sizeof(info) - 1);
+		held = n > (ssize_t)mlen && strncmp(info, fs->mountpoint, mlen) == 0 &&
+			info[mlen] == '/';
+	}
+	closedir(d);
+	close(infos);
+	return held;
 }
 
 static void stashfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	enum stash_commit when = STASH_COMMIT_FLUSH;
+	pid_t pid = fuse_req_ctx(req)->pid;
 
 	/*
 	 * A flush from another fd table is a forked child closing its
 	 * inherited copy (close-on-exec, exit): the writer is not done, so
 	 * publishing now would show readers half a document.
 	 */
-	if (h->owner && fi->lock_owner != h->owner)
+	if (!h->writer || (h->owner && fi->lock_owner != h->owner))
 		return (void)fuse_reply_err(req, 0);
-	reply_err(req, do_commit(req, h, STASH_COMMIT_FLUSH));
+	/*
+	 * The writer was killed before it closed (its descriptors close as it
+	 * exits): what it wrote is not a finished document.
+	 */
+	if (pid && killed_by_signal(pid)) {
+		LOG(FUSE_LOG_NOTICE, "%s: writer %d killed by a signal: nothing committed\n",
+		    h->node->name ? h->node->name : "?", (int)pid);
+		stash_file_discard(h->f);
+		return (void)fuse_reply_err(req, 0);
+	}
+	/*
+	 * A change with nothing written yet (`touch p`, `: > p`) commits when
+	 * its process closes its last descriptor on it, not at the close of a
+	 * shell redirection's first copy, with the writes still to come.
+	 */
+	if (pid && stash_file_waiting(h->f) && !still_open_by(fs_of(req), pid, ino))
+		when = STASH_COMMIT_LAST;
+	reply_err(req, do_commit(req, h, when));
 }
 
 static void stashfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -911,8 +1175,7 @@ static void stashfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 	/* The close already returned; a late refusal is logged and kept in xattr. */
 	do_commit(req, h, STASH_COMMIT_LAST);
 	cache_close(fs_of(req), h);
-	stash_file_close(h->f);
-	free(h);
+	fh_put(fs_of(req), h);
 	fuse_reply_err(req, 0);
 }
 

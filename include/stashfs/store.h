@@ -15,6 +15,7 @@
 #ifndef STASHFS_STORE_H
 #define STASHFS_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -198,11 +199,43 @@ enum stash_commit {
 int stash_file_commit(struct stash_file *f, enum stash_commit when,
 		      const struct stash_caller *who, struct stash_error *err);
 
+/*
+ * Does the handle hold a change (a truncation, a new empty stash) but no
+ * data written since its last commit?  A flush of it may be a dup's close
+ * (a shell's redirection) with the writes still to come.
+ */
+bool stash_file_waiting(struct stash_file *f);
+
+/* Drop everything written through the handle since its last commit. */
+void stash_file_discard(struct stash_file *f);
+
 /* fsync the committed content (after a commit). */
 int stash_file_sync(struct stash_file *f, int datasync);
 
-/* stat through the handle: its own size for a snapshot or pending write. */
+/*
+ * stat through the handle: its own size, times and metadata for a pending
+ * write (a new stash: what it will be at its first commit); st_nlink 0 once
+ * its name was removed.
+ */
 int stash_file_stat(struct stash_file *f, struct stat *out);
+
+/* Has the handle's stash no committed version yet (its name exists for nobody)? */
+bool stash_file_fresh(struct stash_file *f);
+
+/*
+ * chmod / chown / utimens through an open writer: recorded on the handle and
+ * applied to the version its next commit publishes (the only place for a
+ * stash not committed yet).  NULL @mode / @ts and -1 ids leave that part.
+ * @ts as for utimensat; a later write moves the mtime again, as on ext4.
+ */
+int stash_file_setattr(struct stash_file *f, const mode_t *mode, uid_t uid, gid_t gid,
+		       const struct timespec *ts);
+
+/* The handle's name was removed (or replaced by a rename): its commits publish nothing. */
+void stash_file_removed(struct stash_file *f);
+
+/* The handle's stash was renamed to @path: its commits go there. */
+int stash_file_moved(struct stash_file *f, const char *path);
 
 /*
  * Version of the content a writable handle started from, then of its last

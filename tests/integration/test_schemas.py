@@ -34,9 +34,13 @@ def test_invalid_schema_refused(mnt):
         r = mnt.sh("echo '%s' > schemas/bad" % bad, check=False)
         assert r.returncode != 0, bad
         assert "Invalid argument" in r.stderr
-    r = mnt.sh("echo '{\"type\": 12}' > schemas/s; getfattr --only-values -n user.stash.error schemas/s",
-               check=False)
+    # A refused first write leaves no name (no empty schema behind); a
+    # refused replace keeps the schema and says why in user.stash.error.
+    assert not os.path.exists(mnt.path("schemas/bad"))
+    r = mnt.sh("echo '{}' > schemas/s; echo '{\"type\": 12}' > schemas/s; "
+               "getfattr --only-values -n user.stash.error schemas/s", check=False)
     assert "schema" in r.stdout
+    assert mnt.sh("cat schemas/s").stdout == "{}\n"
 
 
 def test_binding_rules(mnt):

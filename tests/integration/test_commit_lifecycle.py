@@ -1,0 +1,184 @@
+# SPDX-License-Identifier: MIT
+"""The commit lifecycle: a name exists only from its first commit, refusals
+reach the writer, a writer killed by a signal commits nothing, and the names
+a stash can't take (README "A name exists from its first commit")."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+
+def xget(env, name, attr):
+    return os.getxattr(env.path(name), attr).decode()
+
+
+def backing_names(env, sub=""):
+    d = os.path.join(str(env.backing), sub)
+    return sorted(n for n in os.listdir(d) if not n.startswith(".stashfs"))
+
+
+class Writer:
+    """A separate process holding a file open for writing, driven by lines on stdin."""
+
+    SCRIPT = r"""
+import os, sys
+fd = None
+for line in sys.stdin:
+    cmd, _, arg = line.rstrip("\n").partition(" ")
+    try:
+        if cmd == "open":
+            flags, name = arg.split(" ", 1)
+            fd = os.open(name, int(flags), 0o644)
+        elif cmd == "write":
+            os.write(fd, arg.encode())
+        elif cmd == "close":
+            os.close(fd)
+        print("ok", flush=True)
+    except OSError as e:
+        print("err %d" % e.errno, flush=True)
+"""
+
+    def __init__(self, cwd):
+        self.proc = subprocess.Popen(["python3", "-c", self.SCRIPT], cwd=cwd, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def do(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def end(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def test_new_stash_is_invisible_until_its_first_commit(mnt):
+    w = Writer(str(mnt.mnt))
+    assert w.do("open %d p" % (os.O_WRONLY | os.O_CREAT | os.O_TRUNC)) == "ok"
+    assert w.do('write {"step": 3}') == "ok"
+    # The resume pattern: another process finds nothing yet.
+    r = mnt.sh("cat p || echo fresh")
+    assert r.stdout == "fresh\n" and "No such file or directory" in r.stderr
+    assert "p" not in mnt.sh("ls").stdout.split()
+    assert not os.path.exists(mnt.path("p"))
+    assert backing_names(mnt) == ["schemas", "streams"]
+    # O_EXCL stays exclusive while it is being written.
+    r = mnt.sh("set -o noclobber; echo other > p", check=False)
+    assert r.returncode != 0 and "cannot overwrite existing file" in r.stderr
+    r = subprocess.run(["python3", "-c", "open('p', 'x')"], cwd=str(mnt.mnt),
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "FileExistsError" in r.stderr
+    assert w.do("close") == "ok"
+    w.end()
+    assert mnt.sh("cat p").stdout == '{"step": 3}'
+    assert xget(mnt, "p", "user.stash.version") == "1"
+    with open(os.path.join(str(mnt.backing), "p")) as f:
+        assert f.read() == '{"step": 3}'
+
+
+def test_first_commit_is_version_1_with_one_record(mnt):
+    mnt.sh("touch streams/log && setfattr -n user.stash.linked_stash -v p streams/log")
+    mnt.sh("""echo '{"a":1}' > p""")
+    assert xget(mnt, "p", "user.stash.version") == "1"
+    recs = [json.loads(l) for l in mnt.sh("cat streams/log").stdout.splitlines()]
+    assert [(r["op"], r["version"]) for r in recs] == [("put", 1)]
+    assert recs[0]["data"] == {"a": 1}
+    # touch and `: >` still create an empty stash, version 1.
+    mnt.sh("touch t && : > e")
+    for name in ("t", "e"):
+        assert os.path.getsize(mnt.path(name)) == 0
+        assert xget(mnt, name, "user.stash.version") == "1"
+    assert mnt.sh("ls").stdout.split() == ["e", "p", "schemas", "streams", "t"]
+    # `touch` then at once `ls` in the same shell: the name is there.
+    assert mnt.sh("touch u && ls u").stdout == "u\n"
+
+
+def test_refused_first_writes_leave_no_name(mnt, tmp_path):
+    mnt.sh("""echo '{"type":"object","required":["a"]}' > schemas/needs-a""")
+    mnt.sh("mkdir bound && setfattr -n user.stash.schema -v needs-a bound")
+    # Schema refusal (inherited binding), at write().
+    r = mnt.sh("""echo '{"b":1}' > bound/p""", check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    # Bad JSON through the view.
+    r = mnt.sh("echo 'nope' > q.json", check=False)
+    assert r.returncode != 0
+    # A refused schema leaves no empty file in schemas/.
+    r = mnt.sh("""echo '{"type": 12}' > schemas/bad""", check=False)
+    assert r.returncode != 0
+    # cp of a source its user can't read.
+    src = tmp_path / "secret"
+    src.write_text("x")
+    src.chmod(0)
+    os.chmod(str(mnt.mnt), 0o777)
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        "cp", str(src), mnt.path("copy")], capture_output=True, text=True)
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+    for name in ("bound/p", "q", "schemas/bad", "copy"):
+        assert not os.path.exists(mnt.path(name)), name
+    assert backing_names(mnt, "bound") == []
+    assert backing_names(mnt, "schemas") == ["needs-a"]
+    assert backing_names(mnt) == ["bound", "schemas", "streams"]
+
+
+def test_refused_first_write_over_size_leaves_no_name(env):
+    env.mount(opts=["max_size=100"])
+    r = env.sh("head -c 500 /dev/zero > big", check=False)
+    assert r.returncode != 0 and "too large" in r.stderr
+    assert not os.path.exists(env.path("big"))
+    assert backing_names(env) == ["schemas", "streams"]
+
+
+def test_o_excl_between_two_daemons(env):
+    env.mount(opts=["shared"])
+    other = env.tmp / "mnt2"
+    env.mount(opts=["shared"], mnt=other)
+    w = Writer(str(env.mnt))
+    assert w.do("open %d lock" % (os.O_WRONLY | os.O_CREAT | os.O_EXCL)) == "ok"
+    w2 = Writer(str(other))
+    assert w2.do("open %d lock" % (os.O_WRONLY | os.O_CREAT | os.O_EXCL)) == "err %d" % errno.EEXIST
+    assert not os.path.exists(os.path.join(str(other), "lock"))
+    assert w.do("write mine") == "ok"
+    assert w.do("close") == "ok"
+    assert w2.do("open %d lock" % (os.O_WRONLY | os.O_CREAT | os.O_EXCL)) == "err %d" % errno.EEXIST
+    w.end()
+    w2.end()
+    with open(os.path.join(str(other), "lock")) as f:
+        assert f.read() == "mine"
+
+
+def test_writer_killed_by_signal_commits_nothing(mnt):
+    mnt.sh("""echo '{"ok": 1}' > p""")
+    kill = ('import os;fd=os.open("%s",os.O_WRONLY|os.O_TRUNC|os.O_CREAT);'
+            'os.write(fd,b"{\\"half\\": [1,");os.kill(os.getpid(),9)')
+    for name in ("p", "new"):
+        r = subprocess.run(["python3", "-c", kill % name], cwd=str(mnt.mnt))
+        assert r.returncode == -signal.SIGKILL
+    assert mnt.sh("cat p").stdout == '{"ok": 1}\n'
+    assert xget(mnt, "p", "user.stash.version") == "1"
+    assert not os.path.exists(mnt.path("new"))
+    assert backing_names(mnt) == ["p", "schemas", "streams"]
+    # A writer that exits without closing (no signal) commits, as always.
+    subprocess.run(["python3", "-c", 'import os;fd=os.open("p",os.O_WRONLY|os.O_TRUNC);'
+                    'os.write(fd,b"done");os._exit(0)'], cwd=str(mnt.mnt), check=True)
+    assert mnt.sh("cat p").stdout == "done"
+
+
+def test_view_of_a_view_name_is_refused(mnt):
+    mnt.sh("mkdir d")
+    r = mnt.sh("""echo '{"x":1}' > d/y.json.json""", check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    assert backing_names(mnt, "d") == []
+    assert mnt.sh("ls -l d").stdout.strip() == "total 0"
+
+
+def test_stash_names_leave_room_for_their_view(mnt):
+    ok, long = "a" * 250, "b" * 251
+    mnt.sh("echo fits > %s" % ok)
+    assert os.path.exists(mnt.path(ok)) and os.path.exists(mnt.path(ok + ".json"))
+    r = mnt.sh("echo no > %s" % long, check=False)
+    assert r.returncode != 0 and "File name too long" in r.stderr
+    assert backing_names(mnt) == [ok, "schemas", "streams"]

@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: MIT
+"""Open files as on ext4: after their name is removed, replaced or renamed,
+the writer's own view through its descriptor, and metadata set through a
+writer's descriptor (README "Open files")."""
+import os
+import stat
+import subprocess
+
+import pytest
+
+
+def backing(env, name):
+    return os.path.join(str(env.backing), name)
+
+
+def test_read_after_unlink(mnt):
+    mnt.sh("echo hello > p")
+    r = mnt.sh("exec 3<p; rm p; cat <&3; ls")
+    assert r.stdout == "hello\nschemas\nstreams\n"
+    assert not os.path.exists(backing(mnt, "p"))
+    mnt.sh("echo again > p")
+    fd = os.open(mnt.path("p"), os.O_RDONLY)
+    try:
+        os.unlink(mnt.path("p"))
+        st = os.fstat(fd)
+        assert st.st_nlink == 0 and st.st_size == 6
+        assert os.lseek(fd, 0, os.SEEK_END) == 6
+        assert os.pread(fd, 100, 0) == b"again\n"
+    finally:
+        os.close(fd)
+
+
+def test_read_after_replace_and_expiry(mnt):
+    mnt.sh("echo old > p && echo gone > q && setfattr -n user.stash.ttl -v 1 q")
+    fp = os.open(mnt.path("p"), os.O_RDONLY)
+    fq = os.open(mnt.path("q"), os.O_RDONLY)
+    try:
+        mnt.sh("echo newer > p")
+        # The snapshot per open: the reader keeps the version it opened.
+        assert os.pread(fp, 100, 0) == b"old\n"
+        os.fstat(fp)
+        for _ in range(100):
+            if not os.path.exists(mnt.path("q")):
+                break
+            os.system("sleep 0.05")
+        assert not os.path.exists(mnt.path("q"))
+        assert os.pread(fq, 100, 0) == b"gone\n" and os.fstat(fq).st_size == 5
+        assert os.fstat(fq).st_nlink == 0
+    finally:
+        os.close(fp)
+        os.close(fq)
+
+
+def test_writer_removed_while_open_stays_removed(mnt):
+    mnt.sh("mkdir d && echo base > d/p")
+    fd = os.open(mnt.path("d/p"), os.O_RDWR)
+    try:
+        os.unlink(mnt.path("d/p"))
+        os.ftruncate(fd, 2)
+        os.pwrite(fd, b"xyz", 2)
+        os.fsync(fd)
+        st = os.fstat(fd)
+        assert st.st_nlink == 0 and st.st_size == 5
+        assert os.pread(fd, 10, 0) == b"baxyz"
+    finally:
+        os.close(fd)
+    assert not os.path.exists(mnt.path("d/p"))
+    assert os.listdir(backing(mnt, "d")) == []
+    os.rmdir(mnt.path("d"))
+
+
+def test_writer_renamed_while_open_commits_under_new_name(mnt):
+    mnt.sh("echo base > p")
+    fd = os.open(mnt.path("p"), os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, b"moved\n")
+        os.rename(mnt.path("p"), mnt.path("q"))
+    finally:
+        os.close(fd)
+    assert not os.path.exists(mnt.path("p"))
+    assert mnt.sh("cat q").stdout == "moved\n"
+    assert sorted(os.listdir(str(mnt.backing))) == [".stashfs", "q", "schemas", "streams"]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "replace"])
+def test_writer_sees_its_own_size(mnt, existing):
+    if existing:
+        mnt.sh("echo 0123456789abcdef > p")
+    fd = os.open(mnt.path("p"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        assert os.fstat(fd).st_size == 0
+        os.write(fd, b"abc")
+        assert os.fstat(fd).st_size == 3
+        os.pwrite(fd, b"xy", 10)
+        assert os.fstat(fd).st_size == 12
+        assert os.lseek(fd, 0, os.SEEK_END) == 12
+        # Everyone else sees the committed version (or no name).
+        out = mnt.sh("stat -c %s p 2>&1 || true").stdout
+        assert out == ("17\n" if existing else "stat: cannot statx 'p': No such file or directory\n")
+    finally:
+        os.close(fd)
+    assert os.stat(mnt.path("p")).st_size == 12
+    assert os.path.getsize(backing(mnt, "p")) == 12
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "replace"])
+def test_metadata_through_writer_fd_applies_to_the_commit(mnt, existing):
+    if existing:
+        mnt.sh("echo 0123456789 > p && chmod 644 p")
+    before = os.stat(mnt.path("p")).st_ctime_ns if existing else 0
+    fd = os.open(mnt.path("p"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"hello world")
+        os.ftruncate(fd, 5)
+        os.fchmod(fd, 0o600)
+        os.utime(fd, ns=(1_000_000_000_000_000_000, 1_100_000_000_000_000_000))
+        st = os.fstat(fd)
+        assert (st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns) == \
+            (5, 0o600, 1_100_000_000_000_000_000)
+    finally:
+        os.close(fd)
+    # Right after the close, through the mount and in the backing directory.
+    for path in (mnt.path("p"), backing(mnt, "p")):
+        st = os.stat(path)
+        assert st.st_size == 5, path
+        assert stat.S_IMODE(st.st_mode) == 0o600, path
+        assert st.st_mtime_ns == 1_100_000_000_000_000_000, path
+        assert st.st_ctime_ns > before, path
+    assert mnt.sh("stat -c %s p").stdout == "5\n"
+    assert mnt.sh("cat p").stdout == "hello"
+
+
+def test_cp_tar_rsync_keep_size_mode_mtime(mnt, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    files = {"a.txt": (b"alpha\n" * 50, 0o640), "sub/b": (b"beta", 0o600),
+             "hostname": (open("/etc/hostname", "rb").read(), 0o644)}
+    for i, (name, (data, mode)) in enumerate(sorted(files.items())):
+        p = src / name
+        p.write_bytes(data)
+        p.chmod(mode)
+        os.utime(p, (1_600_000_000 + i, 1_600_000_000 + i))
+    # The issue's one-liner: the size is right at once (no stale cached 0).
+    mnt.sh("cp -p /etc/hostname x")
+    assert mnt.sh("stat -c %s x").stdout == "%d\n" % os.path.getsize("/etc/hostname")
+    subprocess.run(["cp", "-a", str(src), mnt.path("cpa")], check=True)
+    subprocess.run(["tar", "-C", str(src), "-cf", str(tmp_path / "t.tar"), "."], check=True)
+    os.mkdir(mnt.path("tarx"))
+    subprocess.run(["tar", "-C", mnt.path("tarx"), "-xf", str(tmp_path / "t.tar")], check=True)
+    subprocess.run(["rsync", "-a", str(src) + "/", mnt.path("rs") + "/"], check=True)
+    for dest in ("cpa", "tarx", "rs"):
+        for name in files:
+            s, d = os.stat(src / name), os.stat(os.path.join(mnt.path(dest), name))
+            got = (d.st_size, stat.S_IMODE(d.st_mode), int(d.st_mtime))
+            assert got == (s.st_size, stat.S_IMODE(s.st_mode), int(s.st_mtime)), (dest, name)
+            b = os.stat(os.path.join(str(mnt.backing), dest, name))
+            assert (b.st_size, int(b.st_mtime)) == (s.st_size, int(s.st_mtime)), (dest, name)
