@@ -2266,6 +2266,17 @@ static int check_binding(struct stash_store *st, const char *path, int fd, const
 	return r;
 }
 
+/* Leave the reason of a refusal in @path's user.stash.error, for getfattr and stashctl. */
+static void note_error(struct stash_store *st, const char *path, const struct stash_error *err)
+{
+	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+
+	if (fd >= 0) {
+		fsetxattr(fd, XATTR_ERROR, err->text, strlen(err->text), 0);
+		close(fd);
+	}
+}
+
 int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,
 			 const void *value, size_t size, int flags,
 			 const struct stash_caller *who, struct stash_error *err)
@@ -2277,8 +2288,13 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 	if (!user_xattr(name))
 		return -EOPNOTSUPP;     /* not logged: cp -a and rsync -X try these */
 	r = life_check_xattr(name, value, size, err);
-	if (r < 0)
+	if (r < 0) {
+		if (err && err->code && backing_path(path, &bpath, &kind) == 0) {
+			note_error(st, bpath, err);
+			free(bpath);
+		}
 		return r;
+	}
 	if (strcmp(name, XATTR_LINKED) == 0)
 		return set_link(st, path, value, size, flags, who, err);
 	r = backing_path(path, &bpath, &kind);
@@ -2298,6 +2314,8 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 			r = set_persistence(st, fd, ((const char *)value)[0] == '1');
 		if (r == 0)
 			life_note(st, bpath, fd);
+		if (r < 0 && err && err->code)
+			fsetxattr(fd, XATTR_ERROR, err->text, strlen(err->text), 0);
 		close(fd);
 	}
 	store_unlock_name(st, s);
@@ -2830,8 +2848,6 @@ int stash_file_read_fd(struct stash_file *f, int *fd)
  */
 static int poison(struct stash_file *f, int r, struct stash_error *err)
 {
-	int fd;
-
 	f->poison = -r;
 	if (err && err->code)
 		f->poison_err = *err;
@@ -2840,12 +2856,8 @@ static int poison(struct stash_file *f, int r, struct stash_error *err)
 	if (err && !err->code)
 		*err = f->poison_err;
 	/* A refused first write leaves no name, so nothing to note it on. */
-	fd = f->fresh || f->removed ? -ENOENT :
-		store_open_beneath(f->st, f->path, O_RDONLY | O_NONBLOCK, 0);
-	if (fd >= 0) {
-		fsetxattr(fd, XATTR_ERROR, f->poison_err.text, strlen(f->poison_err.text), 0);
-		close(fd);
-	}
+	if (!f->fresh && !f->removed)
+		note_error(f->st, f->path, &f->poison_err);
 	return r;
 }
 
@@ -2928,10 +2940,18 @@ static int precheck_merge(struct stash_file *f, json_t *patch, struct stash_erro
 	if (fd >= 0)
 		close(fd);
 	/* A document that can't be merged into is the commit's to report. */
-	r = doc && json_is_object(doc) && stash_merge_apply(doc, patch, NULL) == 0 ?
-		binding_validate(f->st, f->schema, f->path, doc, NULL, 0, err) : 1;
+	r = doc && json_is_object(doc) && stash_merge_apply(doc, patch, NULL) == 0 ? 0 : 1;
+	if (r == 0 && f->schema)
+		r = binding_validate(f->st, f->schema, f->path, doc, NULL, 0, err);
+	if (r == 0) {
+		size_t mlen;
+		char *merged = stash_json_dump(doc, f->st->opts.json_indent, &mlen);
+
+		r = merged ? check_size(f, mlen, err) : 1;
+		free(merged);
+	}
 	/* Remember what was validated: a commit on the same file need not redo it. */
-	f->checked.valid = r == 0 && fd >= 0;
+	f->checked.valid = r == 0 && fd >= 0 && f->schema;
 	if (f->checked.valid) {
 		f->checked.dev = sb.st_dev;
 		f->checked.ino = sb.st_ino;
@@ -2965,6 +2985,28 @@ static bool looks_like_object(int fd)
 }
 
 /*
+ * Could merging @patch take the stash over the size limit?  The merged
+ * document is at most the current one plus the patch rendered one level
+ * deeper: only near the limit is the merge done for real at write().
+ */
+static bool merge_may_exceed(struct stash_file *f, const json_t *patch)
+{
+	uint64_t max = f->st->opts.max_size;
+	size_t len, lines = 0;
+	char *text;
+
+	if (!max)
+		return false;
+	text = stash_json_dump(patch, f->st->opts.json_indent, &len);
+	if (!text)
+		return true;
+	for (size_t i = 0; i < len; i++)
+		lines += text[i] == '\n';
+	free(text);
+	return (uint64_t)f->base_size + len + lines * (size_t)f->st->opts.json_indent + 2 > max;
+}
+
+/*
  * The patch collected by a view so far.  Refuse at write() what no further
  * data can mend, so that `echo` reports it even in shells that ignore
  * close(): a text that can't become JSON, a patch that is not an object, a
@@ -2988,7 +3030,7 @@ static int check_view_patch(struct stash_file *f, struct stash_error *err)
 	else if (!looks_like_object(f->base_fd))
 		r = stash_error_set(err, EINVAL,
 			"%s: cannot merge: the stash does not hold a JSON object", f->path);
-	else if (f->schema)
+	else if (f->schema || merge_may_exceed(f, patch))
 		r = precheck_merge(f, patch, err);
 	else
 		r = 0;

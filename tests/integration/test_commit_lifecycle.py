@@ -182,3 +182,92 @@ def test_stash_names_leave_room_for_their_view(mnt):
     r = mnt.sh("echo no > %s" % long, check=False)
     assert r.returncode != 0 and "File name too long" in r.stderr
     assert backing_names(mnt) == [ok, "schemas", "streams"]
+
+
+def kernel_at_least(major, minor):
+    rel = os.uname().release.split(".")
+    return (int(rel[0]), int("".join(c for c in rel[1] if c.isdigit()))) >= (major, minor)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs as the backing directory (user xattrs need Linux >= 6.6)."""
+    if not kernel_at_least(6, 6):
+        pytest.skip("tmpfs without user xattrs before Linux 6.6")
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    yield disk
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_full_disk_fails_the_write(env, small_disk):
+    d = env.mount(backing=small_disk)
+    try:
+        env.sh("""echo '{"keep": 1}' > doc && head -c 600000 /dev/zero > big""")
+        # A replace, an append (copied whole at commit) and a merge: each
+        # fails in write(), where the shell sees it, with the real errno.
+        for cmd in ("head -c 500000 /dev/zero > other", "echo more >> big",
+                    "head -c 500000 /dev/zero > doc"):
+            r = env.sh(cmd, check=False)
+            assert r.returncode != 0 and "No space left on device" in r.stderr, cmd
+        patch = b'{"pad": "' + b"x" * 450000 + b'"}'
+        fd = os.open(env.path("doc.json"), os.O_WRONLY)
+        try:
+            with pytest.raises(OSError) as e:
+                os.write(fd, patch)
+            assert e.value.errno == errno.ENOSPC
+        finally:
+            with pytest.raises(OSError):
+                os.close(fd)
+        assert env.sh("cat doc").stdout == '{"keep": 1}\n'
+        assert os.path.getsize(env.path("big")) == 600000
+        assert not os.path.exists(env.path("other"))
+        for name in ("doc", "big"):
+            assert "No space left on device" in xget(env, name, "user.stash.error")
+        assert sorted(os.listdir(str(small_disk))) == [".stashfs", "big", "doc", "schemas",
+                                                       "streams"]
+    finally:
+        d.stop()
+
+
+def test_merge_over_size_limit_refused_at_write(env):
+    env.mount(opts=["max_size=300"])
+    env.sh("""echo '{"a": "%s"}' > p""" % ("x" * 200))
+    r = env.sh("""echo '{"b": "%s"}' > p.json""" % ("y" * 200), check=False)
+    assert r.returncode != 0 and "File too large" in r.stderr
+    assert xget(env, "p", "user.stash.version") == "1"
+    assert "size limit" in xget(env, "p", "user.stash.error")
+    assert json.loads(env.sh("cat p").stdout) == {"a": "x" * 200}
+
+
+def test_incomplete_patch_fails_close(mnt):
+    mnt.sh("""echo '{"a": 1}' > p""")
+    fd = os.open(mnt.path("p.json"), os.O_WRONLY)
+    os.write(fd, b'{"b": 2')
+    with pytest.raises(OSError) as e:
+        os.close(fd)
+    assert e.value.errno == errno.EINVAL
+    # A shell ignores close(): the version tells whether it committed.
+    r = mnt.sh("""echo '{"c": 3' > p.json; getfattr --only-values -n user.stash.version p""")
+    assert r.stdout == "1"
+    assert json.loads(mnt.sh("cat p").stdout) == {"a": 1}
+    assert "JSON" in xget(mnt, "p", "user.stash.error")
+
+
+def test_refused_setxattr_leaves_a_reason(mnt):
+    from stashctl_util import stashctl_bin
+    mnt.sh("""echo '{"type":"object","required":["a"]}' > schemas/needs-a""")
+    mnt.sh("""echo '{"b": 1}' > p""")
+    r = mnt.sh("setfattr -n user.stash.schema -v needs-a p", check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    assert "required" in xget(mnt, "p", "user.stash.error")
+    r = subprocess.run([stashctl_bin(), "set", mnt.path("p"), "schema=no-such-schema"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "reason:" in r.stderr and "no-such-schema" in r.stderr
+    assert "no-such-schema" in xget(mnt, "p", "user.stash.error")
+    r = mnt.sh("setfattr -n user.stash.ttl -v soon p", check=False)
+    assert r.returncode != 0 and "ttl" in xget(mnt, "p", "user.stash.error")
