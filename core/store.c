@@ -1784,6 +1784,11 @@ static int check_rename(struct stash_store *st, int dfrom, const char *lfrom, in
 	}
 	if (fstat(src, &sb) < 0 || !S_ISREG(sb.st_mode))
 		goto out;       /* directories move as they are */
+	if (stash_store_classify(to) == STASH_KIND_STASH) {
+		r = check_new_name(to, err);
+		if (r < 0)
+			goto out;
+	}
 	if ((flags & RENAME_EXCHANGE) && (n > 0 || into_schemas ||
 	    fgetxattr(src, XATTR_SCHEMA, schema, sizeof(schema) - 1) > 0)) {
 		r = stash_error_set(err, EPERM, "%s: exchanging bound stashes or schemas is not supported", to);

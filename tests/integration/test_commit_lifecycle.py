@@ -181,7 +181,11 @@ def test_stash_names_leave_room_for_their_view(mnt):
     assert os.path.exists(mnt.path(ok)) and os.path.exists(mnt.path(ok + ".json"))
     r = mnt.sh("echo no > %s" % long, check=False)
     assert r.returncode != 0 and "File name too long" in r.stderr
-    assert backing_names(mnt) == [ok, "schemas", "streams"]
+    r = mnt.sh("mv %s %s" % (ok, long), check=False)
+    assert r.returncode != 0 and "File name too long" in r.stderr
+    # Directories have no view: they may use all of NAME_MAX.
+    mnt.sh("mkdir %s" % ("d" * 255))
+    assert backing_names(mnt) == [ok, "d" * 255, "schemas", "streams"]
 
 
 def kernel_at_least(major, minor):
@@ -271,3 +275,31 @@ def test_refused_setxattr_leaves_a_reason(mnt):
     assert "no-such-schema" in xget(mnt, "p", "user.stash.error")
     r = mnt.sh("setfattr -n user.stash.ttl -v soon p", check=False)
     assert r.returncode != 0 and "ttl" in xget(mnt, "p", "user.stash.error")
+
+
+def test_trees_with_json_names_as_documented(mnt, tmp_path):
+    """README, JSON views: what cp -r, tar -x and rsync do with *.json files."""
+    src = tmp_path / "proj"
+    src.mkdir()
+    (src / "package.json").write_text('{"name": "x"}\n')
+    (src / "list.json").write_text("[1, 2]\n")
+    (src / "readme").write_text("hi\n")
+    r = mnt.sh("cp -r %s cp1" % src, check=False)
+    assert r.returncode == 1
+    assert "cp: error writing 'cp1/list.json': Invalid argument" in r.stderr
+    assert sorted(os.listdir(mnt.path("cp1"))) == ["package", "readme"]
+    assert json.loads(mnt.sh("cat cp1/package").stdout) == {"name": "x"}
+    r = mnt.sh("cp -a %s cpa" % src, check=False)
+    assert r.returncode == 1
+    assert "cp: preserving times for 'cpa/package.json': No such file or directory" in r.stderr
+    subprocess.run(["tar", "-C", str(tmp_path), "-cf", str(tmp_path / "t.tar"), "proj"],
+                   check=True)
+    r = mnt.sh("mkdir tx && tar -C tx -xf %s" % (tmp_path / "t.tar"), check=False)
+    assert r.returncode == 2
+    assert "tar: proj/list.json: Cannot write: Invalid argument" in r.stderr
+    assert sorted(os.listdir(mnt.path("tx/proj"))) == ["package", "readme"]
+    r = mnt.sh("rsync -a %s/ rs/" % src, check=False)
+    assert r.returncode == 23
+    assert '-> "package.json": Operation not permitted (1)' in r.stderr
+    assert os.listdir(mnt.path("rs")) == ["readme"]
+    assert sorted(os.listdir(os.path.join(str(mnt.backing), "rs"))) == ["readme"]
