@@ -446,18 +446,37 @@ static void pending_unreserve(struct stash_store *st, struct pending *p)
 	p->resv_len = 0;
 }
 
+/* Is there room for @total more bytes on the backing filesystem?  0 or -ENOSPC. */
+static int check_room(struct stash_store *st, uint64_t total)
+{
+	struct statvfs sv;
+
+	if (fstatvfs(st->tmp_fd, &sv) < 0)
+		return 0;       /* unknown: the commit will tell */
+	return (uint64_t)sv.f_bavail * sv.f_frsize < total ? -ENOSPC : 0;
+}
+
 /*
- * Hold disk space for a commit of @total bytes, so that a full disk fails
- * the write() that fills it, where even shells see it, not the close.  The
- * space is allocated (not written) in the temp file that the commit will
- * write; content already spilled to its temp file is on the disk anyway.
- * A filesystem that can't preallocate gets no reservation.
+ * Make sure a commit of @total bytes will find disk space, so that a full
+ * disk fails the write() that fills it, where even shells see it, not the
+ * close.  Content of RESERVE_MIN bytes or more gets the space allocated
+ * (not written) in the temp file the commit will write; smaller content,
+ * and a merge (@hold false: its commit writes a file of its own), is
+ * checked against the free space, which costs no file.  Content already
+ * spilled to its temp file is on the disk anyway.  A filesystem that can't
+ * preallocate gets the check only.
  */
-static int pending_reserve(struct stash_store *st, struct pending *p, uint64_t total)
+#define RESERVE_MIN (64 * 1024)
+
+static int pending_reserve(struct stash_store *st, struct pending *p, uint64_t total, bool hold)
 {
 	uint64_t want = total;
 
-	if (p->fd >= 0 || total <= p->resv_len)
+	if (p->fd >= 0)
+		return 0;
+	if (!hold || (total < RESERVE_MIN && !p->resv) || p->resv_len == SIZE_MAX)
+		return check_room(st, total);
+	if (total <= p->resv_len)
 		return 0;
 	if (!p->resv) {
 		int fd = tmpfile_named(st, p->resv_name, sizeof(p->resv_name));
@@ -475,7 +494,7 @@ static int pending_reserve(struct stash_store *st, struct pending *p, uint64_t t
 	while (fallocate(p->resv_fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)want) < 0) {
 		if (errno == EOPNOTSUPP || errno == ENOSYS) {
 			p->resv_len = SIZE_MAX;
-			return 0;
+			return check_room(st, total);
 		}
 		if (errno != ENOSPC || want == total)
 			return -errno;
@@ -3118,7 +3137,8 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 		r = check_size(f, (uint64_t)at + size, err);
 		/* Room for the merged document: about the current one and the patch. */
 		if (r == 0)
-			r = pending_reserve(f->st, &f->p, (uint64_t)f->base_size + (uint64_t)at + size);
+			r = pending_reserve(f->st, &f->p, (uint64_t)f->base_size + (uint64_t)at + size,
+					    false);
 		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, at);
 		if (r == 0 && f->p.fd < 0)
@@ -3135,7 +3155,8 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 	if (append && f->mode != PENDING_FULL && !f->schema) {
 		r = check_size(f, (uint64_t)f->base_size + f->p.len + size, err);
 		if (r == 0)
-			r = pending_reserve(f->st, &f->p, (uint64_t)f->base_size + f->p.len + size);
+			r = pending_reserve(f->st, &f->p, (uint64_t)f->base_size + f->p.len + size,
+					    true);
 		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, (off_t)f->p.len);
 		if (r == 0)
@@ -3148,7 +3169,7 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 			r = check_size(f, (uint64_t)off + size > f->p.len ?
 				       (uint64_t)off + size : f->p.len, err);
 		if (r == 0)
-			r = pending_reserve(f->st, &f->p, (uint64_t)off + size);
+			r = pending_reserve(f->st, &f->p, (uint64_t)off + size, true);
 		if (r == 0)
 			r = pending_pwrite(f->st, &f->p, buf, size, off);
 	}
@@ -3184,7 +3205,7 @@ int stash_file_truncate(struct stash_file *f, off_t size, struct stash_error *er
 	if (r == 0)
 		r = materialize(f);
 	if (r == 0)
-		r = pending_reserve(f->st, &f->p, (uint64_t)size);
+		r = pending_reserve(f->st, &f->p, (uint64_t)size, true);
 	if (r == 0)
 		r = pending_truncate(f->st, &f->p, (size_t)size);
 	if (r < 0) {
