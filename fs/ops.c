@@ -5,8 +5,11 @@
  *
  * Caching: stashes and directories get long entry/attr timeouts; every
  * commit that goes through this daemon invalidates the attributes of the
- * inode it changed (also when it changed through NAME.json).  Views get no
- * entry or attribute caching.  File data goes around the page cache (see
+ * inode it changed (also when it changed through NAME.json).  While a file
+ * is open for writing its attributes are not cached: a writer sees its own
+ * size, others the committed one.  A new stash's entry is never cached
+ * before its first commit: its name exists for nobody until then.  Views
+ * get no entry or attribute caching.  File data goes around the page cache (see
  * cache_open), so a snapshot per open holds whatever the kernel caches.
  */
 #include <dirent.h>
@@ -461,11 +464,11 @@ static bool view_open(struct stashfs *fs, struct node *n)
 }
 
 /*
- * The open file of @n that speaks for the process @pid: one it opened or
- * wrote through for writing (a writer sees its own file, also through
- * fstat, which comes without a handle).  With @any, else any open file
- * (an unlinked node has nothing else).  Returns it with a reference
- * (fh_put), or NULL.
+ * The open file of @n that speaks for the process @pid: one it opened for
+ * writing or wrote through (a writer sees its own file, also through
+ * fstat, which comes without a handle).  Failing that, with @any, any open
+ * file of @n (an unlinked node has nothing else to answer from).  Returns
+ * it with a reference (fh_put), or NULL.
  */
 static struct fh *fh_get(struct stashfs *fs, struct node *n, pid_t pid, bool any)
 {

@@ -81,6 +81,7 @@ static void test_classify(void)
 	CHECK(stash_store_classify(".stashfs") == -EPERM);
 	CHECK(stash_store_classify("a/.stashfs-x") == -EPERM);
 	CHECK(stash_store_classify("a/..") == -EINVAL);
+	CHECK(stash_store_classify("d/y.json.json") == -EINVAL);   /* the view of a view */
 	memset(longname, 'n', 256);
 	longname[256] = '\0';
 	CHECK(stash_store_classify(longname) == -ENAMETOOLONG);
@@ -113,6 +114,44 @@ static void test_commit_and_snapshot(struct stash_store *st)
 	CHECK(stash_file_commit(w, STASH_COMMIT_FLUSH, &who, &err) == 0);
 	CHECK(strcmp(backing_read("p"), "third") == 0);
 	stash_file_close(w);
+}
+
+/* A name exists from its first commit; O_EXCL holds while it is written. */
+static void test_first_commit_creates(struct stash_store *st)
+{
+	struct stash_file *w, *other;
+	struct stash_error err;
+	struct stat sb;
+	char v[32];
+
+	CHECK(stash_file_open(st, "fresh", O_WRONLY | O_CREAT | O_EXCL, 0600, &who, &w,
+			      &err) == 0);
+	CHECK(stash_file_fresh(w));
+	CHECK(backing_read("fresh") == NULL);
+	CHECK(stash_store_stat(st, "fresh", &sb, NULL) == -ENOENT);
+	CHECK(stash_file_open(st, "fresh", O_WRONLY | O_CREAT | O_EXCL, 0600, &who, &other,
+			      &err) == -EEXIST);
+	CHECK(stash_file_write(w, "abc", 3, 0, &err) == 3);
+	CHECK(stash_file_stat(w, &sb) == 0 && sb.st_size == 3 && (sb.st_mode & 07777) == 0600);
+	CHECK(stash_file_commit(w, STASH_COMMIT_LAST, &who, &err) == 0);
+	CHECK(!stash_file_fresh(w));
+	stash_file_close(w);
+	CHECK(strcmp(backing_read("fresh"), "abc") == 0);
+	CHECK(stash_store_getxattr(st, "fresh", "user.stash.version", v, sizeof(v)) == 1 &&
+	      v[0] == '1');
+
+	/* A refused first write leaves no name; a removed one stays removed. */
+	CHECK(stash_file_open(st, "gone", O_WRONLY | O_CREAT, 0644, &who, &w, &err) == 0);
+	stash_file_removed(w);
+	CHECK(stash_file_write(w, "x", 1, 0, &err) == 1);
+	CHECK(stash_file_commit(w, STASH_COMMIT_LAST, &who, &err) == 0);
+	stash_file_close(w);
+	CHECK(backing_read("gone") == NULL);
+	CHECK(stash_file_open(st, "ghost", O_WRONLY | O_CREAT, 0644, &who, &w, &err) == 0);
+	stash_file_discard(w);
+	CHECK(stash_file_commit(w, STASH_COMMIT_LAST, &who, &err) == 0);
+	stash_file_close(w);
+	CHECK(backing_read("ghost") == NULL);
 }
 
 static void test_append_and_truncate(struct stash_store *st)
@@ -301,6 +340,7 @@ int main(void)
 	}
 	test_classify();
 	test_commit_and_snapshot(st);
+	test_first_commit_creates(st);
 	test_append_and_truncate(st);
 	test_refusals(st);
 	test_rename_and_dirs(st);
