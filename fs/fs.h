@@ -71,6 +71,16 @@ struct stashfs {
 /* The low-level operations (ops.c). */
 extern const struct fuse_lowlevel_ops stashfs_ops;
 
+/*
+ * requests.c: a copy of @ops whose operations count each request by
+ * operation before calling @ops' own (read back as user.stash.requests on
+ * the mount root); returns a table that lives as long as the process.
+ */
+const struct fuse_lowlevel_ops *stashfs_counted_ops(const struct fuse_lowlevel_ops *ops);
+
+/* requests.c: lower @conn->max_write so a whole read reply fits a pipe libfuse can splice. */
+void stashfs_fit_requests_to_pipe(struct fuse_conn_info *conn);
+
 /* Start / stop the sweeper thread: scan at start, then expire on time. */
 int stashfs_sweeper_start(struct stashfs *fs);
 void stashfs_sweeper_stop(struct stashfs *fs);

@@ -371,7 +371,7 @@ int main(int argc, char *argv[])
 		goto out_store;
 	}
 	fuse_set_log_func(log_func);
-	fs.se = fuse_session_new(&args, &stashfs_ops, sizeof(stashfs_ops), &fs);
+	fs.se = fuse_session_new(&args, stashfs_counted_ops(&stashfs_ops), sizeof(stashfs_ops), &fs);
 	if (!fs.se)
 		goto out_nodes;
 	if (fuse_set_signal_handlers(fs.se) != 0)

@@ -404,8 +404,10 @@ static void stashfs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Never: it hides sizes and errors behind the kernel's own buffering. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE) {
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+		stashfs_fit_requests_to_pipe(conn);
+	}
 	/*
 	 * The store clears setuid/setgid bits itself at each content commit
 	 * and keeps no security.* attributes (the kernel's question for
