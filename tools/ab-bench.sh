@@ -6,9 +6,10 @@
 # Usage: tools/ab-bench.sh NAME=STASHFS_BINARY NAME=STASHFS_BINARY [...]
 # Environment: WORKLOADS ("read-changed replace merge"), THREADS ("1 2"),
 #   ROUNDS (4), BENCH_SECONDS (1.5), BENCH (build/tools/bench),
-#   BENCH_TMP (/var/tmp: the disk everything runs on).
+#   BENCH_TMP (/var/tmp: the disk everything runs on), STASHFS_OPTS
+#   (sync=never), BENCH_ARGS (more bench arguments, e.g. "--size 1G").
 #
-# Each round mounts every binary in turn (-o sync=never) over one backing
+# Each round mounts every binary in turn (-o $STASHFS_OPTS) over one backing
 # directory and runs every workload and thread count with tools/bench, so
 # drift on a shared machine hits all builds alike; prints medians of ops/s
 # and p50 per cell.  Build the other revision with e.g.
@@ -47,7 +48,7 @@ for round in $(seq "$ROUNDS"); do
 	for spec in "$@"; do
 		name=${spec%%=*}
 		bin=${spec#*=}
-		"$bin" -f -o sync=never "$TMP/backing" "$MNT" 2>>"$TMP/daemon.log" &
+		"$bin" -f -o "${STASHFS_OPTS:-sync=never}" "$TMP/backing" "$MNT" 2>>"$TMP/daemon.log" &
 		PID=$!
 		for _ in $(seq 200); do
 			mountpoint -q "$MNT" && break
@@ -57,7 +58,7 @@ for round in $(seq "$ROUNDS"); do
 		for wl in $WORKLOADS; do
 			for t in $THREADS; do
 				line=$("$BENCH" --dir "$MNT" --workload "$wl" --threads "$t" \
-					--seconds "$BENCH_SECONDS" --json)
+					--seconds "$BENCH_SECONDS" ${BENCH_ARGS:-} --json)
 				echo "$name $round $line" >>"$TMP/runs"
 			done
 		done
@@ -87,6 +88,7 @@ for wl, t in order:
         rs = cells[(wl, t, n)]
         ops = statistics.median(r["ops_per_s"] for r in rs)
         p50 = statistics.median(r["p50_us"] for r in rs)
-        row.append(f"{ops:,.0f}, {p50:.0f} µs")
+        mib = [r["mib_per_s"] for r in rs if "mib_per_s" in r]
+        row.append(f"{statistics.median(mib):,.0f} MiB/s" if mib else f"{ops:,.0f}, {p50:.0f} µs")
     print(f"| {wl} | {t} | " + " | ".join(row) + " |")
 PY

@@ -56,13 +56,16 @@
 #define LAT_CAP (1u << 18)      /* latency samples kept per thread */
 #define DEFAULT_SCHEMA "bench"
 #define DEFAULT_STREAM "bench-link"
+#define BIG_CHUNK (1u << 20)    /* read()/write() size of the big-file workloads */
+#define BIG_DEFAULT (100u << 20)
+#define REQUESTS_XATTR "user.stash.requests"
 
 enum mode { MODE_AUTO, MODE_PLAIN, MODE_STASHFS };
 
 enum workload {
 	WL_READ, WL_STAT, WL_REPLACE, WL_REPLACE_FSYNC, WL_APPEND,
 	WL_CREATE_UNLINK, WL_MERGE, WL_MERGE_SHARED, WL_MERGE_SCHEMA,
-	WL_MERGE_STREAM, WL_READ_CHANGED,
+	WL_MERGE_STREAM, WL_READ_CHANGED, WL_ROUNDTRIP, WL_READ_BIG, WL_REPLACE_BIG,
 };
 
 static const char *const workload_names[] = {
@@ -77,6 +80,9 @@ static const char *const workload_names[] = {
 	[WL_MERGE_SCHEMA] = "merge-schema",
 	[WL_MERGE_STREAM] = "merge-stream",
 	[WL_READ_CHANGED] = "read-changed",
+	[WL_ROUNDTRIP] = "roundtrip",
+	[WL_READ_BIG] = "read-big",
+	[WL_REPLACE_BIG] = "replace-big",
 };
 #define N_WORKLOADS (sizeof(workload_names) / sizeof(workload_names[0]))
 
@@ -85,7 +91,9 @@ struct config {
 	enum workload wl;
 	enum mode mode;
 	char fstype[64];
+	char mountpoint[PATH_MAX];      /* of the file system DIR is on */
 	int threads;
+	uint64_t big_size;       /* read-big, replace-big: bytes per file */
 	double seconds;
 	uint64_t ops_budget;     /* 0: run for `seconds` */
 	bool json;
@@ -249,16 +257,19 @@ static ssize_t read_whole(struct worker *w, const char *path)
  * client writes a temp file beside it and renames it over, because readers
  * must never see half a file.
  */
-static int put_file(struct worker *w, const char *path, const char *data, size_t len, bool sync)
+static int put_file_n(struct worker *w, const char *path, const char *data, size_t len,
+		      uint64_t reps, bool sync)
 {
 	const char *target = cfg.mode == MODE_STASHFS ? path : w->tmp;
 	int fd = open(target, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
 	if (fd < 0)
 		return fail(w, "open %s", target);
-	if (write_all(fd, data, len) < 0) {
-		close(fd);
-		return fail(w, "write %s", target);
+	for (uint64_t i = 0; i < reps; i++) {
+		if (write_all(fd, data, len) < 0) {
+			close(fd);
+			return fail(w, "write %s", target);
+		}
 	}
 	if (sync && fsync(fd) < 0) {
 		close(fd);
@@ -270,6 +281,12 @@ static int put_file(struct worker *w, const char *path, const char *data, size_t
 	if (cfg.mode == MODE_PLAIN && rename(w->tmp, path) < 0)
 		return fail(w, "rename %s", path);
 	return 0;
+}
+
+/* @len bytes of @data as the new content of @path, written once. */
+static int put_file(struct worker *w, const char *path, const char *data, size_t len, bool sync)
+{
+	return put_file_n(w, path, data, len, 1, sync);
 }
 
 static int op_read(struct worker *w)
@@ -294,6 +311,44 @@ static int op_read(struct worker *w)
 	}
 	if (close(fd) < 0)
 		return fail(w, "close %s", w->path);
+	return 0;
+}
+
+/* A big file read whole in BIG_CHUNK read() calls (open + reads + close). */
+static int op_read_big(struct worker *w)
+{
+	uint64_t got = 0;
+	int fd = open(w->path, O_RDONLY);
+
+	if (fd < 0)
+		return fail(w, "open %s", w->path);
+	for (;;) {
+		ssize_t r = read(fd, w->buf, BIG_CHUNK);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			close(fd);
+			return fail(w, "read %s", w->path);
+		}
+		if (r == 0)
+			break;
+		got += (uint64_t)r;
+	}
+	close(fd);
+	if (got != cfg.big_size) {
+		errno = EIO;
+		return fail(w, "read %s: %llu bytes, expected %llu", w->path,
+			    (unsigned long long)got, (unsigned long long)cfg.big_size);
+	}
+	return 0;
+}
+
+/* The bare round trip: a request the daemon answers from memory, never cached by the kernel. */
+static int op_roundtrip(struct worker *w)
+{
+	if (getxattr(cfg.mountpoint, REQUESTS_XATTR, w->buf, w->bufcap) < 0)
+		return fail(w, "getxattr %s %s", cfg.mountpoint, REQUESTS_XATTR);
 	return 0;
 }
 
@@ -454,6 +509,13 @@ static int run_op(struct worker *w)
 		return op_read(w);
 	case WL_STAT:
 		return op_stat(w);
+	case WL_ROUNDTRIP:
+		return op_roundtrip(w);
+	case WL_READ_BIG:
+		return op_read_big(w);
+	case WL_REPLACE_BIG:
+		stamp(w, BIG_CHUNK);
+		return put_file_n(w, w->path, w->buf, BIG_CHUNK, cfg.big_size / BIG_CHUNK, false);
 	case WL_REPLACE:
 	case WL_REPLACE_FSYNC:
 		return op_replace(w);
@@ -688,7 +750,7 @@ static void setup(struct worker *ws)
 
 		w->id = i;
 		w->rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
-		w->bufcap = 1 << 16;
+		w->bufcap = cfg.wl == WL_READ_BIG || cfg.wl == WL_REPLACE_BIG ? BIG_CHUNK : 1 << 16;
 		w->buf = malloc(w->bufcap);
 		w->lat = malloc(LAT_CAP * sizeof(*w->lat));
 		if (!w->buf || !w->lat)
@@ -720,6 +782,27 @@ static void setup(struct worker *ws)
 			if (unlink(w->path) < 0 && errno != ENOENT)
 				die("unlink %s: %s", w->path, strerror(errno));
 			break;
+		case WL_ROUNDTRIP:
+			if (!stash)
+				unsupported("a plain directory has no request counters");
+			break;
+		case WL_READ_BIG:
+		case WL_REPLACE_BIG: {
+			struct stat st;
+			struct worker tmp = *w;
+
+			snprintf(name, sizeof(name), "big-%d", i);
+			path_join(w->path, name);
+			tmp.tmp[0] = '\0';
+			/* Written once (in BIG_CHUNK calls), then reused while its size fits. */
+			if (stat(w->path, &st) == 0 && (uint64_t)st.st_size == cfg.big_size)
+				break;
+			snprintf(tmp.tmp, sizeof(tmp.tmp), "%s", w->tmp);
+			if (put_file_n(&tmp, w->path, w->buf, BIG_CHUNK, cfg.big_size / BIG_CHUNK,
+				       false) < 0)
+				die("setup %s: %s", tmp.errwhat, strerror(tmp.err));
+			break;
+		}
 		case WL_CREATE_UNLINK:
 			snprintf(name, sizeof(name), "cu-%d", i);
 			path_join(w->path, name);
@@ -859,6 +942,7 @@ static enum mode detect_mode(const char *dir, char *fstype, size_t fslen)
 		if (n >= bestlen) {
 			bestlen = n;
 			snprintf(best, sizeof(best), "%s", fs);
+			snprintf(cfg.mountpoint, sizeof(cfg.mountpoint), "%s", dec);
 		}
 	}
 	fclose(f);
@@ -867,12 +951,54 @@ static enum mode detect_mode(const char *dir, char *fstype, size_t fslen)
 	return strcmp(best, "fuse.stashfs") == 0 ? MODE_STASHFS : MODE_PLAIN;
 }
 
+/* The daemon's request counts by operation (stashfs only), or NULL.  Returns a new reference. */
+static json_t *request_counts(void)
+{
+	char buf[4096];
+	ssize_t n;
+
+	if (cfg.mode != MODE_STASHFS || !*cfg.mountpoint)
+		return NULL;
+	n = getxattr(cfg.mountpoint, REQUESTS_XATTR, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return NULL;
+	buf[n] = '\0';
+	return json_loads(buf, 0, NULL);
+}
+
+/*
+ * Requests per op by operation between two readings of the counts, and
+ * their sum in @total.  The second reading is a getxattr of its own: not
+ * the workload's.  Returns a new reference, NULL without both readings.
+ */
+static json_t *requests_per_op(json_t *before, json_t *after, uint64_t ops, double *total)
+{
+	json_t *o, *v;
+	const char *op;
+
+	*total = 0;
+	if (!before || !after || !ops)
+		return NULL;
+	o = json_object();
+	json_object_foreach(after, op, v) {
+		json_int_t d = json_integer_value(v) - json_integer_value(json_object_get(before, op));
+
+		if (strcmp(op, "getxattr") == 0)
+			d--;
+		if (d <= 0)
+			continue;
+		json_object_set_new(o, op, json_real((double)d / (double)ops));
+		*total += (double)d / (double)ops;
+	}
+	return o;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: bench --dir DIR --workload W [--threads T] [--seconds S | --ops N]\n"
 		"             [--json] [--label L] [--mode stashfs|plain]\n"
-		"             [--schema NAME] [--stream NAME]\n"
+		"             [--schema NAME] [--stream NAME] [--size BYTES]\n"
 		"workloads:");
 	for (size_t i = 0; i < N_WORKLOADS; i++)
 		fprintf(out, " %s", workload_names[i]);
@@ -881,7 +1007,9 @@ static void usage(FILE *out)
 		"  --ops N       run until N ops are done, over all threads\n"
 		"  --mode M      stashfs or plain (default: from /proc/self/mountinfo)\n"
 		"  --schema NAME set user.stash.schema=NAME on the merged documents\n"
-		"  --stream NAME create streams/NAME linked (user.stash.linked_stash) to them\n");
+		"  --stream NAME create streams/NAME linked (user.stash.linked_stash) to them\n"
+		"  --size BYTES  read-big, replace-big: file size, a multiple of 1 MiB\n"
+		"                (suffix M or G; default 100M)\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -897,6 +1025,7 @@ static void parse_args(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ "schema", required_argument, NULL, 'S' },
 		{ "stream", required_argument, NULL, 'T' },
+		{ "size", required_argument, NULL, 'z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -950,6 +1079,14 @@ static void parse_args(int argc, char **argv)
 		case 'T':
 			cfg.stream = optarg;
 			break;
+		case 'z':
+			errno = 0;
+			cfg.big_size = strtoull(optarg, &end, 10);
+			if (*end == 'M' || *end == 'G')
+				cfg.big_size <<= *end++ == 'M' ? 20 : 30;
+			if (*end || errno || !cfg.big_size || cfg.big_size % BIG_CHUNK)
+				die("--size: a positive multiple of 1 MiB");
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -962,6 +1099,8 @@ static void parse_args(int argc, char **argv)
 		usage(stderr);
 		exit(2);
 	}
+	if (!cfg.big_size)
+		cfg.big_size = BIG_DEFAULT;
 	if (have_seconds && cfg.ops_budget)
 		die("--seconds and --ops exclude each other");
 	for (size_t i = 0; i < N_WORKLOADS; i++) {
@@ -983,6 +1122,8 @@ int main(int argc, char **argv)
 	long long lost = 0, stream_bytes = 0;
 	enum mode detected;
 	int failed = 0;
+	json_t *counts_before, *counts_after, *per_op;
+	double requests = 0;
 
 	parse_args(argc, argv);
 	detected = detect_mode(cfg.dir, cfg.fstype, sizeof(cfg.fstype));
@@ -999,6 +1140,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < cfg.threads; i++)
 		if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0)
 			die("pthread_create failed");
+	counts_before = request_counts();
 	pthread_barrier_wait(&start_barrier);
 	t_start = now_ns();
 	if (!cfg.ops_budget) {
@@ -1015,6 +1157,7 @@ int main(int argc, char **argv)
 		pthread_join(ws[i].thread, NULL);
 	t_end = now_ns();
 	elapsed = (double)(t_end - t_start) / 1e9;
+	counts_after = request_counts();
 
 	for (int i = 0; i < cfg.threads; i++) {
 		if (ws[i].err) {
@@ -1062,6 +1205,9 @@ int main(int argc, char **argv)
 
 	const char *mode = cfg.mode == MODE_STASHFS ? "stashfs" : "plain";
 	double ops_per_s = elapsed > 0 ? (double)total_ops / elapsed : 0;
+	bool big = cfg.wl == WL_READ_BIG || cfg.wl == WL_REPLACE_BIG;
+
+	per_op = requests_per_op(counts_before, counts_after, total_ops, &requests);
 
 	if (cfg.json) {
 		json_t *o = json_object();
@@ -1083,6 +1229,15 @@ int main(int argc, char **argv)
 		json_object_set_new(o, "p90_us", json_real(p90));
 		json_object_set_new(o, "p99_us", json_real(p99));
 		json_object_set_new(o, "max_us", json_real(maxus));
+		if (big) {
+			json_object_set_new(o, "bytes", json_integer((json_int_t)cfg.big_size));
+			json_object_set_new(o, "mib_per_s",
+					    json_real(ops_per_s * (double)cfg.big_size / (1 << 20)));
+		}
+		if (per_op) {
+			json_object_set_new(o, "requests_per_op", json_real(requests));
+			json_object_set(o, "requests", per_op);
+		}
 		if (cfg.wl == WL_MERGE_SHARED) {
 			json_object_set_new(o, "keys", json_integer((json_int_t)written));
 			json_object_set_new(o, "lost", json_integer(lost));
@@ -1112,6 +1267,18 @@ int main(int argc, char **argv)
 			printf(" stream_bytes=%lld", stream_bytes);
 		if (cfg.schema_enforced >= 0)
 			printf(" schema_enforced=%s", cfg.schema_enforced ? "yes" : "no");
+		if (big)
+			printf(" MiB/s=%.0f", ops_per_s * (double)cfg.big_size / (1 << 20));
+		if (per_op) {
+			const char *op;
+			json_t *v;
+
+			printf(" requests/op=%.2f (", requests);
+			json_object_foreach(per_op, op, v)
+				printf("%s%s %.2f", op == json_object_iter_key(json_object_iter(per_op)) ?
+				       "" : ", ", op, json_real_value(v));
+			putchar(')');
+		}
 		putchar('\n');
 	}
 
@@ -1121,6 +1288,9 @@ int main(int argc, char **argv)
 	}
 	free(ws);
 	free(samples);
+	json_decref(per_op);
+	json_decref(counts_before);
+	json_decref(counts_after);
 	pthread_barrier_destroy(&start_barrier);
 	return failed;
 }
