@@ -25,7 +25,7 @@ def bench_bin():
 
 def bench(directory, workload, *extra):
     r = subprocess.run([bench_bin(), "--dir", str(directory), "--workload", workload,
-                        "--ops", "200", "--json"] + list(extra),
+                        "--ops", "20" if "--size" in extra else "200", "--json"] + list(extra),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -124,3 +124,33 @@ def test_ab_bench_runs_two_builds(tmp_path):
             l.startswith("| replace |")]
     assert len(rows) == 2 and all(l.count("µs") == 2 for l in rows), r.stdout
     assert list(tmp_path.iterdir()) == []        # its temp dir is gone
+
+
+def test_bench_counts_requests_per_op(mnt):
+    """Every stashfs run reports the daemon's requests per op, read from
+    user.stash.requests: open, read and release for a 4 KiB read."""
+    out = bench(mnt.mnt, "read")
+    assert out["requests"] == {"open": 1.0, "read": 1.0, "release": 1.0}
+    assert out["requests_per_op"] == 3.0
+    rt = bench(mnt.mnt, "roundtrip")
+    assert rt["ok"] and rt["requests"] == {"getxattr": 1.0}
+
+
+def test_bench_roundtrip_needs_stashfs(tmp_path):
+    r = subprocess.run([bench_bin(), "--dir", str(tmp_path), "--workload", "roundtrip",
+                        "--ops", "10", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["unsupported"] is True and "counters" in out["reason"]
+
+
+@pytest.mark.parametrize("workload", ["read-big", "replace-big"])
+def test_bench_big_files(mnt, tmp_path, workload):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for d in (mnt.mnt, plain):
+        out = bench(d, workload, "--size", "4M")
+        assert out["ok"] and out["bytes"] == 4 << 20 and out["mib_per_s"] > 0
+    # The file the runs read and replace is whole on both sides.
+    assert os.path.getsize(mnt.path("big-0")) == 4 << 20
+    assert os.path.getsize(plain / "big-0") == 4 << 20
