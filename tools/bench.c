@@ -25,6 +25,16 @@
  * times only the read: its latencies are those of the first read after a
  * change; its ops/s counts the untimed replaces too.
  *
+ * roundtrip (stashfs only) reads user.stash.requests on the mount root:
+ * a request the daemon answers from memory and the kernel never caches, a
+ * bare FUSE round trip.  read-big and replace-big read or replace a file of
+ * --size bytes (100 MiB) in 1 MiB calls; the file is written once in setup
+ * and reused while its size fits, so reads run from hot caches.
+ *
+ * On stashfs every run reads user.stash.requests before and after and
+ * reports the daemon's requests per op by operation (untimed work, such as
+ * read-changed's replace, included).
+ *
  * It does not check performance against anything, compare runs, or repeat
  * itself: tools/compare.sh interleaves runs and takes medians.
  */
