@@ -9,11 +9,12 @@
 #
 # Mounts one stashfs, runs tools/bench WORKLOAD on it under
 # `perf record -a -g -e cpu-clock` (a software clock: it works where the
-# machine has no hardware counters), and prints the share of all CPU
-# samples by process and by user/kernel side, the daemon's syscalls per op
-# (from `perf trace -s` when it works, else skipped), and the top symbols by
-# process.  Samples cover the whole machine: on a shared machine other
-# people's processes show up as such.  Only the daemon started here is
+# machine has no hardware counters), and prints, as shares of the samples
+# of the daemon and bench together, where each spends its time (user or
+# kernel side, top symbols), then the daemon's syscalls per op (counted by
+# `strace -c -f` over a second run: strace slows it, the counts stay exact).
+# Samples cover the whole machine; other people's processes are left out
+# of the shares, and the idle share says how much the two waited.  Only the daemon started here is
 # stopped, by PID, and its mount unmounted.
 set -euo pipefail
 
@@ -58,24 +59,37 @@ cat "$WORK/bench.out"
 OPS=$(sed -n 's/.* ops=\([0-9]*\) .*/\1/p' "$WORK/bench.out")
 
 echo
-echo "CPU samples by process and side (% of all samples, both CPUs; idle = swapper):"
-perf report -i "$WORK/perf.data" --no-children --sort comm,dso -g none --percent-limit 0.5 \
-	--stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n "$TOP"
-echo
-echo "Top symbols of the daemon and of bench (% of all samples):"
-perf report -i "$WORK/perf.data" --no-children --comm stashfs,bench --sort comm,sym -g none \
-	--percent-limit 0.4 --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n "$TOP"
+echo "Samples of all processes: idle (swapper) vs daemon vs bench vs the rest (others' work):"
+# Other daemons on the machine are called stashfs too: the daemon is picked by its PID.
+share() {       # share PERF-REPORT-FILTER...: its % of all samples
+	perf report -i "$WORK/perf.data" --no-children "$@" --sort comm -g none --stdio 2>/dev/null |
+		awk '/^ +[0-9]/ { s += $1 + 0 } END { printf "%.1f", s }'
+}
+D=$(share --pid "$PID")
+BN=$(share --comm bench)
+IDLE=$(share --comm swapper)
+echo "  idle $IDLE%  this daemon $D%  bench $BN%  others $(echo "100 - $D - $BN - $IDLE" | bc)%"
+for who in "--pid $PID" "--comm bench"; do
+	echo
+	echo "${who#--}: top symbols, [k] kernel, [.] user (% of its own samples):"
+	# shellcheck disable=SC2086
+	perf report -i "$WORK/perf.data" --no-children $who --percentage relative \
+		--sort sym -g none --percent-limit 1 --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n "$TOP"
+done
 
 # The daemon's syscalls per op, counted over a second run of the same length.
-if perf trace -s -p "$PID" -o "$WORK/trace.txt" -- sleep 0.1 >/dev/null 2>&1; then
-	perf trace -s -p "$PID" -o "$WORK/trace.txt" -- \
-		"$BUILD/tools/bench" --dir "$WORK/mnt" --workload "$WL" --threads "$T" \
+if command -v strace >/dev/null; then
+	strace -c -f -p "$PID" -o "$WORK/strace.txt" &
+	SPID=$!
+	sleep 0.5
+	"$BUILD/tools/bench" --dir "$WORK/mnt" --workload "$WL" --threads "$T" \
 		--seconds "$SECS" >"$WORK/bench2.out" 2>/dev/null || true
+	kill -INT "$SPID" 2>/dev/null || true
+	wait "$SPID" 2>/dev/null || true
 	OPS2=$(sed -n 's/.* ops=\([0-9]*\) .*/\1/p' "$WORK/bench2.out")
 	echo
-	echo "Daemon syscalls per op (perf trace, $OPS2 ops, all daemon threads):"
-	awk -v ops="${OPS2:-0}" '$1 ~ /^[a-z_0-9]+$/ && $2 ~ /^[0-9]+$/ && ops > 0 {
-		n[$1] += $2 } END { for (s in n) printf "  %-20s %6.2f\n", s, n[s] / ops }' \
-		"$WORK/trace.txt" | sort -k2 -rn | head -n 15
+	echo "Daemon syscalls per op (strace -c, $OPS2 ops, all daemon threads):"
+	awk -v ops="${OPS2:-0}" 'NF >= 5 && $4 ~ /^[0-9]+$/ && ops > 0 && $NF != "total" {
+		printf "  %-18s %6.2f\n", $NF, $4 / ops }' "$WORK/strace.txt" | sort -k2 -rn | head -n 20
 fi
-echo "(first run: $OPS ops)"
+echo "(profiled run: $OPS ops)"
