@@ -4,9 +4,11 @@
 # compare.sh - stashfs next to a plain ext4 directory and next to libfuse's
 # passthrough_ll, on the same disk, with tools/bench.
 #
-# Usage: tools/compare.sh [--quick] [--out DIR]
+# Usage: tools/compare.sh [--quick] [--out DIR] [--report DIR]
 #   --quick    1 round of 0.5 s per cell (a smoke run, numbers mean little)
 #   --out DIR  where results go (default /var/tmp/stashfs-bench-results-DATE)
+#   --report DIR  run nothing: the table, JSON and plot again from the runs
+#              a previous run left in DIR (runs.jsonl, env.sh), into DIR
 # Environment: ROUNDS (3), BENCH_SECONDS (2), MERGE_SHARED_OPS (3000),
 #   BENCH_TMP (/var/tmp: the disk everything runs on), STASHFS_BUILD (build/).
 #
@@ -25,17 +27,19 @@ BENCH_SECONDS=${BENCH_SECONDS:-2}
 MERGE_SHARED_OPS=${MERGE_SHARED_OPS:-3000}
 BUILD=${STASHFS_BUILD:-$ROOT/build}
 OUT=""
+REPORT=""
 
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) ROUNDS=1; BENCH_SECONDS=0.5; MERGE_SHARED_OPS=300 ;;
 	--out) OUT=$2; shift ;;
+	--report) REPORT=$(cd "$2" && pwd); shift ;;
 	-h|--help) sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
 done
-OUT=${OUT:-/var/tmp/stashfs-bench-results-$(date +%Y%m%d-%H%M%S)}
+OUT=${OUT:-${REPORT:-/var/tmp/stashfs-bench-results-$(date +%Y%m%d-%H%M%S)}}
 
 log() { printf '== %s\n' "$*" >&2; }
 
@@ -56,6 +60,7 @@ need_pkg 'command -v pkg-config' pkg-config
 need_pkg 'command -v fusermount3' fuse3
 need_pkg 'command -v python3' python3
 
+if [ -z "$REPORT" ]; then
 log "building stashfs and bench in $BUILD"
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" "$ROOT" >/dev/null
 ninja -C "$BUILD" fs/stashfs tools/bench >/dev/null
@@ -206,6 +211,16 @@ KERNEL=$(uname -r)
 CPU=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 FUSEVER=$(pkg-config --modversion fuse3)
 export NPROC KERNEL CPU FUSEVER
+cp "$RESULTS" "$OUT/runs.jsonl"
+# What the report needs to be made again from runs.jsonl (--report).
+for v in ROUNDS BENCH_SECONDS MERGE_SHARED_OPS REV FSTYPE FSSRC FSOPTS NPROC KERNEL CPU FUSEVER ST_HWM; do
+	printf 'export %s=%q\n' "$v" "${!v}"
+done >"$OUT/env.sh"
+else
+	# shellcheck disable=SC1091
+	source "$REPORT/env.sh"
+	RESULTS=$REPORT/runs.jsonl
+fi
 python3 - "$RESULTS" "$OUT" <<'PY'
 import json, os, statistics, sys
 from collections import defaultdict
@@ -270,8 +285,11 @@ lines.append("| workload | T | ext4 ops/s | passthrough_ll ops/s | stashfs ops/s
 lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 # A row's floor: its FUSE requests, each a bare round trip (the roundtrip
-# row's p50), plus what the careful client pays on ext4 for the same thing.
-RT = med(("roundtrip", 1, "stashfs"), "p50_us")
+# row's p50 at the same thread count, else at 1 thread), plus what the
+# careful client pays on ext4 for the same thing.
+def rt(t):
+    v = med(("roundtrip", t, "stashfs"), "p50_us")
+    return v if isinstance(v, (int, float)) else med(("roundtrip", 1, "stashfs"), "p50_us")
 
 def requests(wl, t):
     rs = [r["requests_per_op"] for r in cells.get((wl, t, "stashfs"), []) if "requests_per_op" in r]
@@ -285,9 +303,9 @@ def floor(wl, t):
         own = med(("merge", t, "ext4"), "p50_us")     # the careful client has no such hook
     if wl == "roundtrip":
         own = 0.0
-    if not isinstance(RT, (int, float)) or req is None or not isinstance(own, (int, float)):
+    if not isinstance(rt(t), (int, float)) or req is None or not isinstance(own, (int, float)):
         return None
-    return req * RT + own
+    return req * rt(t) + own
 medians = []
 for wl, t in order:
     v = {s: med((wl, t, s)) for s in SYS}
@@ -350,7 +368,8 @@ for wl, t in order:
     lines.append(f"| {t} | " + " | ".join(row) + " |")
 lines.append("")
 lines.append("max spread = largest (max-min)/median of ops/s over the rounds of one system in that row. "
-             f"floor = requests/op × the bare round trip (roundtrip row, T=1: {lat(RT)} µs) + ext4's p50 "
+             f"floor = requests/op × the bare round trip (roundtrip row at the same T, or at T=1 where "
+             f"there is none: {lat(rt(1))} µs at T=1, {lat(rt(2))} µs at T=2) + ext4's p50 "
              "(the careful client's own cost; merge's for merge-schema/merge-stream). requests/op counts "
              "what the daemon saw during the run (user.stash.requests), read-changed's untimed replace included "
              "(its floor counts the read's requests only).")
@@ -447,5 +466,4 @@ plot "$OUT/plot.dat" using 2:xtic(1) title "ext4 (careful client)", \
      "" using 4 title "stashfs sync=never", \
      "" using 5 title "stashfs sync=always"
 EOF
-cp "$RESULTS" "$OUT/runs.jsonl"
 log "results: $OUT/table.md $OUT/results.json $OUT/plot.png"

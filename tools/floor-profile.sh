@@ -4,7 +4,8 @@
 # floor-profile.sh - where a benchmark row's time goes beyond its floor.
 #
 # Usage: tools/floor-profile.sh WORKLOAD [THREADS] [SECONDS]
-# Environment: STASHFS_BUILD (build/), BENCH_TMP (/var/tmp), STASHFS_OPTS
+# Environment: STASHFS_BUILD (build/), BENCH_TMP (/var/tmp), BENCH_ARGS (more
+#   bench arguments, e.g. "--size 1G"), STASHFS_OPTS
 #   (sync=never,max_size=2G), TOP (25 rows).
 #
 # Mounts one stashfs, runs tools/bench WORKLOAD on it under
@@ -51,9 +52,9 @@ done
 mountpoint -q "$WORK/mnt" || { echo "floor-profile.sh: no mount" >&2; exit 1; }
 
 # One untimed run first, so files exist and caches are warm.
-"$BUILD/tools/bench" --dir "$WORK/mnt" --workload "$WL" --threads "$T" --seconds 0.5 >/dev/null
+"$BUILD/tools/bench" --dir "$WORK/mnt" --workload "$WL" --threads "$T" ${BENCH_ARGS:-} --seconds 0.5 >/dev/null
 perf record -q -a -g -e cpu-clock -o "$WORK/perf.data" -- \
-	"$BUILD/tools/bench" --dir "$WORK/mnt" --workload "$WL" --threads "$T" --seconds "$SECS" \
+	"$BUILD/tools/bench" --dir "$WORK/mnt" --workload "$WL" --threads "$T" ${BENCH_ARGS:-} --seconds "$SECS" \
 	>"$WORK/bench.out" 2>/dev/null
 cat "$WORK/bench.out"
 OPS=$(sed -n 's/.* ops=\([0-9]*\) .*/\1/p' "$WORK/bench.out")
@@ -82,7 +83,7 @@ if command -v strace >/dev/null; then
 	strace -c -f -p "$PID" -o "$WORK/strace.txt" &
 	SPID=$!
 	sleep 0.5
-	"$BUILD/tools/bench" --dir "$WORK/mnt" --workload "$WL" --threads "$T" \
+	"$BUILD/tools/bench" --dir "$WORK/mnt" --workload "$WL" --threads "$T" ${BENCH_ARGS:-} \
 		--seconds "$SECS" >"$WORK/bench2.out" 2>/dev/null || true
 	kill -INT "$SPID" 2>/dev/null || true
 	wait "$SPID" 2>/dev/null || true

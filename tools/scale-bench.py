@@ -3,6 +3,7 @@
 """Scale: a store of many stashes and directories, a big stash, a big stream.
 
     tools/scale-bench.py [--stashes 100000] [--dirs 10000] [--build build]
+                         [--sync never|always]
 
 Prints mount time, daemon RSS (idle, and after reading every stash once),
 the time of a full readdir and of cold and warm lookups, a 100 MiB stash
@@ -21,6 +22,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--stashes", type=int, default=100000)
 ap.add_argument("--dirs", type=int, default=10000)
 ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
+ap.add_argument("--sync", choices=("never", "always"), default="never",
+                help="the daemon's -o sync= (always: the 100 MiB replace waits for the disk)")
 a = ap.parse_args()
 
 top = tempfile.mkdtemp(prefix="stashfs-scale.", dir="/var/tmp")
@@ -61,11 +64,11 @@ def timed(fn):
 
 
 t = time.perf_counter()
-daemon = subprocess.Popen([os.path.join(a.build, "fs", "stashfs"), "-f", "-o", "sync=never,max_size=2G",
+daemon = subprocess.Popen([os.path.join(a.build, "fs", "stashfs"), "-f", "-o", "sync=%s,max_size=2G" % a.sync,
                            backing, mnt], stderr=subprocess.DEVNULL)
 while not os.path.ismount(mnt):
     time.sleep(0.002)
-print("store: %d stashes in one directory, %d directories" % (a.stashes, a.dirs))
+print("store: %d stashes in one directory, %d directories, sync=%s" % (a.stashes, a.dirs, a.sync))
 print("mount: %.3f s" % (time.perf_counter() - t))
 time.sleep(2)       # the start-up scan runs in the background
 print("daemon RSS idle: %.1f MiB" % rss(daemon.pid))
