@@ -440,7 +440,7 @@ with open(os.path.join(out, "plot.dat"), "w") as f:
         vals = [med((wl, t, s)) for s in SYS]
         if not any(isinstance(x, (int, float)) for x in vals):
             continue
-        f.write(f"{wl}/T{t} " + " ".join(f"{x:.1f}" if isinstance(x, (int, float)) else "?"
+        f.write(f"{wl.replace(' ', '-')}/T{t} " + " ".join(f"{x:.1f}" if isinstance(x, (int, float)) else "?"
                                           for x in vals) + "\n")
 sys.stdout.write(table)
 PY
