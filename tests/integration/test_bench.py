@@ -130,8 +130,11 @@ def test_bench_counts_requests_per_op(mnt):
     """Every stashfs run reports the daemon's requests per op, read from
     user.stash.requests: open, read and release for a 4 KiB read."""
     out = bench(mnt.mnt, "read")
-    assert out["requests"] == {"open": 1.0, "read": 1.0, "release": 1.0}
-    assert out["requests_per_op"] == 3.0
+    req = out["requests"]
+    assert req["open"] == req["read"] == req["release"] == 1.0
+    # At most a lookup or two of the file bench made in its setup.
+    assert set(req) <= {"open", "read", "release", "lookup"} and req.get("lookup", 0) <= 0.01
+    assert 3.0 <= out["requests_per_op"] <= 3.01
     rt = bench(mnt.mnt, "roundtrip")
     assert rt["ok"] and rt["requests"] == {"getxattr": 1.0}
 
