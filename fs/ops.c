@@ -116,6 +116,16 @@ void stashfs_nodes_destroy(struct stashfs *fs)
 	for (size_t b = 0; fs->ino_hash && b < fs->nbuckets; b++) {
 		for (struct node *n = fs->ino_hash[b], *next; n; n = next) {
 			next = n->ino_next;
+			/*
+			 * A release the kernel had not sent when the session
+			 * ended (an unmount racing the last close): its file
+			 * is closed here, nothing more is committed.
+			 */
+			for (struct fh *h = n->handles, *hn; h; h = hn) {
+				hn = h->next;
+				stash_file_close(h->f);
+				free(h);
+			}
 			if (n != &fs->root)
 				node_free(n);
 		}
