@@ -122,6 +122,9 @@ struct stash_dir {
 
 /* ---- small helpers ---------------------------------------------------- */
 
+/* For futimens: a change that commits nothing still moves mtime (and ctime). */
+static const struct timespec mtime_now[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_NOW } };
+
 static int sys_openat2(int dirfd, const char *path, int flags, mode_t mode)
 {
 	struct open_how how = {
@@ -137,9 +140,51 @@ static int sys_openat2(int dirfd, const char *path, int flags, mode_t mode)
 	return fd < 0 ? -errno : (int)fd;
 }
 
+/*
+ * Open the first @len bytes of @path beneath the backing root.  One openat2
+ * takes less than PATH_MAX bytes, and a store path may be longer (a deep
+ * directory plus a long relative path): a longer one is resolved in pieces,
+ * each from the directory the one before opened and under the same rules,
+ * so no symlink is followed and nothing above the root is reached.
+ */
+static int open_beneath_n(struct stash_store *st, const char *path, size_t len, int flags,
+			  mode_t mode)
+{
+	char piece[PATH_MAX];
+	int dirfd = st->root_fd, fd;
+
+	while (len >= sizeof(piece)) {
+		size_t cut = sizeof(piece) - 1;
+
+		while (cut && path[cut] != '/')
+			cut--;
+		if (!cut) {
+			fd = -ENAMETOOLONG;     /* no component is that long */
+			goto out;
+		}
+		memcpy(piece, path, cut);
+		piece[cut] = '\0';
+		fd = sys_openat2(dirfd, piece, O_PATH | O_DIRECTORY, 0);
+		if (fd < 0)
+			goto out;
+		if (dirfd != st->root_fd)
+			close(dirfd);
+		dirfd = fd;
+		path += cut + 1;
+		len -= cut + 1;
+	}
+	memcpy(piece, path, len);
+	piece[len] = '\0';
+	fd = sys_openat2(dirfd, len ? piece : ".", flags, mode);
+out:
+	if (dirfd != st->root_fd)
+		close(dirfd);
+	return fd;
+}
+
 int store_open_beneath(struct stash_store *st, const char *path, int flags, mode_t mode)
 {
-	return sys_openat2(st->root_fd, *path ? path : ".", flags, mode);
+	return open_beneath_n(st, path, strlen(path), flags, mode);
 }
 
 /*
@@ -149,20 +194,10 @@ int store_open_beneath(struct stash_store *st, const char *path, int flags, mode
 static int open_parent(struct stash_store *st, const char *path, const char **leaf)
 {
 	const char *slash = strrchr(path, '/');
-	char dir[PATH_MAX];
-	size_t n;
 
-	if (!slash) {
-		*leaf = path;
-		return store_open_beneath(st, "", O_PATH | O_DIRECTORY, 0);
-	}
-	n = (size_t)(slash - path);
-	if (n >= sizeof(dir))
-		return -ENAMETOOLONG;
-	memcpy(dir, path, n);
-	dir[n] = '\0';
-	*leaf = slash + 1;
-	return store_open_beneath(st, dir, O_PATH | O_DIRECTORY, 0);
+	*leaf = slash ? slash + 1 : path;
+	return open_beneath_n(st, path, slash ? (size_t)(slash - path) : 0,
+			      O_PATH | O_DIRECTORY, 0);
 }
 
 static int remove_path(struct stash_store *st, const char *path, int flags)
@@ -578,7 +613,8 @@ static int pending_pwrite(struct stash_store *st, struct pending *p, const void 
 		}
 		if ((size_t)off > p->len)
 			memset(p->mem + p->len, 0, (size_t)off - p->len);
-		memcpy(p->mem + off, buf, size);
+		if (size)       /* p->mem may still be NULL for an empty write */
+			memcpy(p->mem + off, buf, size);
 	}
 	if (end > p->len)
 		p->len = end;
@@ -597,11 +633,6 @@ static int pending_truncate(struct stash_store *st, struct pending *p, size_t si
 		if (ftruncate(p->fd, (off_t)size) < 0)
 			return -errno;
 	} else if (size > p->len) {
-		static const char zero[1];
-		int r = pending_pwrite(st, p, zero, 0, 0);
-
-		if (r < 0)
-			return r;
 		if (size > p->cap) {
 			char *m = realloc(p->mem, size);
 
@@ -686,8 +717,6 @@ int stash_store_classify(const char *path)
 
 	if (len == 0)
 		return STASH_KIND_DIR;
-	if (len >= PATH_MAX)
-		return -ENAMETOOLONG;
 	leaf = leaf ? leaf + 1 : path;
 	if (strlen(leaf) > NAME_MAX)
 		return -ENAMETOOLONG;
@@ -1254,14 +1283,13 @@ static const char *const default_names[] = { XATTR_SCHEMA, XATTR_PERSISTENT, XAT
 static void ancestor_defaults(struct stash_store *st, const char *path,
 			      char value[DEFAULT_COUNT][512], ssize_t len[DEFAULT_COUNT])
 {
-	char dir[PATH_MAX];
+	char *dir = strdup(path);
 	size_t left = DEFAULT_COUNT;
 
 	for (size_t i = 0; i < DEFAULT_COUNT; i++)
 		len[i] = -1;
 	/* One pass up the ancestors; each name stops at its nearest setting. */
-	snprintf(dir, sizeof(dir), "%s", path);
-	while (left) {
+	while (dir && left) {
 		char *slash = strrchr(dir, '/');
 		int dfd;
 
@@ -1284,6 +1312,7 @@ static void ancestor_defaults(struct stash_store *st, const char *path,
 		if (!dir[0])
 			break;
 	}
+	free(dir);
 }
 
 /* Copy the directory defaults onto a new object. */
@@ -1693,11 +1722,21 @@ int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 		return -errno;
 	if (mkdirat(fd, leaf, mode & 07777) < 0) {
 		r = -errno;
-	} else if (who) {
+	} else {
 		int sub = openat(fd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
 		if (sub >= 0) {
-			if (fchown(sub, who->uid, who->gid) < 0 && errno != EPERM)
+			struct stat sb;
+
+			/*
+			 * The kernel already applied the caller's umask to @mode;
+			 * mkdirat applied the daemon's too, so set the mode asked
+			 * for (keeping a setgid bit inherited from the parent).
+			 */
+			if (fstat(sub, &sb) < 0 ||
+			    fchmod(sub, (mode & 07777) | (sb.st_mode & S_ISGID)) < 0)
+				r = -errno;
+			if (!r && who && fchown(sub, who->uid, who->gid) < 0 && errno != EPERM)
 				r = -errno;
 			close(sub);
 		}
@@ -2019,6 +2058,9 @@ int stash_store_truncate(struct stash_store *st, const char *path, off_t size,
 			stash_error_set(err, EPERM, "%s is an append-only stream", path);
 	} else if (size != sb.st_size) {
 		r = commit_truncated(st, bpath, fd, sb.st_size, size, who, &v, err);
+	} else {
+		/* Nothing to commit, but truncate(2) still marks the file changed. */
+		r = futimens(fd, mtime_now) < 0 ? -errno : 0;
 	}
 	close(fd);
 out:
@@ -2800,6 +2842,9 @@ opened:
 	if (writable && (flags & O_TRUNC) && kind == STASH_KIND_STASH) {
 		f->mode = PENDING_FULL;
 		f->dirty = f->base_size != 0;
+		/* Emptying an empty stash commits nothing, but O_TRUNC still marks it changed. */
+		if (!f->dirty && f->base_fd >= 0)
+			(void)futimens(f->base_fd, mtime_now);
 	}
 	*out = f;
 	return 0;

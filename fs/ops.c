@@ -183,6 +183,22 @@ static void node_set_name(struct stashfs *fs, struct node *n, struct node *paren
 	fs->name_hash[b] = n;
 }
 
+/*
+ * Give the unnamed node @n the name @name in @parent.  Holds fs->lock.  Out
+ * of memory, it stays unnamed: lookups of it fail with ENOENT.
+ */
+static void node_move(struct stashfs *fs, struct node *n, struct node *parent,
+		      const char *name)
+{
+	char *copy = strdup(name);
+
+	if (!copy)
+		return;
+	parent->refs++;
+	n->parent->refs--;
+	node_set_name(fs, n, parent, copy);
+}
+
 /* Free @n and its now-unused ancestors.  Caller holds fs->lock. */
 static void node_maybe_free(struct stashfs *fs, struct node *n)
 {
@@ -235,54 +251,66 @@ static struct node *node_get(struct stashfs *fs, struct node *parent, const char
 	return n;
 }
 
-/* Build the store path of @n into @buf.  Holds fs->lock.  -ENOENT if unlinked. */
-static int node_path(struct stashfs *fs, struct node *n, char *buf, size_t size)
+/*
+ * The store path of @n, joined with @name when given, into a new string
+ * (*@out, the caller frees it).  Holds fs->lock.  -ENOENT if unlinked.  No
+ * length limit: a path from the root may exceed PATH_MAX, core resolves it.
+ */
+static int node_path(struct stashfs *fs, const struct node *n, const char *name, char **out)
 {
-	const struct node *chain[PATH_MAX / 2];
-	size_t depth = 0, len = 0;
+	size_t len = name ? strlen(name) : 0, at;
+	const struct node *m;
+	char *buf;
 
-	for (; n != &fs->root; n = n->parent) {
-		if (!n->name || depth == sizeof(chain) / sizeof(chain[0]))
+	for (m = n; m != &fs->root; m = m->parent) {
+		if (!m->name)
 			return -ENOENT;
-		chain[depth++] = n;
+		len += strlen(m->name) + (len ? 1 : 0);
 	}
-	buf[0] = '\0';
-	while (depth--) {
-		size_t l = strlen(chain[depth]->name);
+	buf = malloc(len + 1);
+	if (!buf)
+		return -ENOMEM;
+	at = len;
+	buf[at] = '\0';
+	if (name) {
+		at -= strlen(name);
+		memcpy(buf + at, name, strlen(name));
+	}
+	for (m = n; m != &fs->root; m = m->parent) {
+		size_t l = strlen(m->name);
 
-		if (len + l + 2 > size)
-			return -ENAMETOOLONG;
-		if (len)
-			buf[len++] = '/';
-		memcpy(buf + len, chain[depth]->name, l + 1);
-		len += l;
+		if (at < len)
+			buf[--at] = '/';
+		at -= l;
+		memcpy(buf + at, m->name, l);
 	}
+	*out = buf;
 	return 0;
 }
 
-/* Path of inode @ino, optionally joined with @name. */
-static int ino_path(struct stashfs *fs, fuse_ino_t ino, const char *name, char *buf,
-		    size_t size, struct node **out)
+/* Path of inode @ino, optionally joined with @name, into a new string. */
+static int ino_path(struct stashfs *fs, fuse_ino_t ino, const char *name, char **path,
+		    struct node **out)
 {
 	struct node *n;
 	int r;
 
 	pthread_mutex_lock(&fs->lock);
 	n = node_by_ino(fs, ino);
-	r = n ? node_path(fs, n, buf, size) : -ENOENT;
-	if (r == 0 && name) {
-		size_t len = strlen(buf);
-
-		if (len + strlen(name) + 2 > size)
-			r = -ENAMETOOLONG;
-		else
-			snprintf(buf + len, size - len, "%s%s", len ? "/" : "", name);
-	}
+	r = n ? node_path(fs, n, name, path) : -ENOENT;
 	if (out)
 		*out = n;
 	pthread_mutex_unlock(&fs->lock);
 	return r;
 }
+
+static void path_free(char **path)
+{
+	free(*path);
+}
+
+/* A store path for the length of one operation, freed when it ends. */
+#define REQ_PATH(v) char *v __attribute__((cleanup(path_free))) = NULL
 
 /* ---- cache invalidation ----------------------------------------------- */
 
@@ -353,12 +381,12 @@ static void fill_attr(struct stashfs *fs, struct stat *sb, const struct node *n)
 static int do_lookup(struct stashfs *fs, fuse_ino_t parent, const char *name,
 		     struct fuse_entry_param *e)
 {
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	struct node *p, *n;
 	time_t expires;
 	int kind, r;
 
-	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+	r = ino_path(fs, parent, name, &path, NULL);
 	if (r < 0)
 		return r;
 	kind = stash_store_classify(path);
@@ -538,7 +566,7 @@ static void handles_renamed(struct node *n, const char *path)
 static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	struct node *n = NULL;
 	struct fh *h = NULL;
 	struct stat sb;
@@ -551,7 +579,7 @@ static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 		n = h->node;
 		h = NULL;
 	} else {
-		r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
+		r = ino_path(fs, ino, NULL, &path, &n);
 		/* fstat comes without a handle: the writer's own, or an unlinked file's. */
 		if (n)
 			h = fh_get(fs, n, fuse_req_ctx(req)->pid, r == -ENOENT);
@@ -632,14 +660,14 @@ static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr
 	struct stashfs *fs = fs_of(req);
 	struct stash_error err;
 	struct stash_caller who;
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	struct node *n;
 	struct fh *h = NULL, *mine = fi ? (struct fh *)(uintptr_t)fi->fh : NULL;
 	int r, w;
 
 	stash_error_clear(&err);
 	caller_of(req, &who);
-	r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
+	r = ino_path(fs, ino, NULL, &path, &n);
 	if (mine && mine->writer)
 		h = mine;
 	else if (!mine && n)
@@ -701,11 +729,11 @@ static void stashfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name
 	struct stashfs *fs = fs_of(req);
 	struct fuse_entry_param e;
 	struct stash_caller who;
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	int r;
 
 	caller_of(req, &who);
-	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+	r = ino_path(fs, parent, name, &path, NULL);
 	if (r == 0)
 		r = stash_store_mkdir(fs->store, path, mode, &who);
 	if (r == 0)
@@ -736,12 +764,12 @@ static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *nam
 	struct stashfs *fs = fs_of(req);
 	struct stash_error err;
 	struct stash_caller who;
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	int r;
 
 	stash_error_clear(&err);
 	caller_of(req, &who);
-	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+	r = ino_path(fs, parent, name, &path, NULL);
 	if (r == 0)
 		r = stash_store_unlink(fs->store, path, &who, &err);
 	if (r == 0)
@@ -752,8 +780,8 @@ static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *nam
 static void stashfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct stashfs *fs = fs_of(req);
-	char path[PATH_MAX];
-	int r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+	REQ_PATH(path);
+	int r = ino_path(fs, parent, name, &path, NULL);
 
 	if (r == 0)
 		r = stash_store_rmdir(fs->store, path);
@@ -766,7 +794,8 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 			      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct stashfs *fs = fs_of(req);
-	char from[PATH_MAX], to[PATH_MAX];
+	REQ_PATH(from);
+	REQ_PATH(to);
 	struct stash_error err;
 	struct stash_caller who;
 	struct node *p, *np, *n, *victim;
@@ -774,9 +803,9 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 
 	stash_error_clear(&err);
 	caller_of(req, &who);
-	r = ino_path(fs, parent, name, from, sizeof(from), NULL);
+	r = ino_path(fs, parent, name, &from, NULL);
 	if (r == 0)
-		r = ino_path(fs, newparent, newname, to, sizeof(to), NULL);
+		r = ino_path(fs, newparent, newname, &to, NULL);
 	if (r == 0)
 		r = stash_store_rename(fs->store, from, to, flags, &who, &err);
 	if (r < 0) {
@@ -790,27 +819,29 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 	n = p ? node_by_name(fs, p, name) : NULL;
 	victim = np ? node_by_name(fs, np, newname) : NULL;
 	if (flags & RENAME_EXCHANGE) {
-		/* Both stay known, under each other's names. */
-		if (n)
+		/* The two trade names, as the kernel's entries just did (writers too). */
+		if (n) {
+			handles_renamed(n, to);
 			node_unname(fs, n);
-		if (victim)
+		}
+		if (victim) {
+			handles_renamed(victim, from);
 			node_unname(fs, victim);
+		}
+		if (n && np)
+			node_move(fs, n, np, newname);
+		if (victim && p)
+			node_move(fs, victim, p, name);
 	} else {
 		if (victim && victim != n) {
 			handles_renamed(victim, NULL);
 			node_unname(fs, victim);
 		}
 		if (n && np) {
-			char *copy = strdup(newname);
-
 			/* Its writers commit under the new name, as on a local filesystem. */
 			handles_renamed(n, to);
 			node_unname(fs, n);
-			if (copy) {
-				np->refs++;
-				p->refs--;
-				node_set_name(fs, n, np, copy);
-			}
+			node_move(fs, n, np, newname);
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -835,10 +866,42 @@ static void stashfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t pare
 	stashfs_op_refuse_entry(req);
 }
 
+/* A regular file from mknod is an empty stash, as on ext4; nothing else is offered. */
 static void stashfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 			     mode_t mode, dev_t rdev)
 {
-	stashfs_op_refuse_entry(req);
+	struct stashfs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct stash_error err;
+	struct stash_caller who;
+	struct stash_file *f;
+	REQ_PATH(path);
+	int kind, r;
+
+	if (!S_ISREG(mode))
+		return stashfs_op_refuse_entry(req);
+	stash_error_clear(&err);
+	caller_of(req, &who);
+	r = ino_path(fs, parent, name, &path, NULL);
+	kind = r < 0 ? r : stash_store_classify(path);
+	if (kind < 0)
+		return reply_err(req, kind);
+	if (kind != STASH_KIND_STASH && kind != STASH_KIND_STREAM)
+		return stashfs_op_refuse_entry(req);
+	r = stash_file_open(fs->store, path, O_WRONLY | O_CREAT | O_EXCL | O_TRUNC, mode & 07777,
+			    &who, &f, &err);
+	if (r == 0) {
+		r = stash_file_commit(f, STASH_COMMIT_LAST, &who, &err);
+		stash_file_close(f);
+	}
+	if (r == 0)
+		r = do_lookup(fs, parent, name, &e);
+	if (r < 0) {
+		if (err.code)
+			log_refusal("mknod", path, r, &err);
+		return reply_err(req, r);
+	}
+	fuse_reply_entry(req, &e);
 }
 
 /*
@@ -912,9 +975,9 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct node *n, const char *p
 static void stashfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	struct node *n;
-	int r = ino_path(fs, ino, NULL, path, sizeof(path), &n);
+	int r = ino_path(fs, ino, NULL, &path, &n);
 
 	if (r == 0)
 		r = do_open(req, ino, n, path, fi->flags, 0, fi);
@@ -928,12 +991,12 @@ static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *nam
 {
 	struct stashfs *fs = fs_of(req);
 	struct fuse_entry_param e;
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	struct node *p, *n = NULL;
 	struct fh *h = NULL;
 	int kind, r;
 
-	r = ino_path(fs, parent, name, path, sizeof(path), NULL);
+	r = ino_path(fs, parent, name, &path, NULL);
 	if (r < 0)
 		return reply_err(req, r);
 	kind = stash_store_classify(path);
@@ -1208,9 +1271,9 @@ static void stashfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 static void stashfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	struct stash_dir *d;
-	int r = ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+	int r = ino_path(fs, ino, NULL, &path, NULL);
 
 	if (r == 0)
 		r = stash_dir_open(fs->store, path, &d);
@@ -1269,7 +1332,7 @@ static void stashfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name
 	struct stashfs *fs = fs_of(req);
 	struct stash_caller who;
 	struct stash_error err;
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	int r;
 
 	stash_error_clear(&err);
@@ -1277,7 +1340,7 @@ static void stashfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name
 		caller_with_groups(req, &who);
 	else
 		caller_of(req, &who);   /* cp -a, rsync -X: no /proc read per file */
-	r = ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+	r = ino_path(fs, ino, NULL, &path, NULL);
 	if (r == 0)
 		r = stash_store_setxattr(fs->store, path, name, value, size, flags, &who, &err);
 	if (r < 0 && err.code)
@@ -1299,9 +1362,9 @@ static void reply_xattr_value(fuse_req_t req, const char *buf, int r, size_t siz
 static void stashfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct stashfs *fs = fs_of(req);
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	char *buf = size ? malloc(size) : NULL;
-	int r = size && !buf ? -ENOMEM : ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+	int r = size && !buf ? -ENOMEM : ino_path(fs, ino, NULL, &path, NULL);
 
 	if (r == 0)
 		r = stash_store_getxattr(fs->store, path, name, buf, size);
@@ -1312,9 +1375,9 @@ static void stashfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name
 static void stashfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct stashfs *fs = fs_of(req);
-	char path[PATH_MAX];
+	REQ_PATH(path);
 	char *buf = size ? malloc(size) : NULL;
-	int r = size && !buf ? -ENOMEM : ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+	int r = size && !buf ? -ENOMEM : ino_path(fs, ino, NULL, &path, NULL);
 
 	if (r == 0)
 		r = stash_store_listxattr(fs->store, path, buf, size);
@@ -1325,8 +1388,8 @@ static void stashfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void stashfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct stashfs *fs = fs_of(req);
-	char path[PATH_MAX];
-	int r = ino_path(fs, ino, NULL, path, sizeof(path), NULL);
+	REQ_PATH(path);
+	int r = ino_path(fs, ino, NULL, &path, NULL);
 
 	if (r == 0)
 		r = stash_store_removexattr(fs->store, path, name);
@@ -1371,10 +1434,13 @@ static void expired(void *ctx, const char *path)
 {
 	struct stashfs *fs = ctx;
 	struct node *n = &fs->root;
-	char buf[PATH_MAX], *comp, *save = NULL, *leaf = NULL;
+	REQ_PATH(buf);
+	char *comp, *save = NULL, *leaf = NULL;
 	fuse_ino_t parent = 0;
 
-	snprintf(buf, sizeof(buf), "%s", path);
+	buf = strdup(path);
+	if (!buf)
+		return;
 	pthread_mutex_lock(&fs->lock);
 	for (comp = strtok_r(buf, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
 		if (leaf && !(n = node_by_name(fs, n, leaf)))
