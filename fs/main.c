@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs.h"
@@ -297,12 +298,98 @@ static char *default_backing(void)
 
 static int use_syslog;
 
-static void log_func(enum fuse_log_level level, const char *fmt, va_list ap)
+/*
+ * A client that repeats a refused operation must not flood the log: the
+ * first line of each text is written, repeats of it within LOG_WINDOW
+ * seconds are only counted, and one line says how many there were when the
+ * window is over (written with the next message, or at exit).  Debug
+ * traces (-d) pass untouched.
+ */
+#define LOG_SLOTS 256
+#define LOG_WINDOW 10
+
+struct log_slot {
+	uint64_t hash;          /* of the text; 0 = free */
+	time_t start;           /* when the text was last written */
+	unsigned long repeats;  /* lines held back since */
+	int level;
+	char text[200];         /* its beginning, for the summary line */
+};
+
+static struct log_slot log_slots[LOG_SLOTS];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void log_line(int level, const char *text)
 {
 	if (use_syslog)
-		vsyslog((int)level, fmt, ap);
+		syslog(level, "%s", text);
 	else
-		vfprintf(stderr, fmt, ap);
+		fputs(text, stderr);
+}
+
+static void log_summary(struct log_slot *s, time_t now)
+{
+	const char *text = s->text;
+	char line[320];
+
+	if (!s->repeats)
+		return;
+	if (strncmp(text, "stashfs: ", 9) == 0)
+		text += 9;
+	snprintf(line, sizeof(line), "stashfs: repeated %lu more times in %lld s: %.*s\n",
+		 s->repeats, (long long)(now - s->start), (int)strcspn(text, "\n"), text);
+	log_line(s->level, line);
+	s->repeats = 0;
+}
+
+/* Write the counts of windows that are over (all of them when @all). */
+static void log_flush(time_t now, bool all)
+{
+	for (size_t i = 0; i < LOG_SLOTS; i++) {
+		struct log_slot *s = &log_slots[i];
+
+		if (s->hash && (all || now - s->start >= LOG_WINDOW)) {
+			log_summary(s, now);
+			s->hash = 0;
+		}
+	}
+}
+
+static void log_func(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char text[1024];
+	uint64_t h = 1469598103934665603ull;
+	time_t now = time(NULL);
+	struct log_slot *s;
+	size_t len;
+
+	if (level >= FUSE_LOG_DEBUG) {
+		if (use_syslog)
+			vsyslog((int)level, fmt, ap);
+		else
+			vfprintf(stderr, fmt, ap);
+		return;
+	}
+	vsnprintf(text, sizeof(text), fmt, ap);
+	for (const char *c = text; *c; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211ull;
+	h |= 1;
+	pthread_mutex_lock(&log_lock);
+	log_flush(now, false);
+	s = &log_slots[h % LOG_SLOTS];
+	if (s->hash == h) {
+		s->repeats++;
+	} else {
+		log_summary(s, now);    /* another text took the slot */
+		s->hash = h;
+		s->start = now;
+		s->level = (int)level;
+		len = strnlen(text, sizeof(s->text) - 1);
+		memcpy(s->text, text, len);
+		s->text[len] = '\0';
+		log_line((int)level, text);
+	}
+	pthread_mutex_unlock(&log_lock);
 }
 
 int main(int argc, char *argv[])
@@ -421,6 +508,9 @@ out_nodes:
 out_store:
 	stash_store_close(fs.store);
 out:
+	pthread_mutex_lock(&log_lock);
+	log_flush(time(NULL), true);
+	pthread_mutex_unlock(&log_lock);
 	free(fo.mountpoint);
 	free(backing);
 	free(c.backing);
