@@ -169,6 +169,7 @@ class Plain(Side):
         self.nshadow = 0
         self.objects = {}           # inode of the committed file -> object id
         self.next_obj = 1
+        self.gen = {}               # object id -> commits since it appeared
 
     def obj_of(self, ino):
         if ino not in self.objects:
@@ -208,6 +209,7 @@ class Plain(Side):
         finally:
             os.close(fd)
         self.rename(tmp, path, 0)
+        self.gen[obj] = self.gen.get(obj, 0) + 1
         self.objects.pop(st.st_ino, None)
         self.objects[self.call(os.stat, path).st_ino] = obj
 
@@ -336,6 +338,7 @@ class Model:
         h = Handle(path, flags, a[1], pfd, writer, obj, created, base)
         h.whole = whole if writer else None
         h.id = self.step
+        h.gen = self.p.gen.get(obj, 0)
         self.handles.append(h)
 
     def pick_handle(self):
@@ -369,10 +372,18 @@ class Model:
         self.same("pread %r" % h.path, outcome(os.pread, h.sfd, size, off),
                   outcome(os.pread, h.pfd, size, off))
 
+    def replaced(self, h):
+        """Documented: the kernel keeps one size per inode, so a reader's
+        fstat and SEEK_END show the name's committed size once another
+        version replaced the one it reads (its reads keep the snapshot)."""
+        return not h.writer and self.p.gen.get(h.obj, 0) != h.gen
+
     def op_lseek_end(self):
         h = self.pick_handle()
-        if not h or (h.writer and not OPEN_FILES_AS_EXT4):
+        if not h or (h.writer and not OPEN_FILES_AS_EXT4) or self.replaced(h):
             return
+        if stat.S_ISDIR(os.fstat(h.pfd).st_mode):
+            return      # directory offsets are the file system's own cookies
         self.note("lseek #%d %r SEEK_END" % (h.id, h.path))
         self.same("lseek(SEEK_END) %r" % h.path, outcome(os.lseek, h.sfd, 0, os.SEEK_END),
                   outcome(os.lseek, h.pfd, 0, os.SEEK_END))
@@ -390,7 +401,7 @@ class Model:
         h = self.pick_handle()
         if not h:
             return
-        if not OPEN_FILES_AS_EXT4 and (h.writer or h.moved):
+        if not OPEN_FILES_AS_EXT4 and (h.writer or h.moved) or self.replaced(h):
             return
         self.note("fstat #%d %r" % (h.id, h.path))
         a = outcome(os.fstat, h.sfd)
@@ -444,10 +455,12 @@ class Model:
         self.compare_trees()
 
     def settle(self, path, size, timeout=5.0):
+        """Wait for the commit at release: the size, and a new mtime."""
         deadline = time.time() + timeout
+        old = self.mtimes.get(path, (None, None))[0]
         while time.time() < deadline:
             st = outcome(self.s.call, os.stat, path)
-            if st[0] == "ok" and st[1].st_size == size:
+            if st[0] == "ok" and st[1].st_size == size and st[1].st_mtime_ns != old:
                 return
             time.sleep(0.002)
 
