@@ -238,6 +238,7 @@ class Handle:
         self.wrote = False          # a write or ftruncate went through it
         self.mode = None            # fchmod through it (writers: for the new version)
         self.mtime = None           # futimens through it, if no write came after
+        self.truncated = False      # ftruncate through it
 
 
 class Model:
@@ -265,10 +266,13 @@ class Model:
 
     def pending(self):
         """Names whose state is the writer's to decide at its close: new
-        names (they exist from the first commit) and names whose writer
-        changed mode or mtime for the version it writes."""
+        names (they exist from the first commit), names whose writer
+        changed mode or mtime for the version it writes, and (open-file
+        comparisons off) names whose writer truncated: the kernel takes the
+        writer's size for the name until the commit."""
         return {h.path for h in self.handles if not h.moved and (
-            h.created or (h.writer and (h.mode is not None or h.mtime is not None)))}
+            h.created or (h.writer and (h.mode is not None or h.mtime is not None)) or
+            (h.truncated and not OPEN_FILES_AS_EXT4))}
 
     def busy(self, path):
         """@path or something below it is a name being created."""
@@ -395,6 +399,8 @@ class Model:
         h = self.pick_handle()
         if not h or (h.writer and not OPEN_FILES_AS_EXT4) or self.replaced(h):
             return
+        if not OPEN_FILES_AS_EXT4 and h.path in self.pending():
+            return
         if stat.S_ISDIR(os.fstat(h.pfd).st_mode):
             return      # directory offsets are the file system's own cookies
         self.note("lseek #%d %r SEEK_END" % (h.id, h.path))
@@ -414,7 +420,9 @@ class Model:
         h = self.pick_handle()
         if not h:
             return
-        if not OPEN_FILES_AS_EXT4 and (h.writer or h.moved) or self.replaced(h):
+        if not OPEN_FILES_AS_EXT4 and (h.writer or h.moved or h.path in self.pending()):
+            return
+        if self.replaced(h):
             return
         self.note("fstat #%d %r" % (h.id, h.path))
         a = outcome(os.fstat, h.sfd)
@@ -425,14 +433,14 @@ class Model:
 
     def op_ftruncate(self):
         h = self.pick_handle()
-        if not h or h.flags & os.O_APPEND or (
-                not OPEN_FILES_AS_EXT4 and (h.moved or h.writer)):
+        if not h or h.flags & os.O_APPEND or (h.moved and not OPEN_FILES_AS_EXT4):
             return
         size = self.rng.choice([0, 1, 5, 100, 8000])
         self.note("ftruncate #%d %r %d" % (h.id, h.path, size))
         a = outcome(os.ftruncate, h.sfd, size)
         b = outcome(os.ftruncate, h.pfd, size)
         self.same("ftruncate %r" % h.path, a, b)
+        h.truncated |= b[0] == "ok"
         h.dirty |= b[0] == "ok"
         h.wrote |= b[0] == "ok"
         if b[0] == "ok":
