@@ -26,6 +26,7 @@ Knobs (environment):
   STASHFS_MODEL_SEEDS=N     how many seeds when no seed is given (default 4)
   STASHFS_MODEL_SKIP=a,b    leave out operations (names as in Model.run: mknod,
                             deep, rename, ...) to look past a known defect
+  STASHFS_MODEL_ONLY=a,b    run only these operations
   STASHFS_MODEL_OPEN_FILES=0|1   compare open files after their name is
       removed or renamed, and a writer's own size, as on ext4 (default 1)
 """
@@ -47,6 +48,7 @@ OPEN_FILES_AS_EXT4 = os.environ.get("STASHFS_MODEL_OPEN_FILES", "1") != "0"
 
 OPS = int(os.environ.get("STASHFS_MODEL_OPS", "2000"))
 SKIP = set(filter(None, os.environ.get("STASHFS_MODEL_SKIP", "").split(",")))
+ONLY = set(filter(None, os.environ.get("STASHFS_MODEL_ONLY", "").split(",")))
 if os.environ.get("STASHFS_MODEL_SEED"):
     SEEDS = [int(os.environ["STASHFS_MODEL_SEED"])]
 else:
@@ -730,7 +732,8 @@ class Model:
                (self.op_umask, 1), (self.op_mknod, 1), (self.op_reserved, 1),
                (self.op_listdir, 2), (self.op_deep, 0.3), (self.op_fmeta, 2),
                (self.op_view, 1)]
-        ops = [(f, w) for f, w in ops if f.__name__[3:] not in SKIP]
+        ops = [(f, w) for f, w in ops if f.__name__[3:] not in SKIP and
+               (not ONLY or f.__name__[3:] in ONLY)]
         fns = [f for f, _ in ops]
         weights = [w for _, w in ops]
         for self.step in range(count):
