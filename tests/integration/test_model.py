@@ -454,6 +454,8 @@ class Model:
             return
         self.handles.remove(h)
         self.note("close #%d %r%s" % (h.id, h.path, " (moved)" if h.moved else ""))
+        late = h.writer and h.dirty and not h.wrote and not h.moved
+        before = outcome(self.s.call, os.stat, h.path) if late else None
         a = outcome(os.close, h.sfd)
         where = None
         if h.writer and h.dirty:
@@ -478,13 +480,15 @@ class Model:
         if h.dirty and not h.wrote and where is not None:
             # Documented: a writer that only truncated (`: > f`) commits at
             # the last close, which FUSE delivers after close() returned.
-            self.settle(where, len(content))
+            old = [m[0] for k, m in self.mtimes.items() if k[0] == where]
+            if before and before[0] == "ok":
+                old.append(before[1].st_mtime_ns)
+            self.settle(where, len(content), old)
         self.compare_trees()
 
-    def settle(self, path, size, timeout=5.0):
-        """Wait for the commit at release: the size, and a new mtime."""
+    def settle(self, path, size, old, timeout=5.0):
+        """Wait for the commit at release: the size, and an mtime not in @old."""
         deadline = time.time() + timeout
-        old = [m[0] for k, m in self.mtimes.items() if k[0] == path]
         while time.time() < deadline:
             st = outcome(self.s.call, os.stat, path)
             if st[0] == "ok" and st[1].st_size == size and st[1].st_mtime_ns not in old:
