@@ -276,6 +276,14 @@ class Model:
             h.created or (h.writer and (h.mode is not None or h.mtime is not None)) or
             (h.truncated and not OPEN_FILES_AS_EXT4))}
 
+    def unseen(self):
+        """Names whose by-name state the model does not look at: pending()
+        ones, and names open for writing, since
+        stashfs answers a writer's own process with the version it writes
+        and this model is one process; other processes see the committed
+        one."""
+        return self.pending() | {h.path for h in self.handles if h.writer and not h.moved}
+
     def busy(self, path):
         """@path or something below it is a name being created."""
         return any(p == path or p.startswith(path + "/") for p in self.pending())
@@ -401,7 +409,7 @@ class Model:
         h = self.pick_handle()
         if not h or (h.writer and not OPEN_FILES_AS_EXT4) or self.replaced(h):
             return
-        if not OPEN_FILES_AS_EXT4 and h.path in self.pending():
+        if not h.writer and h.path in self.unseen():
             return
         if stat.S_ISDIR(os.fstat(h.pfd).st_mode):
             return      # directory offsets are the file system's own cookies
@@ -422,7 +430,9 @@ class Model:
         h = self.pick_handle()
         if not h:
             return
-        if not OPEN_FILES_AS_EXT4 and (h.writer or h.moved or h.path in self.pending()):
+        if not OPEN_FILES_AS_EXT4 and (h.writer or h.moved):
+            return
+        if not h.writer and h.path in self.unseen():
             return
         if self.replaced(h):
             return
@@ -523,7 +533,7 @@ class Model:
 
     def op_stat(self):
         path = self.pick_path()
-        if self.busy(path):
+        if self.busy(path) or path in self.unseen():
             return
         self.note("stat %r" % path)
         a = outcome(self.s.call, os.stat, path, follow_symlinks=False)
@@ -535,7 +545,7 @@ class Model:
 
     def op_truncate(self):
         path = self.pick_path("file")
-        if self.busy(path):
+        if self.busy(path) or path in self.unseen():
             return
         size = self.rng.choice([0, 2, 50, 5000])
         self.note("truncate %r %d" % (path, size))
@@ -623,7 +633,7 @@ class Model:
 
     def op_chmod(self):
         path = self.pick_path()
-        if self.busy(path):
+        if self.busy(path) or path in self.unseen():
             return
         mode = self.rng.choice(MODES + DIR_MODES)
         self.note("chmod %r %o" % (path, mode))
@@ -632,7 +642,7 @@ class Model:
 
     def op_utimens(self):
         path = self.pick_path()
-        if self.busy(path):
+        if self.busy(path) or path in self.unseen():
             return
         t = self.rng.randint(10**9, 2 * 10**9) * 10**9 + self.rng.randint(0, 10**9 - 1)
         self.note("utimens %r %d" % (path, t))
@@ -646,7 +656,7 @@ class Model:
 
     def op_mknod(self):
         path = self.pick_path("file")
-        if self.busy(path):
+        if self.busy(path) or path in self.unseen():
             return
         kind = self.rng.choice([stat.S_IFREG, stat.S_IFREG, stat.S_IFIFO])
         mode = kind | self.rng.choice(MODES)
@@ -675,6 +685,8 @@ class Model:
         path = self.pick_path("file")
         if self.busy(path):
             return
+        if path in self.unseen():
+            return
         self.note("stat %r.json" % path)
         a = outcome(self.s.call, os.stat, path + ".json")
         b = outcome(self.p.call, os.stat, path)
@@ -685,7 +697,7 @@ class Model:
     def op_listdir(self):
         d = self.rng.choice(self.files_dirs()[1])
         self.note("listdir %r" % d)
-        pend = self.pending()
+        pend = self.unseen()
         ls = lambda side: outcome(lambda: sorted(
             n for n in side.call(listdir_at, d)
             if join(d, n) not in pend and not n.startswith(".model")))
@@ -694,7 +706,7 @@ class Model:
     # ---- trees ----------------------------------------------------------
 
     def compare_trees(self):
-        pend = self.pending()
+        pend = self.unseen()
         ta = {p: v for p, v in self.s.tree().items() if p not in pend}
         tb = {p: v for p, v in self.p.tree().items() if p not in pend and ".model" not in p}
         self.same("names in the tree", sorted(ta), sorted(tb))

@@ -184,18 +184,6 @@ def test_ftruncate_of_a_new_writer(mnt):
     assert read(mnt.backing / "t") == b"ab" + b"\0" * 8
 
 
-def test_emptying_at_release_is_seen_by_stat(mnt):
-    mnt.sh("echo content > f")
-    fd = os.open(mnt.path("f"), os.O_WRONLY | os.O_TRUNC)
-    assert os.stat(mnt.path("f")).st_size == 8     # committed: not yet emptied
-    os.close(fd)
-    deadline = time.time() + 5
-    while os.stat(mnt.path("f")).st_size != 0 and time.time() < deadline:
-        time.sleep(0.01)
-    assert os.stat(mnt.path("f")).st_size == 0
-    assert read(mnt.path("f")) == b""
-
-
 def test_repeated_refusals_do_not_flood_the_log(env):
     d = env.mount(opts=["max_size=10"])
     tries = 2000
