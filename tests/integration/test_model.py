@@ -493,7 +493,10 @@ class Model:
             old = [m[0] for k, m in self.mtimes.items() if k[0] == where]
             if before and before[0] == "ok":
                 old.append(before[1].st_mtime_ns)
-            self.settle(where, len(content), old)
+            if h.mtime is not None:
+                old = []        # the commit keeps the futimens time: wait for the size only
+            if where not in self.unseen():     # else stat shows another writer's version
+                self.settle(where, len(content), old)
         self.compare_trees()
 
     def settle(self, path, size, old, timeout=5.0):
