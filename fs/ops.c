@@ -588,10 +588,20 @@ static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 			fh_put(fs, h);
 		} else if (r == 0) {
 			r = stash_store_stat(fs->store, path, &sb, NULL);
-			/* Removed or expired behind the kernel, yet open: it still works. */
+			/*
+			 * Removed or expired behind the kernel, yet open: it still
+			 * works.  A new stash not committed yet is a name for no
+			 * one, but its inode is reached without a lookup only
+			 * through a descriptor (its entry is never cached): an
+			 * fstat by a process that inherited the writer's fd
+			 * (`sh -c 'cat > new'`) sees the file being written.
+			 */
 			if (r == -ENOENT && n && (h = fh_get(fs, n, 0, true))) {
-				if (!stash_file_fresh(h->f) && stash_file_stat(h->f, &sb) == 0) {
-					sb.st_nlink = 0;
+				bool fresh = stash_file_fresh(h->f);
+
+				if (stash_file_stat(h->f, &sb) == 0) {
+					if (!fresh)
+						sb.st_nlink = 0;
 					r = 0;
 				}
 				fh_put(fs, h);

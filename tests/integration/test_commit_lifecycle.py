@@ -80,6 +80,25 @@ def test_new_stash_is_invisible_until_its_first_commit(mnt):
         assert f.read() == '{"step": 3}'
 
 
+def test_new_stash_written_by_a_child_of_its_opener(mnt):
+    """`sh -c 'cat > new <<EOF'`: the shell opens the name, `cat` inherits
+    the descriptor and fstats it; the new file is its own to write."""
+    os.mkdir(mnt.path("d"))
+    for name in ("notes", "d/notes", "schemas/s"):
+        r = subprocess.run(["sh", "-c", "cat > %s <<EOF\n{\"type\": \"object\"}\nEOF" % name],
+                           cwd=str(mnt.mnt), capture_output=True, text=True)
+        assert r.returncode == 0, (name, r.stderr)
+        with open(mnt.path(name)) as f:
+            assert json.load(f) == {"type": "object"}
+        assert xget(mnt, name, "user.stash.version") == "1"
+        with open(os.path.join(str(mnt.backing), name)) as f:
+            assert json.load(f) == {"type": "object"}
+    # The same through a pipe into a child that stats its stdout first.
+    r = mnt.sh("printf 'a b c\\n' | sh -c 'exec 3>piped; cat >&3; stat -L -c %s /dev/fd/3'")
+    assert r.stdout.strip() == "6"
+    assert open(mnt.path("piped")).read() == "a b c\n"
+
+
 def test_first_commit_is_version_1_with_one_record(mnt):
     mnt.sh("touch streams/log && setfattr -n user.stash.linked_stash -v p streams/log")
     mnt.sh("""echo '{"a":1}' > p""")
