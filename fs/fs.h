@@ -54,6 +54,7 @@ struct stashfs {
 	struct fuse_session *se;
 	struct stashfs_config cfg;
 	const char *mountpoint; /* absolute; NULL until mounted */
+	char mount_dev[24];     /* "major:minor" of the mount, "" = unknown */
 	pthread_mutex_t lock;   /* the node table */
 	struct node root;
 	struct node **ino_hash;
@@ -67,6 +68,9 @@ struct stashfs {
 	pthread_cond_t sweep_cond;
 	bool sweep_stop;
 };
+
+/* Note the device of the mount just made (for telling which descriptors are ours). */
+void stashfs_mount_learned(struct stashfs *fs);
 
 /* The low-level operations (ops.c). */
 extern const struct fuse_lowlevel_ops stashfs_ops;

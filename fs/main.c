@@ -466,6 +466,7 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(fs.se, fo.mountpoint) != 0)
 		goto out_signals;
 	fs.mountpoint = fo.mountpoint;
+	stashfs_mount_learned(&fs);
 	if (!fo.foreground) {
 		openlog("stashfs", LOG_PID, LOG_DAEMON);
 		use_syslog = 1;

@@ -1168,20 +1168,68 @@ static bool killed_by_signal(pid_t pid)
 }
 
 /*
+ * The device ("major:minor") of mount @id in @mountinfo, or with @id < 0
+ * of the last FUSE mount on @point (the top one: it may sit on a bind mount
+ * of its own mount point).  0, or -1 when not found.
+ */
+static int mount_dev(const char *mountinfo, long id, const char *point, char *out, size_t size)
+{
+	char line[4096];
+	int r = -1;
+	FILE *f = fopen(mountinfo, "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char dev[24], mnt[2048], *sep = strstr(line, " - ");
+		long mid;
+
+		if (!sep || sscanf(line, "%ld %*d %23s %*s %2047s", &mid, dev, mnt) != 3)
+			continue;
+		if (id >= 0 ? mid != id : strncmp(sep + 3, "fuse", 4) != 0 || strcmp(mnt, point) != 0)
+			continue;
+		snprintf(out, size, "%s", dev);
+		r = 0;
+		if (id >= 0)
+			break;
+	}
+	fclose(f);
+	return r;
+}
+
+void stashfs_mount_learned(struct stashfs *fs)
+{
+	char point[2048];
+	size_t n = 0;
+
+	/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+	for (const char *c = fs->mountpoint; c && *c && n + 5 < sizeof(point); c++) {
+		if (*c == ' ' || *c == '\t' || *c == '\n' || *c == '\\')
+			n += (size_t)snprintf(point + n, sizeof(point) - n, "\\%03o", *c);
+		else
+			point[n++] = *c;
+	}
+	point[n] = '\0';
+	if (mount_dev("/proc/self/mountinfo", -1, point, fs->mount_dev, sizeof(fs->mount_dev)) < 0)
+		fs->mount_dev[0] = '\0';
+}
+
+/*
  * Does task @pid still hold a descriptor on node @ino of this mount?  Its
- * fdinfo names the inode; the link, the mount.  (True when unknown.)
+ * fdinfo names the inode and the mount, which the task's own mountinfo
+ * turns into a device: a container's bind mount of the store is the same
+ * device under another path.  (True when unknown.)
  */
 static bool still_open_by(struct stashfs *fs, pid_t pid, fuse_ino_t ino)
 {
-	char path[64], info[PATH_MAX];
-	size_t mlen = fs->mountpoint ? strlen(fs->mountpoint) : 0;
+	char path[64];
 	struct dirent *de;
 	bool held = false;
 	int infos;
 	DIR *d;
 
 	snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
-	infos = mlen ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	infos = fs->mount_dev[0] ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
 	d = infos >= 0 ? opendir(path) : NULL;
 	if (!d) {
@@ -1190,8 +1238,9 @@ static bool still_open_by(struct stashfs *fs, pid_t pid, fuse_ino_t ino)
 		return true;
 	}
 	while (!held && (de = readdir(d))) {
-		char buf[512];
+		char buf[512], dev[24];
 		unsigned long long i = 0;
+		long mnt = -1;
 		ssize_t n;
 		int fd;
 
@@ -1207,16 +1256,16 @@ static bool still_open_by(struct stashfs *fs, pid_t pid, fuse_ino_t ino)
 		for (char *l = buf; l; l = strchr(l, '\n')) {
 			if (*l == '\n')
 				l++;
-			if (strncmp(l, "ino:", 4) == 0) {
+			if (strncmp(l, "ino:", 4) == 0)
 				i = strtoull(l + 4, NULL, 10);
-				break;
-			}
+			else if (strncmp(l, "mnt_id:", 7) == 0)
+				mnt = strtol(l + 7, NULL, 10);
 		}
-		if (i != ino)
+		if (i != ino || mnt < 0)
 			continue;
-		n = readlinkat(dirfd(d), de->d_name, info, sizeof(info) - 1);
-		held = n > (ssize_t)mlen && strncmp(info, fs->mountpoint, mlen) == 0 &&
-			info[mlen] == '/';
+		snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+		held = mount_dev(path, mnt, NULL, dev, sizeof(dev)) == 0 &&
+			strcmp(dev, fs->mount_dev) == 0;
 	}
 	closedir(d);
 	close(infos);

@@ -99,6 +99,24 @@ def test_new_stash_written_by_a_child_of_its_opener(mnt):
     assert open(mnt.path("piped")).read() == "a b c\n"
 
 
+def test_new_stash_written_through_a_bind_mount(mnt, tmp_path):
+    """The same, in a mount namespace that sees the store under another
+    path (a container's -v MOUNT:/stash): the shell's close of its first
+    copy is still not the end of the file."""
+    other = tmp_path / "other"
+    other.mkdir()
+    script = ('mount --bind "$1" "$2" && cd "$2" && '
+              'cat > schemas/s <<EOF\n{"type": "object"}\nEOF\n'
+              'cat > notes <<EOF\n{"a": 1}\nEOF\n')
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                        "sh", str(mnt.mnt), str(other)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for name, doc in (("schemas/s", {"type": "object"}), ("notes", {"a": 1})):
+        with open(mnt.path(name)) as f:
+            assert json.load(f) == doc
+        assert xget(mnt, name, "user.stash.version") == "1"
+
+
 def test_first_commit_is_version_1_with_one_record(mnt):
     mnt.sh("touch streams/log && setfattr -n user.stash.linked_stash -v p streams/log")
     mnt.sh("""echo '{"a":1}' > p""")
