@@ -3,7 +3,14 @@
  * schema_suite.c - run the official JSON-Schema-Test-Suite (draft2020-12)
  * against core/schema.c.
  *
- * Usage: schema_suite SUITE_DIR [-v]
+ * Usage: schema_suite [-v] [SUITE_DIR] [--if-fetched DIR] [--if-exists DIR]...
+ * The suite is SUITE_DIR when given, else $STASHFS_SCHEMA_SUITE when set
+ * (either must hold the suite), else the first candidate that is there:
+ * --if-fetched names a git submodule (an empty directory is a submodule not
+ * fetched yet), --if-exists a directory that counts once it exists.  With
+ * no suite the run is skipped (exit 77, meson's SKIP) with the reason and
+ * the command that fetches it; a suite folder that is empty or has
+ * no .json file in tests/draft2020-12 fails.
  * Runs the .json files of tests/draft2020-12 (required: any failure makes
  * the exit status 1) and everything under tests/draft2020-12/optional
  * (reported, counted
@@ -169,17 +176,87 @@ static void run_dir(const char *dir, const char *prefix, int recurse, int format
 	free(names);
 }
 
+/* Number of entries of @dir other than "." and ".." (only those whose name
+ * ends in @suffix, unless NULL), or -1 if it can't be opened. */
+static int count_entries(const char *dir, const char *suffix)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name), sl = suffix ? strlen(suffix) : 0;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (!suffix || (len > sl && !strcmp(de->d_name + len - sl, suffix)))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+#define SKIP_STATUS 77		/* meson (and automake) count this exit status as skipped */
+
 int main(int argc, char **argv)
 {
 	struct counts req = { 0, 0 }, opt = { 0, 0 };
-	char dir[4096];
+	const char *explicit = NULL, *origin = NULL;
+	char dir[4096], why[4096] = "";
+	size_t wl = 0;
+	int i;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s JSON-SCHEMA-TEST-SUITE-DIR [-v]\n", argv[0]);
-		return 2;
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-v")) {
+			verbose = 1;
+		} else if ((!strcmp(argv[i], "--if-fetched") || !strcmp(argv[i], "--if-exists")) &&
+			   i + 1 < argc) {
+			int fetched = !strcmp(argv[i], "--if-fetched");
+			int n = count_entries(argv[i + 1], NULL);
+			/* A clone without its submodules has an empty directory there. */
+			int there = fetched ? n > 0 : n >= 0;
+
+			if (!suite_dir && there) {
+				suite_dir = argv[i + 1];
+				origin = fetched ? "submodule" : "directory";
+			} else if (!suite_dir && wl < sizeof(why)) {
+				wl += snprintf(why + wl, sizeof(why) - wl, "\n  %s: %s", argv[i + 1],
+					       n < 0 ? "does not exist" :
+					       "empty (submodule not fetched)");
+			}
+			i++;
+		} else if (argv[i][0] != '-' && !explicit) {
+			explicit = argv[i];
+		} else {
+			fprintf(stderr, "usage: %s [-v] [SUITE_DIR] [--if-fetched DIR] "
+				"[--if-exists DIR]...\n", argv[0]);
+			return 2;
+		}
 	}
-	suite_dir = argv[1];
-	verbose = argc > 2 && !strcmp(argv[2], "-v");
+	if (!explicit && getenv("STASHFS_SCHEMA_SUITE") && *getenv("STASHFS_SCHEMA_SUITE")) {
+		explicit = getenv("STASHFS_SCHEMA_SUITE");
+		origin = "$STASHFS_SCHEMA_SUITE";
+	}
+	if (explicit) {
+		suite_dir = explicit;
+		origin = origin ? origin : "command line";
+	}
+	if (!suite_dir) {
+		printf("skipped: the JSON-Schema-Test-Suite is not here:%s\n"
+		       "fetch it with: git submodule update --init\n"
+		       "(or set STASHFS_SCHEMA_SUITE to a copy of the suite)\n"
+		       "0 passed, 0 failed, 1 skipped\n", why);
+		return SKIP_STATUS;
+	}
+	printf("suite: %s (%s)\n", suite_dir, origin);
+	snprintf(dir, sizeof(dir), "%s/tests/draft2020-12", suite_dir);
+	if (count_entries(dir, ".json") <= 0) {
+		printf("%s holds no test files (tests/draft2020-12/*.json): not the "
+		       "JSON-Schema-Test-Suite, or an empty copy\n0 passed, 1 failed\n", suite_dir);
+		return 1;
+	}
 
 	snprintf(dir, sizeof(dir), "%s/tests/draft2020-12/optional", suite_dir);
 	printf("optional:\n");
@@ -188,6 +265,8 @@ int main(int argc, char **argv)
 
 	snprintf(dir, sizeof(dir), "%s/tests/draft2020-12", suite_dir);
 	run_dir(dir, "", 0, 0, &req);
+	if (!req.passed && !req.failed)
+		req.failed = 1;		/* files that held no test case: nothing was checked */
 	printf("%d passed, %d failed\n", req.passed, req.failed);
 	return req.failed ? 1 : 0;
 }
