@@ -48,6 +48,10 @@ SUDO=""
 need_pkg() {    # need_pkg TEST-COMMAND PACKAGE...
 	if ! eval "$1" >/dev/null 2>&1; then
 		shift
+		if [ -n "$SUDO" ] && ! command -v sudo >/dev/null 2>&1; then
+			log "not root and there is no sudo; as root, run: apt-get install -y $*"
+			exit 1
+		fi
 		log "installing $*"
 		$SUDO apt-get install -y "$@" >/dev/null 2>&1 ||
 			{ $SUDO apt-get update >/dev/null && $SUDO apt-get install -y "$@" >/dev/null; }

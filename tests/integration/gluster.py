@@ -18,8 +18,9 @@ eager lock is released at once after a write (cluster.post-op-delay-secs=0):
 with the default of 1 s, appends to one stream through both clients, each
 under stashfs's stream lock, wait about a second per hand-off.
 
-What is installed or started here and torn down again:
-  - glusterfs-server and glusterfs-client, with apt-get, when missing (root);
+Nothing is installed here: tools/deps.sh --test (which tools/run-tests.sh
+runs) installs glusterfs-server and glusterfs-client.  What is started here
+and torn down again:
   - glusterd, started with -p PIDFILE when none runs, and stopped by that PID
     (a glusterd that was already running is used and left running);
   - the volume (unique name), whose brick and self-heal processes glusterd
@@ -30,10 +31,9 @@ What is installed or started here and torn down again:
     and killed by PID if they linger.
 
 Whenever the kernel, the packages or the system make Gluster impossible (no
-root, no /dev/fuse, apt fails, glusterd will not start, the volume can't be
-created or mounted), the tests are skipped with the reason.  Set
-STASHFS_GLUSTER=0 to skip them on purpose, STASHFS_GLUSTER_INSTALL=0 to
-never install packages.
+root, no /dev/fuse, GlusterFS not installed, glusterd will not start, the
+volume can't be created or mounted), the tests are skipped with the reason.
+Set STASHFS_GLUSTER=0 to skip them on purpose.
 """
 import fcntl
 import itertools
@@ -80,7 +80,6 @@ class Impossible(Exception):
 def _env():
     e = dict(os.environ)
     e["PATH"] = SBIN + ":" + e.get("PATH", "")
-    e["DEBIAN_FRONTEND"] = "noninteractive"
     return e
 
 
@@ -191,30 +190,21 @@ class Volume:
             if "fuse" not in f.read().split():
                 raise Impossible("the kernel has no fuse filesystem (modprobe fuse)")
         self.take_lock()
-        self.install()
+        self.require_installed()
         self.start_glusterd()
         self.drop_orphans()
         self.create()
         self.mount_clients()
         self.setup_seconds = time.time() - t0
 
-    def install(self):
+    def require_installed(self):
         def have():
             return all(shutil.which(b, path=SBIN) for b in
                        ("glusterd", "gluster", "glusterfs", "mount.glusterfs"))
         if have():
             return
-        if os.environ.get("STASHFS_GLUSTER_INSTALL", "1") == "0":
-            raise Impossible("GlusterFS is not installed (STASHFS_GLUSTER_INSTALL=0)")
-        if not shutil.which("apt-get", path=SBIN):
-            raise Impossible("GlusterFS is not installed and there is no apt-get")
-        cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + list(PACKAGES)
-        rc, out = run(cmd, timeout=600)
-        if rc != 0:
-            run(["apt-get", "update", "-qq"], timeout=600)
-            rc, out = run(cmd, timeout=600)
-        if rc != 0 or not have():
-            raise Impossible("cannot install %s: %s" % (" ".join(PACKAGES), out[-800:]))
+        raise Impossible("GlusterFS is not installed: run tools/deps.sh --test, or as root: "
+                         "apt-get install %s" % " ".join(PACKAGES))
 
     def take_lock(self):
         """Wait until no other test run uses Gluster on this host."""
