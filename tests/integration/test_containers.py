@@ -11,8 +11,9 @@ containers live in a storage under the temporary directory
 (CONTAINERS_STORAGE_CONF), removed at the end.
 
 Skipped, with the reason, only where podman cannot run: not root, podman,
-runc or debootstrap missing (tools/deps.sh --test installs them),
-debootstrap cannot reach the Debian archive, or a trivial container fails.
+runc or debootstrap missing (tools/deps.sh --test installs them), a plain
+chroot, debootstrap cannot reach the Debian archive, or a trivial container
+fails.
 STASHFS_CONTAINERS=0 skips it on purpose.
 """
 import json
@@ -26,7 +27,7 @@ import time
 
 import pytest
 
-from conftest import Daemon
+from conftest import Daemon, mounted
 from stashctl_util import source_root
 
 ROOT = source_root()
@@ -87,6 +88,11 @@ class Podman:
             subprocess.run(["umount", "-l", path], check=False)
 
 
+def last_lines(text, n=3):
+    """The end of a command's output, on one line (a skip reason is one line)."""
+    return " / ".join(l.strip() for l in text.strip().splitlines()[-n:])[-500:]
+
+
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
     if os.environ.get("STASHFS_CONTAINERS") == "0":
@@ -97,17 +103,20 @@ def podman(tmp_path_factory):
     if missing:
         pytest.skip("%s not installed (tools/deps.sh --test, or as root: apt-get install "
                     "podman runc debootstrap)" % " ".join(missing))
+    if not mounted("/"):
+        pytest.skip("podman cannot run in a plain chroot: it remounts / to unpack images, "
+                    "and / is no mount point here")
     p = Podman(tmp_path_factory.mktemp("containers"))
     try:
         t0 = time.time()
         r = p.run("image", timeout=900)
         if r.returncode != 0:
             pytest.skip("cannot build the agent image (debootstrap needs the Debian archive): "
-                        + (r.stdout + r.stderr)[-600:])
+                        + last_lines(r.stdout + r.stderr))
         r = p.podman("--runtime", "/usr/sbin/runc", "run", "--rm", "--network", "none",
                      "--ulimit", "host", "agent-image", "true")
         if r.returncode != 0:
-            pytest.skip("podman cannot run a container here: " + r.stderr[-600:])
+            pytest.skip("podman cannot run a container here: " + last_lines(r.stderr))
         p.image_seconds = time.time() - t0
         yield p
     finally:
