@@ -18,6 +18,7 @@ def skip_reasons(run):
     if run.get("result") == "SKIP":
         # A whole test skipped: its output up to the counts is the reason.
         text = " ".join(l.strip() for l in out if l.strip() and not re.search(r"\d+ passed", l))
+        text = re.sub(r"^skipped: ", "", text)
         return ["%s: %s" % (run.get("name", "?"), text or "no reason given")]
     return [re.sub(r"^SKIPPED \[\d+\] ", "", l) for l in out if l.startswith("SKIPPED [")]
 

@@ -43,8 +43,8 @@ def test_no_suite_is_a_skip_with_the_fetch_command(tmp_path):
     rc, out = runner("--if-fetched", sub, "--if-exists", tmp_path / "shared" / "suite")
     assert rc == SKIP, out
     assert "git submodule update --init" in out
-    assert "%s: empty (submodule not fetched)" % sub in out
-    assert "does not exist" in out
+    assert "in %s (empty: submodule not fetched)" % sub in out
+    assert "nor in %s (does not exist)" % (tmp_path / "shared" / "suite") in out
     assert out.splitlines()[-1] == "0 passed, 0 failed, 1 skipped"
 
 

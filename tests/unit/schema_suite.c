@@ -222,9 +222,10 @@ int main(int argc, char **argv)
 				suite_dir = argv[i + 1];
 				origin = fetched ? "submodule" : "directory";
 			} else if (!suite_dir && wl < sizeof(why)) {
-				wl += snprintf(why + wl, sizeof(why) - wl, "\n  %s: %s", argv[i + 1],
+				wl += snprintf(why + wl, sizeof(why) - wl, "%s %s (%s)",
+					       wl ? " nor in" : " in", argv[i + 1],
 					       n < 0 ? "does not exist" :
-					       "empty (submodule not fetched)");
+					       "empty: submodule not fetched");
 			}
 			i++;
 		} else if (argv[i][0] != '-' && !explicit) {
@@ -244,9 +245,8 @@ int main(int argc, char **argv)
 		origin = origin ? origin : "command line";
 	}
 	if (!suite_dir) {
-		printf("skipped: the JSON-Schema-Test-Suite is not here:%s\n"
-		       "fetch it with: git submodule update --init\n"
-		       "(or set STASHFS_SCHEMA_SUITE to a copy of the suite)\n"
+		printf("skipped: no JSON-Schema-Test-Suite%s; fetch it with: git submodule update "
+		       "--init (or set STASHFS_SCHEMA_SUITE to a copy of the suite)\n"
 		       "0 passed, 0 failed, 1 skipped\n", why);
 		return SKIP_STATUS;
 	}
