@@ -15,8 +15,9 @@
 # counts; each figure is the median of R runs, on a fresh directory each.
 #
 # The volume is set up and torn down by tests/integration/gluster.py (the
-# fixture of the gluster tests): glusterfs-server/-client are installed if
-# missing, glusterd started if none runs; only what it started is stopped.
+# fixture of the gluster tests): glusterd is started if none runs, and only
+# what it started is stopped.  It installs nothing: tools/deps.sh --test
+# installs glusterfs-server and glusterfs-client.
 #
 # usage: tools/gluster-bench.sh [-w WORKERS] [-m MERGES] [-a APPENDS] [-r RUNS]
 #   STASHFS_BIN   the daemon (default: build/fs/stashfs)
@@ -31,7 +32,7 @@ while getopts w:m:a:r:h opt; do
 	m) MERGES=$OPTARG ;;
 	a) APPENDS=$OPTARG ;;
 	r) RUNS=$OPTARG ;;
-	*) sed -n '2,25s/^# \{0,1\}//p' "$0"; exit 2 ;;
+	*) sed -n '2,26s/^# \{0,1\}//p' "$0"; exit 2 ;;
 	esac
 done
 STASHFS_BIN=${STASHFS_BIN:-$PWD/build/fs/stashfs}
