@@ -1139,15 +1139,24 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 	return 0;
 }
 
-/* Linux task flags (include/linux/sched.h), as /proc/PID/stat shows them. */
+/* Linux task flag (include/linux/sched.h), as /proc/PID/stat shows it. */
 #define TASK_PF_EXITING 0x00000004UL
-#define TASK_PF_SIGNALED 0x00000400UL
 
-/* Is task @pid exiting because a signal killed it?  (False when unknown.) */
+/*
+ * Is task @pid exiting because a signal killed its process?  (False when
+ * unknown.)  PF_SIGNALED can't tell: when a process with threads exits
+ * (exit_group), the kernel kills its other threads with SIGKILL and marks
+ * them so, and any of them may be the last to close the process's files.
+ * The exit code in field 52 is the whole process's: a signal number in its
+ * low 7 bits only when a signal ended the process.  The kernel shows it to
+ * whoever may ptrace the task (root, or the task's own user); to others it
+ * reads 0.
+ */
 static bool killed_by_signal(pid_t pid)
 {
 	char path[64], buf[1024], *p;
 	unsigned long flags = 0;
+	long long code = 0;
 	ssize_t n;
 	int fd;
 
@@ -1162,9 +1171,20 @@ static bool killed_by_signal(pid_t pid)
 	buf[n] = '\0';
 	/* The command name may hold anything: fields resume after its last ')'. */
 	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1 ||
+	    !(flags & TASK_PF_EXITING))
 		return false;
-	return (flags & TASK_PF_EXITING) && (flags & TASK_PF_SIGNALED);
+	/* Fields 3 to 51 (state is field 3), then exit_code. */
+	for (int field = 3; field <= 52; field++) {
+		while (*++p == ' ')
+			;
+		if (!*p)
+			return false;
+		if (field == 52)
+			return sscanf(p, "%lld", &code) == 1 && (code & 0x7f) != 0;
+		p += strcspn(p, " ") - 1;
+	}
+	return false;
 }
 
 /*

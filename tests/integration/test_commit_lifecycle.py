@@ -204,6 +204,32 @@ def test_writer_killed_by_signal_commits_nothing(mnt):
     assert mnt.sh("cat p").stdout == "done"
 
 
+THREADED = ("import os,sys,threading,time\n"
+            "for _ in range(4):\n"
+            "    threading.Thread(target=time.sleep,args=(60,),daemon=True).start()\n"
+            "%s")
+
+
+def test_threaded_writer_exiting_normally_commits(mnt):
+    """A process with threads that exits (exit_group) while its file is
+    still open: the kernel kills its other threads, and one of them may be
+    the last to close the file.  That is no kill of the writer."""
+    for i in range(6):
+        # stdout redirected to the stash, never closed before exit.
+        mnt.sh("""python3 -c '%s' > out%d""" % (THREADED % 'print("{\\"n\\": %d}" % 1)', i))
+        assert mnt.sh("cat out%d" % i).stdout == '{"n": 1}\n'
+        subprocess.run(["python3", "-c", THREADED % (
+            'fd=os.open("raw%d",os.O_WRONLY|os.O_CREAT,0o644);os.write(fd,b"all");os._exit(3)' % i)],
+            cwd=str(mnt.mnt))
+        assert mnt.sh("cat raw%d" % i).stdout == "all"
+    # Killed with its threads, it still commits nothing.
+    r = subprocess.run(["python3", "-c", THREADED % (
+        'fd=os.open("out0",os.O_WRONLY|os.O_TRUNC);os.write(fd,b"half");os.kill(os.getpid(),9)')],
+        cwd=str(mnt.mnt))
+    assert r.returncode == -signal.SIGKILL
+    assert mnt.sh("cat out0").stdout == '{"n": 1}\n'
+
+
 def test_view_of_a_view_name_is_refused(mnt):
     mnt.sh("mkdir d")
     r = mnt.sh("""echo '{"x":1}' > d/y.json.json""", check=False)
