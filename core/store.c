@@ -2343,6 +2343,14 @@ static void note_error(struct stash_store *st, const char *path, const struct st
 	}
 }
 
+int stash_store_check_xattr(const char *name, const void *value, size_t size,
+			    struct stash_error *err)
+{
+	if (!user_xattr(name))
+		return -EOPNOTSUPP;
+	return life_check_xattr(name, value, size, err);
+}
+
 int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,
 			 const void *value, size_t size, int flags,
 			 const struct stash_caller *who, struct stash_error *err)

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,7 +40,33 @@ struct fh {
 	uint64_t owner;         /* fd table (lock owner) of the last write, 0 = unknown */
 	pid_t wpid;             /* thread of the last write, 0 = none */
 	struct stash_caller opener;     /* for commits at release, which has no caller */
+	struct kept_xattr *kept;        /* set before the first commit, under fs->lock */
 };
+
+/*
+ * An xattr set through the descriptor of a new stash's writer before its
+ * first commit (cp -a and cp --preserve=xattr set them on the file they
+ * are still writing).  The name has no backing file yet: the value waits on
+ * the handle and goes to the stash right after its first commit.
+ */
+struct kept_xattr {
+	struct kept_xattr *next;
+	struct stash_caller who;
+	char *name;
+	size_t size;
+	char value[];
+};
+
+static void kept_free(struct kept_xattr *k)
+{
+	while (k) {
+		struct kept_xattr *next = k->next;
+
+		free(k->name);
+		free(k);
+		k = next;
+	}
+}
 
 static struct stashfs *fs_of(fuse_req_t req)
 {
@@ -124,6 +151,7 @@ void stashfs_nodes_destroy(struct stashfs *fs)
 			for (struct fh *h = n->handles, *hn; h; h = hn) {
 				hn = h->next;
 				stash_file_close(h->f);
+				kept_free(h->kept);
 				free(h);
 			}
 			if (n != &fs->root)
@@ -536,6 +564,7 @@ static void fh_put(struct stashfs *fs, struct fh *h)
 	pthread_mutex_unlock(&fs->lock);
 	if (last) {
 		stash_file_close(h->f);
+		kept_free(h->kept);
 		free(h);
 	}
 }
@@ -1105,6 +1134,114 @@ static void stashfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, si
 }
 
 /* Commit @h and tell the kernel what changed. */
+/*
+ * The writer handle of a new stash, not committed yet, that process @pid
+ * speaks through (with a reference, fh_put), or NULL.
+ */
+static struct fh *fresh_writer(struct stashfs *fs, fuse_ino_t ino, pid_t pid)
+{
+	struct node *n;
+	struct fh *h;
+
+	pthread_mutex_lock(&fs->lock);
+	n = node_by_ino(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	h = n ? fh_get(fs, n, pid, false) : NULL;
+	if (h && !stash_file_fresh(h->f)) {
+		fh_put(fs, h);
+		h = NULL;
+	}
+	return h;
+}
+
+/* The kept xattr @name of @h (under fs->lock): its link, for unlinking. */
+static struct kept_xattr **kept_find(struct fh *h, const char *name)
+{
+	struct kept_xattr **k = &h->kept;
+
+	while (*k && strcmp((*k)->name, name) != 0)
+		k = &(*k)->next;
+	return k;
+}
+
+/* Keep an xattr on a new stash's writer handle; judged as the store would. */
+static int kept_set(struct stashfs *fs, struct fh *h, const char *name, const char *value,
+		    size_t size, int flags, const struct stash_caller *who,
+		    struct stash_error *err)
+{
+	struct kept_xattr *k, **at;
+	int r = stash_store_check_xattr(name, value, size, err);
+
+	if (r < 0)
+		return r;
+	k = malloc(sizeof(*k) + size);
+	if (!k || !(k->name = strdup(name))) {
+		free(k);
+		return -ENOMEM;
+	}
+	k->next = NULL;
+	k->who = *who;
+	k->size = size;
+	memcpy(k->value, value, size);
+	pthread_mutex_lock(&fs->lock);
+	at = kept_find(h, name);
+	if (*at && (flags & XATTR_CREATE)) {
+		r = -EEXIST;
+	} else if (!*at && (flags & XATTR_REPLACE)) {
+		r = -ENODATA;
+	} else {
+		k->next = *at ? (*at)->next : NULL;
+		if (*at) {
+			(*at)->next = NULL;
+			kept_free(*at);
+		}
+		*at = k;
+		k = NULL;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	kept_free(k);
+	return r;
+}
+
+/*
+ * After the first commit: the kept xattrs go to the stash, in the order
+ * set.  Returns the first refusal (logged, and in user.stash.error).
+ */
+static int kept_apply(struct stashfs *fs, struct fh *h)
+{
+	struct kept_xattr *k, *list = NULL;
+	REQ_PATH(path);
+	int r = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	/* Newest first on the handle: reversed, they go oldest first. */
+	while ((k = h->kept)) {
+		h->kept = k->next;
+		k->next = list;
+		list = k;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (!list || ino_path(fs, h->node->ino, NULL, &path, NULL) < 0) {
+		kept_free(list);
+		return 0;
+	}
+	for (k = list; k; k = k->next) {
+		struct stash_error err;
+		int e;
+
+		stash_error_clear(&err);
+		e = stash_store_setxattr(fs->store, path, k->name, k->value, k->size, 0,
+					 &k->who, &err);
+		if (e < 0) {
+			log_refusal("setxattr", path, e, &err);
+			if (!r)
+				r = e;
+		}
+	}
+	kept_free(list);
+	return r;
+}
+
 static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 {
 	struct stashfs *fs = fs_of(req);
@@ -1136,7 +1273,7 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 		else
 			fuse_lowlevel_notify_inval_inode(fs->se, h->node->ino, -1, 0);
 	}
-	return 0;
+	return h->kept && !stash_file_fresh(h->f) ? kept_apply(fs, h) : 0;
 }
 
 /* Linux task flag (include/linux/sched.h), as /proc/PID/stat shows it. */
@@ -1412,6 +1549,7 @@ static void stashfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name
 	struct stash_caller who;
 	struct stash_error err;
 	REQ_PATH(path);
+	struct fh *h;
 	int r;
 
 	stash_error_clear(&err);
@@ -1420,8 +1558,12 @@ static void stashfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name
 	else
 		caller_of(req, &who);   /* cp -a, rsync -X: no /proc read per file */
 	r = ino_path(fs, ino, NULL, &path, NULL);
-	if (r == 0)
+	if (r == 0 && (h = fresh_writer(fs, ino, who.pid))) {
+		r = kept_set(fs, h, name, value, size, flags, &who, &err);
+		fh_put(fs, h);
+	} else if (r == 0) {
 		r = stash_store_setxattr(fs->store, path, name, value, size, flags, &who, &err);
+	}
 	if (r < 0 && err.code)
 		log_refusal("setxattr", path, r, &err);
 	reply_err(req, r);
@@ -1444,9 +1586,22 @@ static void stashfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name
 	REQ_PATH(path);
 	char *buf = size ? malloc(size) : NULL;
 	int r = size && !buf ? -ENOMEM : ino_path(fs, ino, NULL, &path, NULL);
+	struct fh *h = r == 0 ? fresh_writer(fs, ino, fuse_req_ctx(req)->pid) : NULL;
 
-	if (r == 0)
+	if (h) {
+		struct kept_xattr *k;
+
+		/* Before its first commit a new stash has only what was kept. */
+		pthread_mutex_lock(&fs->lock);
+		k = *kept_find(h, name);
+		r = !k ? -ENODATA : size && k->size > size ? -ERANGE : (int)k->size;
+		if (k && size && r >= 0)
+			memcpy(buf, k->value, k->size);
+		pthread_mutex_unlock(&fs->lock);
+		fh_put(fs, h);
+	} else if (r == 0) {
 		r = stash_store_getxattr(fs->store, path, name, buf, size);
+	}
 	reply_xattr_value(req, buf, r, size);
 	free(buf);
 }

@@ -135,6 +135,9 @@ int stash_store_statfs(struct stash_store *st, struct statvfs *out);
  */
 int stash_store_getxattr(struct stash_store *st, const char *path, const char *name,
 			 void *value, size_t size);
+/* Would setxattr take @name = @value on some stash (its value's form only)? */
+int stash_store_check_xattr(const char *name, const void *value, size_t size,
+			    struct stash_error *err);
 int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,
 			 const void *value, size_t size, int flags,
 			 const struct stash_caller *who, struct stash_error *err);

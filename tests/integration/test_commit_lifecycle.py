@@ -366,3 +366,41 @@ def test_trees_with_json_names_as_documented(mnt, tmp_path):
     assert '-> "package.json": Operation not permitted (1)' in r.stderr
     assert os.listdir(mnt.path("rs")) == ["readme"]
     assert sorted(os.listdir(os.path.join(str(mnt.backing), "rs"))) == ["readme"]
+
+
+def test_xattrs_through_a_new_stashs_writer_reach_the_stash(mnt, tmp_path):
+    """cp -a sets xattrs on the file it is still writing, before the name
+    exists: they wait for the first commit instead of being lost."""
+    src = tmp_path / "src"
+    src.write_text('{"x": 1}\n')
+    os.setxattr(str(src), "user.stash.ttl", b"5000")
+    os.setxattr(str(src), "user.note", b"hello")
+    subprocess.run(["cp", "-a", str(src), mnt.path("copy")], check=True)
+    assert xget(mnt, "copy", "user.stash.ttl") == "5000"
+    assert xget(mnt, "copy", "user.note") == "hello"
+    assert os.getxattr(os.path.join(str(mnt.backing), "copy"), "user.note") == b"hello"
+    assert mnt.sh("cat copy").stdout == '{"x": 1}\n'
+    # Through the descriptor: read back before the close, refused as by name.
+    fd = os.open(mnt.path("new"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, b"text")
+    os.setxattr(fd, "user.stash.persistent", b"0")
+    assert os.getxattr(fd, "user.stash.persistent") == b"0"
+    with pytest.raises(OSError) as e:
+        os.getxattr(fd, "user.other")
+    assert e.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as e:
+        os.setxattr(fd, "user.stash.ttl", b"soon")
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        os.setxattr(fd, "user.stash.persistent", b"1", os.XATTR_CREATE)
+    assert e.value.errno == errno.EEXIST
+    assert not os.path.exists(mnt.path("new"))
+    os.close(fd)
+    assert xget(mnt, "new", "user.stash.persistent") == "0"
+    assert mnt.sh("cat new").stdout == "text"
+    # A writer killed before its first commit leaves neither name nor xattrs.
+    r = subprocess.run(["python3", "-c", 'import os;fd=os.open("gone",os.O_WRONLY|os.O_CREAT);'
+                        'os.write(fd,b"x");os.setxattr(fd,"user.note",b"n");os.kill(os.getpid(),9)'],
+                       cwd=str(mnt.mnt))
+    assert r.returncode == -signal.SIGKILL
+    assert backing_names(mnt) == ["copy", "new", "schemas", "streams"]
