@@ -3805,8 +3805,11 @@ int stash_file_stat(struct stash_file *f, struct stat *out)
 		out->st_blksize = 4096;
 		out->st_atim = out->st_mtim = out->st_ctim = f->changed;
 	} else if (f->base_fd >= 0) {
+		/* Its backing file may be gone, replaced by a later commit: not the name. */
 		if (fstat(f->base_fd, out) < 0)
 			r = -errno;
+		else
+			out->st_nlink = 1;
 	} else {
 		r = stash_store_stat(f->st, f->path, out, NULL);
 		if (r == -ENOENT) {

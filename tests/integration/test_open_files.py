@@ -82,6 +82,23 @@ def test_writer_renamed_while_open_commits_under_new_name(mnt):
     assert sorted(os.listdir(str(mnt.backing))) == [".stashfs", "q", "schemas", "streams"]
 
 
+def test_writer_keeps_one_link_after_another_commit(mnt):
+    """A later commit under the name replaces the backing file the writer
+    started from; the name is still there, so fstat says one link."""
+    mnt.sh("echo first > p")
+    fd = os.open(mnt.path("p"), os.O_WRONLY | os.O_TRUNC)
+    try:
+        mnt.sh("echo second > p")
+        st = os.fstat(fd)
+        assert (st.st_nlink, st.st_size) == (1, 0)
+        os.write(fd, b"third\n")
+        assert os.fstat(fd).st_nlink == 1
+    finally:
+        os.close(fd)
+    assert mnt.sh("cat p").stdout == "third\n"
+    assert os.stat(mnt.path("p")).st_nlink == 1
+
+
 @pytest.mark.parametrize("existing", [False, True], ids=["new", "replace"])
 def test_writer_sees_its_own_size(mnt, existing):
     if existing:
