@@ -592,6 +592,31 @@ static void handles_renamed(struct node *n, const char *path)
 	}
 }
 
+/*
+ * @dir (a directory, just renamed; under fs->lock) took the files open below
+ * it along: their writers commit under the paths they have now.
+ */
+static void handles_below_renamed(struct stashfs *fs, const struct node *dir)
+{
+	if (!dir || !dir->is_dir)
+		return;
+	for (size_t b = 0; b < fs->nbuckets; b++) {
+		for (struct node *m = fs->ino_hash[b]; m; m = m->ino_next) {
+			const struct node *up = m->parent;
+			char *path;
+
+			if (!m->handles || !m->name)
+				continue;
+			while (up && up != dir && up != &fs->root)
+				up = up->parent;
+			if (up == dir && node_path(fs, m, NULL, &path) == 0) {
+				handles_renamed(m, path);
+				free(path);
+			}
+		}
+	}
+}
+
 static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
@@ -871,6 +896,8 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 			node_move(fs, n, np, newname);
 		if (victim && p)
 			node_move(fs, victim, p, name);
+		handles_below_renamed(fs, n);
+		handles_below_renamed(fs, victim);
 	} else {
 		if (victim && victim != n) {
 			handles_renamed(victim, NULL);
@@ -881,6 +908,7 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 			handles_renamed(n, to);
 			node_unname(fs, n);
 			node_move(fs, n, np, newname);
+			handles_below_renamed(fs, n);
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);

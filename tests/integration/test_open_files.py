@@ -100,6 +100,23 @@ def test_writer_keeps_one_link_after_another_commit(mnt):
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new", "replace"])
+def test_writer_commits_where_its_directory_was_renamed(mnt, existing):
+    os.makedirs(mnt.path("d/sub"))
+    if existing:
+        mnt.sh("echo old > d/sub/p")
+    fd = os.open(mnt.path("d/sub/p"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"written\n")
+        os.rename(mnt.path("d"), mnt.path("e"))
+    finally:
+        os.close(fd)
+    assert mnt.sh("cat e/sub/p; ls d 2>&1 || true").stdout == (
+        "written\nls: cannot access 'd': No such file or directory\n")
+    assert open(backing(mnt, "e/sub/p"), "rb").read() == b"written\n"
+    assert not os.path.exists(backing(mnt, "d"))
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "replace"])
 def test_writer_sees_its_own_size(mnt, existing):
     if existing:
         mnt.sh("echo 0123456789abcdef > p")
