@@ -483,15 +483,43 @@ static void stashfs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
 }
 
+static struct fh *fh_get(struct stashfs *fs, struct node *n, pid_t pid, bool any);
+static void fh_put(struct stashfs *fs, struct fh *h);
+static bool has_writers(struct stashfs *fs, struct node *n);
+
 static void stashfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	struct stashfs *fs = fs_of(req);
 	struct fuse_entry_param e;
-	int r = do_lookup(fs_of(req), parent, name, &e);
+	struct node *n = NULL;
+	struct fh *h;
+	int r = do_lookup(fs, parent, name, &e);
 
 	if (r < 0)
-		reply_err(req, r);
-	else
-		fuse_reply_entry(req, &e);
+		return reply_err(req, r);
+	pthread_mutex_lock(&fs->lock);
+	n = node_by_ino(fs, e.ino);
+	pthread_mutex_unlock(&fs->lock);
+	/*
+	 * The attributes of a file open for writing go to one inode the writer
+	 * shares: a writer's process gets its own version (as from getattr),
+	 * and no one may cache them, or the writer's fstat and SEEK_END would
+	 * show the committed size until they time out.
+	 */
+	if (n && has_writers(fs, n)) {
+		e.attr_timeout = 0;
+		h = fh_get(fs, n, fuse_req_ctx(req)->pid, false);
+		if (h) {
+			struct stat sb;
+
+			if (stash_file_stat(h->f, &sb) == 0) {
+				fill_attr(fs, &sb, n);
+				e.attr = sb;
+			}
+			fh_put(fs, h);
+		}
+	}
+	fuse_reply_entry(req, &e);
 }
 
 static void stashfs_op_forget_one(struct stashfs *fs, fuse_ino_t ino, uint64_t nlookup)

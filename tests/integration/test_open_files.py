@@ -116,6 +116,23 @@ def test_writer_commits_where_its_directory_was_renamed(mnt, existing):
     assert not os.path.exists(backing(mnt, "d"))
 
 
+def test_writer_size_survives_a_lookup_of_its_name(mnt):
+    """A lookup answers with the committed attributes; the writer's fstat
+    and SEEK_END still show what it wrote (also once its name is replaced)."""
+    mnt.sh("printf 12345 > c; echo hello > b")
+    fd = os.open(mnt.path("c"), os.O_RDWR | os.O_TRUNC)
+    try:
+        os.pwrite(fd, b"x" * 5000, 10)
+        assert os.lseek(fd, 0, os.SEEK_END) == 5010
+        os.rename(mnt.path("b"), mnt.path("c"))
+        assert os.lseek(fd, 0, os.SEEK_END) == 5010
+        st = os.fstat(fd)
+        assert (st.st_size, st.st_nlink) == (5010, 0)
+    finally:
+        os.close(fd)
+    assert mnt.sh("cat c").stdout == "hello\n"
+
+
 @pytest.mark.parametrize("existing", [False, True], ids=["new", "replace"])
 def test_writer_sees_its_own_size(mnt, existing):
     if existing:
