@@ -282,7 +282,13 @@ class Model:
         stashfs answers a writer's own process with the version it writes
         and this model is one process; other processes see the committed
         one."""
-        return self.pending() | {h.path for h in self.handles if h.writer and not h.moved}
+        names = self.pending() | {h.path for h in self.handles if h.writer and not h.moved}
+        if OPEN_FILES_AS_EXT4:
+            # A writer whose name (or a directory above it) was renamed
+            # writes the file now found under the new name.
+            names |= {self.p.where(h.obj) for h in self.handles if h.writer and h.moved}
+            names.discard(None)
+        return names
 
     def busy(self, path):
         """@path or something below it is a name being created."""
@@ -405,9 +411,18 @@ class Model:
         version replaced the one it reads (its reads keep the snapshot)."""
         return not h.writer and self.p.gen.get(h.obj, 0) != h.gen
 
+    def shared(self, h):
+        """Documented: the kernel keeps one size per file, and stashfs gives
+        it the version a writer of this process writes, so with another
+        descriptor open for writing on the same file here, fstat and
+        SEEK_END of @h show that writer's size."""
+        return any(x is not h and x.writer and x.obj == h.obj for x in self.handles)
+
     def op_lseek_end(self):
         h = self.pick_handle()
         if not h or (h.writer and not OPEN_FILES_AS_EXT4) or self.replaced(h):
+            return
+        if self.shared(h):
             return
         if not h.writer and h.path in self.unseen():
             return
@@ -434,7 +449,7 @@ class Model:
             return
         if not h.writer and h.path in self.unseen():
             return
-        if self.replaced(h):
+        if self.replaced(h) or self.shared(h):
             return
         self.note("fstat #%d %r" % (h.id, h.path))
         a = outcome(os.fstat, h.sfd)
@@ -483,6 +498,15 @@ class Model:
                 self.p.replace(where, content, h.obj, h.mode)
                 if h.mtime is not None:
                     self.p.call(os.utime, where, ns=(h.mtime, h.mtime))
+        elif h.writer and (h.mode is not None or h.mtime is not None):
+            # fchmod/futimens alone through a writer change no content: the
+            # mode and mtime apply at its close to what is committed then.
+            where = self.p.where(h.obj)
+            if where is not None and h.mode is not None:
+                self.p.call(os.chmod, where, h.mode)
+            if where is not None and h.mtime is not None:
+                self.p.call(os.utime, where, ns=(h.mtime, h.mtime))
+                self.settle_mtime(where, h.mtime)
         os.close(h.pfd)
         if h.whole is not None:
             os.close(h.whole)
@@ -498,6 +522,15 @@ class Model:
             if where not in self.unseen():     # else stat shows another writer's version
                 self.settle(where, len(content), old)
         self.compare_trees()
+
+    def settle_mtime(self, path, mtime, timeout=5.0):
+        """Wait for a futimens-only writer's mtime, applied at its release."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            st = outcome(self.s.call, os.stat, path)
+            if st[0] != "ok" or st[1].st_mtime_ns == mtime:
+                return
+            time.sleep(0.002)
 
     def settle(self, path, size, old, timeout=5.0):
         """Wait for the commit at release: the size, and an mtime not in @old."""
@@ -529,7 +562,6 @@ class Model:
             a = outcome(os.utime, h.sfd, ns=(t, t))
             if h.writer:
                 b, h.mtime = ("ok", None), t
-                h.dirty = True
             else:
                 b = outcome(os.utime, h.pfd, ns=(t, t))
         self.same("fchmod/futimens %r" % h.path, a, b)
