@@ -32,6 +32,7 @@
 
 #include "stashfs/sha256.h"
 #include "store_priv.h"
+#include "versions.h"
 
 #define LIVENESS_CACHE 16
 #define LIVENESS_SECONDS 2
@@ -286,6 +287,7 @@ static int expire_one(struct stash_store *st, const char *path, bool orphans, in
 		goto out;
 	if (orphans && orphaned(st, fd)) {
 		r = store_unlink_path(st, path);
+		versions_drop(st, path);
 		goto out;
 	}
 	when = life_deadline(fd, &sb);
@@ -298,8 +300,11 @@ static int expire_one(struct stash_store *st, const char *path, bool orphans, in
 				       -1, NULL, &audit);
 	if (r == 0)
 		r = store_unlink_path(st, path);
-	if (r == 1)
+	if (r == 1) {
+		/* Expiry is the owner's retention promise: the history goes too. */
+		versions_drop(st, path);
 		stream_audit_commit(st, audit);
+	}
 	else
 		stream_audit_abort(st, audit);
 out:
@@ -457,8 +462,10 @@ void stash_store_shutdown(struct stash_store *st)
 
 		if (n > 0 && store_xattr_number(fd, XATTR_PERSISTENT, 1) == 0) {
 			id[n] = '\0';
-			if (strcmp(id, st->instance) == 0)
+			if (strcmp(id, st->instance) == 0) {
 				store_unlink_path(st, l->ephemeral[i]);
+				versions_drop(st, l->ephemeral[i]);
+			}
 		}
 		if (fd >= 0)
 			close(fd);
@@ -516,6 +523,13 @@ int life_check_xattr(const char *name, const char *value, size_t size, struct st
 		if (!decimal(value, size, STASH_TTL_MAX))
 			return stash_error_set(err, EINVAL,
 				"%s must be a number of seconds (0 = never expires)", name);
+		return 0;
+	}
+	if (strcmp(name, XATTR_VERSIONS) == 0) {
+		if (!decimal(value, size, STASH_VERSIONS_MAX))
+			return stash_error_set(err, EINVAL,
+				"%s must be how many past versions to keep, 0..%d", name,
+				STASH_VERSIONS_MAX);
 		return 0;
 	}
 	if (strcmp(name, XATTR_SCHEMA) == 0 || strcmp(name, XATTR_LINKED) == 0)

@@ -42,6 +42,7 @@
 #include "stashfs/store.h"
 #include "access.h"
 #include "store_priv.h"
+#include "versions.h"
 
 /* Writes stay in memory up to this size, then spill to the temp file. */
 #define SPILL_BYTES (1024 * 1024)
@@ -731,6 +732,14 @@ int stash_store_classify(const char *path)
 		if (strncmp(c, STASH_INTERNAL_DIR, strlen(STASH_INTERNAL_DIR)) == 0)
 			return -EPERM;
 	}
+	{
+		size_t stem;
+		uint64_t v;
+
+		/* NAME@V and NAME@next: past and future versions, never a name of their own. */
+		if (versions_suffix(leaf, &stem, &v))
+			return stem ? STASH_KIND_VERSION : -EINVAL;
+	}
 	if (strncmp(path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) == 0)
 		return STASH_KIND_STREAM;
 	if (has_suffix(leaf, STASH_VIEW_SUFFIX) && strlen(leaf) > strlen(STASH_VIEW_SUFFIX)) {
@@ -781,8 +790,34 @@ static int backing_path(const char *path, char **out, int *kind)
 	if (k == STASH_KIND_META)
 		return -EPERM;  /* the metadata view takes documents, nothing else */
 	*kind = k;
+	if (k == STASH_KIND_VERSION) {
+		/* p@V is the file kept under .stashfs/versions/p/@V; p@next none yet. */
+		char stash[PATH_MAX], vp[PATH_MAX];
+		const char *at = strrchr(path, '@');
+		uint64_t v = strcmp(at, "@next") == 0 ? 0 : strtoull(at + 1, NULL, 10);
+
+		snprintf(stash, sizeof(stash), "%.*s", (int)(at - path), path);
+		/* @next and out-of-range numbers name no kept file (@0 is never kept). */
+		if (versions_path(stash, v == UINT64_MAX ? 0 : v, vp, sizeof(vp)) < 0)
+			return -ENAMETOOLONG;
+		*out = strdup(vp);
+		return *out ? 0 : -ENOMEM;
+	}
 	*out = k == STASH_KIND_VIEW ? stash_view_target(path) : strdup(path);
 	return *out ? 0 : -ENOMEM;
+}
+
+/*
+ * Past versions are read-only: every change by their name is refused with
+ * EROFS (also creating a name that ends like one).
+ */
+static int refuse_version(const char *path, struct stash_error *err)
+{
+	if (stash_store_classify(path) != STASH_KIND_VERSION)
+		return 0;
+	return stash_error_set(err, EROFS,
+		"%s: NAME@V names a past version, which is read-only, and a name ending in "
+		"@digits or @next is reserved for them", path);
 }
 
 /*
@@ -879,6 +914,7 @@ void stash_store_options_init(struct stash_store_options *o)
 	o->sync = STASH_SYNC_ALWAYS;
 	o->max_size = 64ull << 20;
 	o->json_indent = 2;
+	o->versions = STASH_VERSIONS_DEFAULT;
 }
 
 static int check_format(struct stash_store *st, int internal_fd, struct stash_error *err)
@@ -1273,7 +1309,8 @@ void stash_store_close(struct stash_store *st)
 #define PUBLISH_VALIDATED 2  /* the document was validated against this very file */
 #define PUBLISH_CHANGES(n) ((unsigned)(n) << 8)     /* one file for n merges */
 
-static const char *const default_names[] = { XATTR_SCHEMA, XATTR_PERSISTENT, XATTR_TTL };
+static const char *const default_names[] = { XATTR_SCHEMA, XATTR_PERSISTENT, XATTR_TTL,
+						 XATTR_VERSIONS };
 #define DEFAULT_COUNT (sizeof(default_names) / sizeof(default_names[0]))
 
 /*
@@ -1484,8 +1521,11 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 		r = errno == ELOOP ? -EPERM : -errno;
 		goto out;
 	}
-	if (oldfd < 0)
+	if (oldfd < 0) {
 		set_defaults(st, path, tmpfd);
+		/* A stash made again at a name with history counts on from it. */
+		v = versions_last(st, path);
+	}
 	r = apply_set(tmpfd, set);
 	if (r < 0)
 		goto out;
@@ -1505,6 +1545,8 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 			       &audit);
 	if (r < 0)
 		goto out;
+	if (oldfd >= 0)
+		versions_keep(st, path, dirfd, leaf, oldfd, v);
 	if (renameat(st->tmp_fd, tmpname, dirfd, leaf) < 0) {
 		r = -errno;
 		stream_audit_abort(st, audit);
@@ -1710,6 +1752,8 @@ int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 		return k;
 	if (k == STASH_KIND_VIEW)
 		return -EINVAL;     /* NAME.json is always a view */
+	if (k == STASH_KIND_VERSION)
+		return -EROFS;
 	if (k == STASH_KIND_META)
 		return -EPERM;
 	dirfd = open_parent(st, path, &leaf);
@@ -1776,6 +1820,9 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 	unsigned s;
 	struct stat sb;
 
+	r = refuse_version(path, err);
+	if (r < 0)
+		return r;
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
@@ -1801,6 +1848,9 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 
 		r = kind == STASH_KIND_STREAM ? 0 :
 			stream_audit_begin(st, bpath, "delete", v + 1, json_null(), -1, who, &audit);
+		/* The removed content stays readable as p@V: an rm can be undone by cp. */
+		if (r == 0 && fd >= 0 && kind != STASH_KIND_STREAM && S_ISREG(sb.st_mode))
+			versions_keep(st, bpath, dirfd, leaf, fd, v);
 		if (r == 0)
 			r = unlinkat(dirfd, leaf, 0) < 0 ? -errno : 0;
 		if (r == 0 && is_schema_path(bpath))
@@ -1930,6 +1980,22 @@ static int audit_rename(struct stash_store *st, int dfrom, const char *lfrom, co
 	return r;
 }
 
+/*
+ * A rename over stash @to replaces its content as a commit does: the
+ * replaced file becomes a past version of @to (the caller holds the lock).
+ */
+static void keep_renamed_over(struct stash_store *st, int dto, const char *lto, const char *to)
+{
+	int fd = openat(dto, lto, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat sb;
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+		versions_keep(st, to, dto, lto, fd, store_read_version(fd));
+	close(fd);
+}
+
 int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		       unsigned flags, const struct stash_caller *who,
 		       struct stash_error *err)
@@ -1946,6 +2012,10 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		return kt;
 	if (kf == STASH_KIND_META || kt == STASH_KIND_META)
 		return -EPERM;
+	if (kf == STASH_KIND_VERSION)
+		return refuse_version(from, err);
+	if (kt == STASH_KIND_VERSION)
+		return refuse_version(to, err);
 	if (kf == STASH_KIND_VIEW || kt == STASH_KIND_VIEW)
 		return stash_error_set(err, EPERM,
 			"a NAME.json view cannot be renamed or renamed over: rename the stash NAME");
@@ -1977,8 +2047,12 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 	r = check_rename(st, dfrom, lfrom, dto, lto, to, flags, err);
 	if (r == 0 && kf == STASH_KIND_STASH)
 		r = audit_rename(st, dfrom, lfrom, from, to, who, audits);
+	if (r == 0 && kf == STASH_KIND_STASH && !(flags & RENAME_EXCHANGE))
+		keep_renamed_over(st, dto, lto, to);
 	if (r == 0)
 		r = syscall(SYS_renameat2, dfrom, lfrom, dto, lto, flags) < 0 ? -errno : 0;
+	if (r == 0 && kf == STASH_KIND_STASH && !(flags & RENAME_EXCHANGE))
+		versions_move(st, from, to);
 	if (r == 0 && (is_schema_path(from) || is_schema_path(to) ||
 		       strcmp(from, STASH_SCHEMAS_DIR) == 0 || strcmp(to, STASH_SCHEMAS_DIR) == 0))
 		binding_changed(st);
@@ -2033,6 +2107,9 @@ int stash_store_truncate(struct stash_store *st, const char *path, off_t size,
 	unsigned s;
 	uint64_t v;
 
+	r = refuse_version(path, err);
+	if (r < 0)
+		return r;
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
@@ -2084,7 +2161,7 @@ static int open_meta(struct stash_store *st, const char *path)
 
 int stash_store_chmod(struct stash_store *st, const char *path, mode_t mode)
 {
-	int fd = open_meta(st, path), r;
+	int fd = refuse_version(path, NULL) < 0 ? -EROFS : open_meta(st, path), r;
 
 	if (fd < 0)
 		return fd;
@@ -2095,7 +2172,7 @@ int stash_store_chmod(struct stash_store *st, const char *path, mode_t mode)
 
 int stash_store_chown(struct stash_store *st, const char *path, uid_t uid, gid_t gid)
 {
-	int fd = open_meta(st, path), r;
+	int fd = refuse_version(path, NULL) < 0 ? -EROFS : open_meta(st, path), r;
 
 	if (fd < 0)
 		return fd;
@@ -2106,7 +2183,7 @@ int stash_store_chown(struct stash_store *st, const char *path, uid_t uid, gid_t
 
 int stash_store_utimens(struct stash_store *st, const char *path, const struct timespec ts[2])
 {
-	int fd = open_meta(st, path), r;
+	int fd = refuse_version(path, NULL) < 0 ? -EROFS : open_meta(st, path), r;
 
 	if (fd < 0)
 		return fd;
@@ -2361,6 +2438,9 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 
 	if (!user_xattr(name))
 		return -EOPNOTSUPP;     /* not logged: cp -a and rsync -X try these */
+	r = refuse_version(path, err);
+	if (r < 0)
+		return r;
 	r = life_check_xattr(name, value, size, err);
 	if (r < 0) {
 		if (err && err->code && backing_path(path, &bpath, &kind) == 0) {
@@ -2450,6 +2530,8 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 		return -EPERM;
 	if (strcmp(name, XATTR_LINKED) == 0)
 		return set_link(st, path, NULL, 0, 0, NULL, NULL);
+	if (refuse_version(path, NULL) < 0)
+		return -EROFS;
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;
@@ -2758,6 +2840,11 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 
 	if (meta_path(path))
 		return meta_open(st, path, flags, who, out);
+	if (writable || (flags & (O_CREAT | O_TRUNC))) {
+		r = refuse_version(path, err);
+		if (r < 0)
+			return r;
+	}
 	r = backing_path(path, &bpath, &kind);
 	if (r < 0)
 		return r;

@@ -36,6 +36,7 @@ struct cmdline {
 	char *json_indent;
 	char *cache_timeout;
 	char *ttl;
+	char *versions;
 	char *sweep_interval;
 	char *uid;
 	char *gid;
@@ -58,6 +59,7 @@ static const struct fuse_opt stashfs_opts[] = {
 	OPT("json_indent=%s", json_indent),
 	OPT("cache_timeout=%s", cache_timeout),
 	OPT("ttl=%s", ttl),
+	OPT("versions=%s", versions),
 	OPT("sweep_interval=%s", sweep_interval),
 	OPT("uid=%s", uid),
 	OPT("gid=%s", gid),
@@ -131,6 +133,7 @@ static void usage(const char *prog)
 	       "    -o max_size=BYTES      largest stash, suffixes k, M, G (64M)\n"
 	       "    -o json_indent=N       indent of merged JSON documents, 0 = compact (2)\n"
 	       "    -o ttl=SECS            default ttl of new objects, 0 = never expire (0)\n"
+	       "    -o versions=N          past versions kept per stash (NAME@V), 0 = none (16)\n"
 	       "    -o sweep_interval=SECS longest pause of the expiry sweeper (1)\n"
 	       "    -o cache_timeout=SECS  kernel entry/attr cache timeout (3600)\n"
 	       "    -o uid=N,gid=N         show every object as owned by N (containers whose\n"
@@ -239,6 +242,16 @@ static int apply_options(struct cmdline *c, struct stash_store_options *so,
 		fprintf(stderr, "stashfs: ttl must be a whole number of seconds (at most %llu), "
 			"got \"%s\"\n", (unsigned long long)STASH_TTL_MAX, c->ttl);
 		return -1;
+	}
+	if (c->versions) {
+		unsigned long v = strtoul(c->versions, &end, 10);
+
+		if (*end || end == c->versions || c->versions[0] == '-' || v > STASH_VERSIONS_MAX) {
+			fprintf(stderr, "stashfs: versions must be 0..%d (past versions kept per "
+				"stash), got \"%s\"\n", STASH_VERSIONS_MAX, c->versions);
+			return -1;
+		}
+		so->versions = (unsigned)v;
 	}
 	cfg->sweep_interval = 1.0;
 	if (c->sweep_interval) {
@@ -522,6 +535,7 @@ out:
 	free(c.json_indent);
 	free(c.cache_timeout);
 	free(c.ttl);
+	free(c.versions);
 	free(c.sweep_interval);
 	free(c.uid);
 	free(c.gid);

@@ -31,6 +31,8 @@
 #define STASH_STREAMS_DIR "streams"
 #define STASH_SCHEMAS_DIR "schemas"
 #define STASH_META_DIR ".stashfs-meta"     /* the metadata view, see meta.c */
+#define STASH_VERSIONS_DEFAULT 16           /* past versions kept per stash */
+#define STASH_VERSIONS_MAX 100000           /* the most user.stash.versions takes */
 
 enum stash_sync {
 	STASH_SYNC_ALWAYS,      /* fsync every persistent commit (default) */
@@ -47,9 +49,10 @@ struct stash_store_options {
 	int json_indent;         /* spaces per level in merged documents; 0 = compact */
 	uint64_t default_ttl;    /* seconds, at most STASH_TTL_MAX; 0 = new objects never expire */
 	int shared;              /* other daemons change the backing directory too */
+	unsigned versions;       /* past versions kept per stash; 0 = none */
 };
 
-/* Fill @o with the defaults: persistent, sync=always, 64 MiB, indent 2. */
+/* Fill @o with the defaults: persistent, sync=always, 64 MiB, indent 2, 16 versions. */
 void stash_store_options_init(struct stash_store_options *o);
 
 enum stash_kind {
@@ -59,6 +62,7 @@ enum stash_kind {
 	STASH_KIND_VIEW,        /* NAME.json of stash NAME */
 	STASH_KIND_STREAM,
 	STASH_KIND_META,        /* .stashfs-meta/...: metadata documents */
+	STASH_KIND_VERSION,     /* NAME@V: version V of stash NAME, read-only */
 };
 
 #define STASH_CALLER_GROUPS 64

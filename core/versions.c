@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * versions.c - past versions of stashes.
+ *
+ * A commit replaces a stash's file by renaming a new one over it; the old
+ * file is kept by giving it a second name first, under
+ * .stashfs/versions/<path>/@<version>.  A hard link, not a copy: keeping a
+ * version costs a link and, now and then, an unlink of the oldest, whatever
+ * the size.  The tree under .stashfs/versions mirrors the store's
+ * directories; "@<digits>" names are reserved in the store, so a version
+ * never meets a stash or directory of the same name there.
+ *
+ * What this file does not do: decide when a version is made (the commit
+ * path, unlink and rename call it) or serve reads (NAME@V resolves to the
+ * path built here and is read like any committed file).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "versions.h"
+
+bool versions_suffix(const char *leaf, size_t *stem, uint64_t *version)
+{
+	const char *at = strrchr(leaf, '@');
+	uint64_t v = 0;
+
+	if (!at)
+		return false;
+	if (strcmp(at + 1, "next") == 0) {
+		*stem = (size_t)(at - leaf);
+		*version = 0;
+		return true;
+	}
+	if (!at[1])
+		return false;
+	for (const char *c = at + 1; *c; c++) {
+		if (*c < '0' || *c > '9')
+			return false;
+		/* Too many digits is no version either, but still reserved. */
+		v = v > UINT64_MAX / 10 ? UINT64_MAX : v * 10 + (uint64_t)(*c - '0');
+	}
+	*stem = (size_t)(at - leaf);
+	*version = v;
+	return true;
+}
+
+int versions_path(const char *path, uint64_t version, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s/%s/@%" PRIu64, VERSIONS_DIR, path, version);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* The history directory of @path, made with its parents if @create. */
+static int open_history(struct stash_store *st, const char *path, bool create)
+{
+	char dir[PATH_MAX];
+	int n = snprintf(dir, sizeof(dir), "%s/%s", VERSIONS_DIR, path);
+	int fd;
+
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	fd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
+	if (fd != -ENOENT || !create)
+		return fd;
+	/* .stashfs is the store's own: no symlinks to fear in its tree. */
+	for (char *c = strchr(dir + strlen(STASH_INTERNAL_DIR) + 1, '/'); c; c = strchr(c + 1, '/')) {
+		*c = '\0';
+		n = mkdirat(st->root_fd, dir, 0700) < 0 && errno != EEXIST ? -errno : 0;
+		*c = '/';
+		if (n < 0)
+			return n;
+	}
+	if (mkdirat(st->root_fd, dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The version numbers kept in history directory @fd, ascending, into a new
+ * array *@out (caller frees); returns the count or -errno.
+ */
+static int list_versions(int fd, uint64_t **out)
+{
+	int d = dup(fd);
+	DIR *dir = d >= 0 ? fdopendir(d) : NULL;
+	struct dirent *e;
+	uint64_t *v = NULL;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	if (!dir) {
+		if (d >= 0)
+			close(d);
+		return -errno;
+	}
+	while ((e = readdir(dir))) {
+		uint64_t x;
+		size_t stem;
+
+		if (e->d_name[0] != '@' || !versions_suffix(e->d_name, &stem, &x) || stem || !x)
+			continue;
+		if (n == cap) {
+			uint64_t *nv = realloc(v, (cap = cap ? cap * 2 : 32) * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				closedir(dir);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[n++] = x;
+	}
+	closedir(dir);
+	qsort(v, n, sizeof(*v), cmp_u64);
+	*out = v;
+	return (int)n;
+}
+
+/* Keep the newest @keep versions in history directory @fd, unlink the rest. */
+static void prune(int fd, long long keep)
+{
+	uint64_t *v;
+	int n = list_versions(fd, &v);
+	char name[32];
+
+	for (int i = 0; i + keep < n; i++) {
+		snprintf(name, sizeof(name), "@%" PRIu64, v[i]);
+		unlinkat(fd, name, 0);
+	}
+	free(v);
+}
+
+void versions_keep(struct stash_store *st, const char *path, int dirfd, const char *leaf,
+		   int fd, uint64_t version)
+{
+	long long keep = store_xattr_number(fd, XATTR_VERSIONS, (long long)st->opts.versions);
+	char name[32];
+	int h;
+
+	if (keep <= 0 || version == 0) {
+		/* Nothing kept: still drop what an older, larger retention left. */
+		h = open_history(st, path, false);
+		if (h >= 0) {
+			prune(h, 0);
+			close(h);
+		}
+		return;
+	}
+	h = open_history(st, path, true);
+	if (h < 0)
+		return;
+	snprintf(name, sizeof(name), "@%" PRIu64, version);
+	if (linkat(dirfd, leaf, h, name, 0) < 0 && errno == EEXIST) {
+		/* Left by an older stash of the same name that counted differently. */
+		unlinkat(h, name, 0);
+		(void)!linkat(dirfd, leaf, h, name, 0);
+	}
+	prune(h, keep);
+	close(h);
+}
+
+uint64_t versions_last(struct stash_store *st, const char *path)
+{
+	int h = open_history(st, path, false);
+	uint64_t *v, last = 0;
+	int n;
+
+	if (h < 0)
+		return 0;
+	n = list_versions(h, &v);
+	if (n > 0)
+		last = v[n - 1];
+	free(v);
+	close(h);
+	return last;
+}
+
+void versions_move(struct stash_store *st, const char *from, const char *to)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	int h = open_history(st, to, false), n;
+	uint64_t *v;
+
+	if (h >= 0) {
+		/* @to keeps the history it has: @from's stays under @from. */
+		n = list_versions(h, &v);
+		free(v);
+		close(h);
+		if (n != 0)
+			return;
+	}
+	if (snprintf(a, sizeof(a), "%s/%s", VERSIONS_DIR, from) >= (int)sizeof(a) ||
+	    snprintf(b, sizeof(b), "%s/%s", VERSIONS_DIR, to) >= (int)sizeof(b))
+		return;
+	h = open_history(st, from, false);
+	if (h < 0)
+		return;
+	close(h);
+	/* Make @to's parents, then move the directory (an empty @to is replaced). */
+	h = open_history(st, to, true);
+	if (h < 0)
+		return;
+	close(h);
+	unlinkat(st->root_fd, b, AT_REMOVEDIR);
+	(void)!renameat(st->root_fd, a, st->root_fd, b);
+}
+
+void versions_drop(struct stash_store *st, const char *path)
+{
+	char dir[PATH_MAX];
+	int h = open_history(st, path, false);
+
+	if (h < 0)
+		return;
+	prune(h, 0);
+	close(h);
+	if (snprintf(dir, sizeof(dir), "%s/%s", VERSIONS_DIR, path) < (int)sizeof(dir))
+		unlinkat(st->root_fd, dir, AT_REMOVEDIR);
+}

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * versions.h - past versions of stashes, kept under .stashfs/versions.
+ * Not a public header.
+ */
+#ifndef STASHFS_VERSIONS_H
+#define STASHFS_VERSIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store_priv.h"
+
+#define VERSIONS_DIR STASH_INTERNAL_DIR "/versions"
+#define XATTR_VERSIONS "user.stash.versions"
+
+/*
+ * Does @leaf end with a version suffix ("@" then digits, or "@next")?  If
+ * so, *@stem receives the length before the "@" and *@version the number
+ * (0 for "@next").
+ */
+bool versions_suffix(const char *leaf, size_t *stem, uint64_t *version);
+
+/*
+ * The backing path (relative to the root) of version @version of stash
+ * @path into @out: .stashfs/versions/<path>/@<version>.  -ENAMETOOLONG if
+ * it does not fit.
+ */
+int versions_path(const char *path, uint64_t version, char *out, size_t size);
+
+/*
+ * Keep the file @dirfd/@leaf (stash @path at version @version, open as
+ * @fd, about to be replaced or removed) as a past version: a hard link,
+ * then drop the oldest beyond the retention (user.stash.versions of @fd,
+ * else the mount's).  The caller holds the name lock.  Best effort: a
+ * version that cannot be kept is skipped, the change goes on.
+ */
+void versions_keep(struct stash_store *st, const char *path, int dirfd, const char *leaf,
+		   int fd, uint64_t version);
+
+/* The highest version kept for @path (0 if none): a new stash counts on from it. */
+uint64_t versions_last(struct stash_store *st, const char *path);
+
+/* Move the history of @from to @to, if @to has none (the caller holds both locks). */
+void versions_move(struct stash_store *st, const char *from, const char *to);
+
+/* Remove every version kept for @path (an expired or ephemeral stash). */
+void versions_drop(struct stash_store *st, const char *path);
+
+#endif
