@@ -25,6 +25,7 @@
 
 #include "stashfs/json.h"
 #include "store_priv.h"
+#include "versions.h"
 
 #define META_DIR_FILE ".stashfs-dir"
 
@@ -111,6 +112,12 @@ static json_t *meta_doc(struct stash_store *st, const char *target, int fd,
 	}
 	if (!S_ISDIR(sb->st_mode))
 		put_xattr(doc, "error", fd, XATTR_ERROR, false);
+	if (!stream) {
+		json_object_set_new(doc, "versions",
+				    json_integer(versions_retention(st, target, fd)));
+		if (!S_ISDIR(sb->st_mode))
+			json_object_set_new(doc, "history", versions_list(st, target));
+	}
 	n = flistxattr(fd, list, sizeof(list));
 	for (char *name = list; n > 0 && name < list + n; name += strlen(name) + 1) {
 		ssize_t v;
@@ -219,6 +226,7 @@ int meta_apply(struct stash_store *st, const char *target, const char *text, siz
 	static const struct { const char *key, *xattr; } settable[] = {
 		{ "persistent", XATTR_PERSISTENT }, { "ttl", XATTR_TTL },
 		{ "schema", XATTR_SCHEMA }, { "linked_stash", XATTR_LINKED },
+		{ "versions", XATTR_VERSIONS },
 	};
 	json_t *patch = stash_json_parse(text, len, err), *cur = NULL, *v;
 	const char *key;

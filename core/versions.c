@@ -23,7 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "stashfs/sha256.h"
 
 #include "versions.h"
 
@@ -150,7 +154,7 @@ static void prune(int fd, long long keep)
 void versions_keep(struct stash_store *st, const char *path, int dirfd, const char *leaf,
 		   int fd, uint64_t version)
 {
-	long long keep = store_xattr_number(fd, XATTR_VERSIONS, (long long)st->opts.versions);
+	long long keep = versions_retention(st, path, fd);
 	char name[32];
 	int h;
 
@@ -233,4 +237,75 @@ void versions_drop(struct stash_store *st, const char *path)
 	close(h);
 	if (snprintf(dir, sizeof(dir), "%s/%s", VERSIONS_DIR, path) < (int)sizeof(dir))
 		unlinkat(st->root_fd, dir, AT_REMOVEDIR);
+}
+
+/* The kept version @name of history directory @h as {version, time, size, sha256}. */
+static json_t *describe(int h, uint64_t v)
+{
+	char name[32], sum[65], when[32];
+	struct stat sb;
+	struct tm tm;
+	int fd;
+	json_t *o;
+
+	snprintf(name, sizeof(name), "@%" PRIu64, v);
+	fd = openat(h, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &sb) < 0 || stash_sha256_fd(fd, sum) < 0) {
+		close(fd);
+		return NULL;
+	}
+	close(fd);
+	gmtime_r(&sb.st_mtim.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	o = json_pack("{s:I, s:s, s:I, s:s}", "version", (json_int_t)v, "time", when,
+		      "size", (json_int_t)sb.st_size, "sha256", sum);
+	return o;
+}
+
+json_t *versions_list(struct stash_store *st, const char *path)
+{
+	json_t *list = json_array();
+	int h = open_history(st, path, false), n;
+	uint64_t *v;
+
+	if (h < 0 || !list)
+		return list;
+	n = list_versions(h, &v);
+	/* Newest first, as a log reads. */
+	for (int i = n - 1; i >= 0; i--) {
+		json_t *o = describe(h, v[i]);
+
+		if (o)
+			json_array_append_new(list, o);
+	}
+	free(v);
+	close(h);
+	return list;
+}
+
+long long versions_retention(struct stash_store *st, const char *path, int fd)
+{
+	char buf[32], dir[PATH_MAX];
+	ssize_t n = fgetxattr(fd, XATTR_VERSIONS, buf, sizeof(buf) - 1);
+	char *slash;
+
+	if (n > 0) {
+		buf[n] = '\0';
+		return strtoll(buf, NULL, 10);
+	}
+	/* A directory's own setting, else the nearest ancestor's, else the mount's. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		dir[0] = '\0';
+	n = store_nearest_default(st, dir, XATTR_VERSIONS, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		return strtoll(buf, NULL, 10);
+	}
+	return (long long)st->opts.versions;
 }

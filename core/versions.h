@@ -41,6 +41,18 @@ void versions_keep(struct stash_store *st, const char *path, int dirfd, const ch
 /* The highest version kept for @path (0 if none): a new stash counts on from it. */
 uint64_t versions_last(struct stash_store *st, const char *path);
 
+/*
+ * The retention for stash @path (open as @fd): its user.stash.versions,
+ * else the nearest ancestor directory's, else the mount's.
+ */
+long long versions_retention(struct stash_store *st, const char *path, int fd);
+
+/*
+ * The kept versions of @path, newest first, as a new JSON array of
+ * {"version", "time", "size", "sha256"} (an empty one if none).
+ */
+json_t *versions_list(struct stash_store *st, const char *path);
+
 /* Move the history of @from to @to, if @to has none (the caller holds both locks). */
 void versions_move(struct stash_store *st, const char *from, const char *to);
 

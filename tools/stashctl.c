@@ -61,6 +61,8 @@ static void usage(FILE *out)
 		"  validate SCHEMA_FILE DOC_FILE  validate a document offline (DOC_FILE - = stdin)\n"
 		"  follow [-n N] [--raw] [--timeout SECS] STREAM\n"
 		"                                 print a stream's records, then follow new ones\n"
+		"  log PATH                       a stash's current and past versions (PATH@V):\n"
+		"                                 version, time, size, sha256, newest first\n"
 		"  fsck [--repair] BACKING        check a backing directory while no daemon serves it\n"
 		"\n"
 		"  -h, --help                     this text\n"
@@ -1888,6 +1890,73 @@ static int cmd_fsck(int argc, char **argv)
 	return status;
 }
 
+/* ---- log ---------------------------------------------------------------- */
+
+static void log_row(json_t *o, const char *mark)
+{
+	printf("%-8" JSON_INTEGER_FORMAT "  %-24s  %10" JSON_INTEGER_FORMAT "  %s%s\n",
+	       json_integer_value(json_object_get(o, "version")),
+	       json_string_value(json_object_get(o, "time")) ?: "-",
+	       json_integer_value(json_object_get(o, "size")),
+	       json_string_value(json_object_get(o, "sha256")) ?: "-", mark);
+}
+
+/* The versions of a stash, read from the mount's metadata view. */
+static int cmd_log(int argc, char **argv)
+{
+	char mnt[PATH_MAX], name[PATH_MAX], *abs, *meta = NULL, *text;
+	json_t *doc, *hist, *o;
+	struct stat sb;
+	size_t len, i;
+	int fd;
+
+	if (argc != 2 || argv[1][0] == '-')
+		return argc == 2 && strcmp(argv[1], "--help") == 0 ? (usage(stdout), EXIT_OK) :
+			fail_usage("log takes one PATH");
+	abs = abs_path(argv[1]);
+	if (!abs || !find_mount(abs, mnt, sizeof(mnt), name, sizeof(name)) || !*name) {
+		fprintf(stderr, "%s: %s: not a stash on a stashfs mount\n", prog, argv[1]);
+		free(abs);
+		return EXIT_FAIL;
+	}
+	free(abs);
+	if (asprintf(&meta, "%s/%s/%s", mnt, STASH_META_DIR, name) < 0)
+		return EXIT_ERROR;
+	fd = open(meta, O_RDONLY | O_CLOEXEC);
+	free(meta);
+	if (fd < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, argv[1], strerror(errno));
+		return EXIT_FAIL;
+	}
+	text = slurp_fd(fd, &len);
+	close(fd);
+	doc = text ? json_loadb(text, len, 0, NULL) : NULL;
+	free(text);
+	hist = json_object_get(doc, "history");
+	if (!json_is_array(hist)) {
+		fprintf(stderr, "%s: %s: not a stash (no versions)\n", prog, argv[1]);
+		json_decref(doc);
+		return EXIT_FAIL;
+	}
+	printf("%-8s  %-24s  %10s  %s\n", "VERSION", "TIME", "SIZE", "SHA256");
+	/* The current version first: the stash itself. */
+	if (stat(argv[1], &sb) == 0) {
+		char when[64];
+
+		iso_time(&sb.st_mtim, when);
+		o = json_pack("{s:O, s:s, s:O, s:O}", "version", json_object_get(doc, "version"),
+			      "time", when, "size", json_object_get(doc, "size"),
+			      "sha256", json_object_get(doc, "sha256"));
+		if (o)
+			log_row(o, "  (current)");
+		json_decref(o);
+	}
+	json_array_foreach(hist, i, o)
+		log_row(o, "");
+	json_decref(doc);
+	return EXIT_OK;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1901,6 +1970,7 @@ int main(int argc, char **argv)
 		{ "validate", cmd_validate },
 		{ "follow", cmd_follow },
 		{ "fsck", cmd_fsck },
+		{ "log", cmd_log },
 	};
 
 	if (argc < 2)
