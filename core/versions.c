@@ -151,11 +151,33 @@ static void prune(int fd, long long keep)
 	free(v);
 }
 
+/*
+ * Unlink the kept version at backing path @vp, leaving the freeing of its
+ * blocks to the reaper thread (the last close of an unlinked file frees
+ * them, which is what made commits slow when done inline).  0 or -errno.
+ */
+static int drop_later(struct stash_store *st, const char *vp)
+{
+	int fd = openat(st->root_fd, vp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (unlinkat(st->root_fd, vp, 0) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	store_close_later(st, fd);
+	return 0;
+}
+
 void versions_keep(struct stash_store *st, const char *path, int dirfd, const char *leaf,
 		   int fd, uint64_t version)
 {
-	long long keep = versions_retention(st, path, fd);
-	char name[32];
+	/* Directory defaults were copied onto the stash when it was made. */
+	long long keep = store_xattr_number(fd, XATTR_VERSIONS, (long long)st->opts.versions);
+	char vp[PATH_MAX], old[PATH_MAX];
 	int h;
 
 	if (keep <= 0 || version == 0) {
@@ -167,17 +189,46 @@ void versions_keep(struct stash_store *st, const char *path, int dirfd, const ch
 		}
 		return;
 	}
-	h = open_history(st, path, true);
-	if (h < 0)
+	if (versions_path(path, version, vp, sizeof(vp)) < 0)
 		return;
-	snprintf(name, sizeof(name), "@%" PRIu64, version);
-	if (linkat(dirfd, leaf, h, name, 0) < 0 && errno == EEXIST) {
-		/* Left by an older stash of the same name that counted differently. */
-		unlinkat(h, name, 0);
-		(void)!linkat(dirfd, leaf, h, name, 0);
+	/*
+	 * One link by path: the directories under .stashfs are the store's
+	 * own, so no symlink there to fear; they are made on the first miss.
+	 */
+	if (linkat(dirfd, leaf, st->root_fd, vp, 0) < 0) {
+		if (errno == ENOENT) {
+			h = open_history(st, path, true);
+			if (h < 0)
+				return;
+			close(h);
+		} else if (errno == EEXIST) {
+			/* Left by an older stash of the same name that counted differently. */
+			unlinkat(st->root_fd, vp, 0);
+		} else {
+			return;
+		}
+		if (linkat(dirfd, leaf, st->root_fd, vp, 0) < 0)
+			return;
 	}
-	prune(h, keep);
-	close(h);
+	if ((uint64_t)keep >= version)
+		return;
+	/*
+	 * Versions count up by one at almost every commit: dropping the one
+	 * that just fell out of the window is one unlink, and its predecessor
+	 * is gone already.  Otherwise (a gap, a smaller retention than
+	 * before) list and prune.
+	 */
+	if (versions_path(path, version - (uint64_t)keep, old, sizeof(old)) == 0 &&
+	    drop_later(st, old) == 0 &&
+	    (version - (uint64_t)keep == 1 ||
+	     (versions_path(path, version - (uint64_t)keep - 1, old, sizeof(old)) == 0 &&
+	      faccessat(st->root_fd, old, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)))
+		return;
+	h = open_history(st, path, false);
+	if (h >= 0) {
+		prune(h, keep);
+		close(h);
+	}
 }
 
 uint64_t versions_last(struct stash_store *st, const char *path)
