@@ -181,12 +181,11 @@ void versions_keep(struct stash_store *st, const char *path, int dirfd, const ch
 	int h;
 
 	if (keep <= 0 || version == 0) {
-		/* Nothing kept: still drop what an older, larger retention left. */
-		h = open_history(st, path, false);
-		if (h >= 0) {
-			prune(h, 0);
-			close(h);
-		}
+		/*
+		 * Nothing kept: still drop what an older, larger retention left,
+		 * with the directory, so that the next commit finds none at once.
+		 */
+		versions_drop(st, path);
 		return;
 	}
 	if (versions_path(path, version, vp, sizeof(vp)) < 0)

@@ -86,6 +86,10 @@ def test_guide_runs_in_order(env, tmp_path, opts):
     assert out("ttl=86400").strip() == '{"schema":"task-progress","ttl":86400}'
     assert out("stashctl validate").strip() == "draft.json: valid (schema task-progress)"
     assert out("> \"$STASH/research-report\"").strip() == '{"status":"completed","step":3}'
+    # Past versions: the first draft read back by number, listed, restored.
+    assert out("research-report@$((v - 1))").splitlines() == [
+        "# FUSE filesystems: a survey", "VERSION", "2", "1",
+        "# FUSE filesystems: a survey"]
     # Good habits: a whole-file rewrite, namespaces, mv and rm.
     listing = out("rm \"$STASH/scratch\"")
     assert "research-progress" in listing and "scratch\n" not in listing
