@@ -82,6 +82,16 @@ static void test_classify(void)
 	CHECK(stash_store_classify("a/.stashfs-x") == -EPERM);
 	CHECK(stash_store_classify("a/..") == -EINVAL);
 	CHECK(stash_store_classify("d/y.json.json") == -EINVAL);   /* the view of a view */
+	/* Versions: "@" and digits, or "@next", at the end of the last component. */
+	CHECK(stash_store_classify("p@12") == STASH_KIND_VERSION);
+	CHECK(stash_store_classify("team/p@next") == STASH_KIND_VERSION);
+	CHECK(stash_store_classify("streams/log@3") == STASH_KIND_VERSION);
+	CHECK(stash_store_classify("@12") == -EINVAL);
+	CHECK(stash_store_classify("p@") == STASH_KIND_STASH);
+	CHECK(stash_store_classify("a@b") == STASH_KIND_STASH);
+	CHECK(stash_store_classify("p@1x") == STASH_KIND_STASH);
+	CHECK(stash_store_classify("p@12/q") == STASH_KIND_STASH);
+	CHECK(stash_store_classify("p@12.json") == STASH_KIND_VIEW);
 	memset(longname, 'n', 256);
 	longname[256] = '\0';
 	CHECK(stash_store_classify(longname) == -ENAMETOOLONG);
