@@ -153,12 +153,27 @@ char *meta_render(struct stash_store *st, const char *target, size_t *len, int *
 	char *text;
 	int fd = open_target(st, target, &sb);
 
-	if (fd < 0) {
+	if (fd == -ENOENT) {
+		/*
+		 * A removed stash whose versions are kept: its document says so and
+		 * lists them, so that an rm can be undone without knowing the number.
+		 */
+		json_t *hist = versions_list(st, target);
+
+		if (!hist || json_array_size(hist) == 0) {
+			json_decref(hist);
+			*err = -ENOENT;
+			return NULL;
+		}
+		doc = json_pack("{s:s, s:s, s:o}", "path", target, "kind", "removed",
+				"history", hist);
+	} else if (fd < 0) {
 		*err = fd;
 		return NULL;
+	} else {
+		doc = meta_doc(st, target, fd, &sb);
+		close(fd);
 	}
-	doc = meta_doc(st, target, fd, &sb);
-	close(fd);
 	text = doc ? stash_json_dump(doc, 2, len) : NULL;
 	json_decref(doc);
 	*err = text ? 0 : -ENOMEM;
@@ -176,6 +191,20 @@ int meta_stat(struct stash_store *st, const char *path, struct stat *out)
 	if (r < 0)
 		return r;
 	fd = open_target(st, target, out);
+	if (fd == -ENOENT && !dir_file) {
+		text = meta_render(st, target, &len, &r);
+		free(text);
+		if (r < 0)
+			return r;
+		/* The document of a removed stash: read-only, owned by the daemon. */
+		memset(out, 0, sizeof(*out));
+		out->st_mode = S_IFREG | 0444;
+		out->st_nlink = 1;
+		out->st_uid = geteuid();
+		out->st_gid = getegid();
+		out->st_size = (off_t)len;
+		return 0;
+	}
 	if (fd < 0)
 		return fd;
 	close(fd);

@@ -1939,8 +1939,8 @@ static int cmd_log(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	printf("%-8s  %-24s  %10s  %s\n", "VERSION", "TIME", "SIZE", "SHA256");
-	/* The current version first: the stash itself. */
-	if (stat(argv[1], &sb) == 0) {
+	/* The current version first: the stash itself, unless it was removed. */
+	if (json_is_integer(json_object_get(doc, "version")) && stat(argv[1], &sb) == 0) {
 		char when[64];
 
 		iso_time(&sb.st_mtim, when);

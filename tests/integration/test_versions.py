@@ -105,6 +105,11 @@ def test_rm_is_undone_by_cp(mnt):
     mnt.sh("rm p")
     assert mnt.sh("cat p", check=False).returncode != 0
     assert mnt.sh("cat p@2 p@1").stdout == "me\nkeep\n"
+    # The log still lists what was removed, so the number need not be known.
+    assert meta(mnt, "p")["kind"] == "removed"
+    assert [h["version"] for h in meta(mnt, "p")["history"]] == [2, 1]
+    out = stashctl("log", mnt.path("p")).stdout.splitlines()
+    assert [l.split()[0] for l in out] == ["VERSION", "2", "1"]
     mnt.sh("cp p@2 p")
     # The name counts on from its history: no version number is ever reused.
     r = mnt.sh("cat p; getfattr --only-values -n user.stash.version p")
