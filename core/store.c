@@ -808,6 +808,38 @@ static int backing_path(const char *path, char **out, int *kind)
 }
 
 /*
+ * Version V of a stash that is at V now is the stash itself (nothing is
+ * kept for it yet): point *@bpath, the kept version's path, at the stash.
+ * A commit in between keeps V, so a caller that finds the stash moved on
+ * calls this again and finds the kept file.
+ */
+static int current_version(struct stash_store *st, const char *path, char **bpath)
+{
+	const char *at = strrchr(path, '@');
+	uint64_t v;
+	char *stash;
+	int fd;
+
+	if (stash_store_classify(path) != STASH_KIND_VERSION || strcmp(at, "@next") == 0 ||
+	    faccessat(st->root_fd, *bpath, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	v = strtoull(at + 1, NULL, 10);
+	stash = strndup(path, (size_t)(at - path));
+	if (!stash)
+		return -ENOMEM;
+	fd = store_open_beneath(st, stash, O_RDONLY | O_NONBLOCK, 0);
+	if (fd >= 0 && store_read_version(fd) == v) {
+		free(*bpath);
+		*bpath = stash;
+		stash = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(stash);
+	return 0;
+}
+
+/*
  * Past versions are read-only: every change by their name is refused with
  * EROFS (also creating a name that ends like one).
  */
@@ -1634,6 +1666,8 @@ int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
 	if (meta_path(path))
 		return meta_stat(st, path, out);
 	r = backing_path(path, &bpath, &kind);
+	if (r == 0)
+		r = current_version(st, path, &bpath);
 	if (r < 0)
 		return r;
 	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
@@ -2152,6 +2186,8 @@ static int open_meta(struct stash_store *st, const char *path)
 	char *bpath;
 	int kind, r = backing_path(path, &bpath, &kind);
 
+	if (r == 0)
+		r = current_version(st, path, &bpath);
 	if (r < 0)
 		return r;
 	r = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
@@ -2890,7 +2926,24 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 		return 0;
 	}
 
-	r = open_content(st, bpath, &sb);
+	if (kind == STASH_KIND_VERSION) {
+		/* The stash itself while at V; if it moved on meanwhile, V is kept now. */
+		char *kept = strdup(bpath);
+
+		r = kept ? current_version(st, path, &bpath) : -ENOMEM;
+		if (r == 0) {
+			r = open_content(st, bpath, &sb);
+			if (r >= 0 && strcmp(kept, bpath) != 0 &&
+			    store_read_version(r) != strtoull(strrchr(path, '@') + 1, NULL, 10)) {
+				close(r);
+				r = open_content(st, kept, &sb);
+			}
+		}
+		free(kept);
+		f->path = bpath;        /* current_version may have replaced it */
+	} else {
+		r = open_content(st, bpath, &sb);
+	}
 	/*
 	 * A view can be written whether or not its stash exists yet: the merge
 	 * creates it.  (The kernel drops O_CREAT when it already knows the name.)

@@ -36,8 +36,13 @@ def test_read_past_versions_and_restore(mnt):
     # A link, not a copy: the kept file is the very inode that was replaced.
     st = os.stat(os.path.join(history(mnt, "p"), "@3"))
     assert st.st_nlink == 1 and st.st_size == 3
-    r = mnt.sh("cat p@4", check=False)
-    assert r.returncode != 0 and "No such file" in r.stderr
+    # The current version by number: the stash itself, kept once it is replaced.
+    r = mnt.sh("v=$(getfattr --only-values -n user.stash.version p); cat p@$v; "
+               "getfattr --only-values -n user.stash.version p@$v")
+    assert r.stdout == "v4\n4"
+    assert not os.path.exists(os.path.join(history(mnt, "p"), "@4"))
+    r = mnt.sh("cat p@5 p@0 p@next", check=False)
+    assert r.returncode != 0 and r.stderr.count("No such file") == 3
     # cp restores: a new version with the old content.
     mnt.sh("cp p@2 p")
     r = mnt.sh("cat p; getfattr --only-values -n user.stash.version p")
