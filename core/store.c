@@ -845,7 +845,16 @@ static int current_version(struct stash_store *st, const char *path, char **bpat
  */
 static int refuse_version(const char *path, struct stash_error *err)
 {
-	if (stash_store_classify(path) != STASH_KIND_VERSION)
+	int k = stash_store_classify(path);
+
+	if (k == STASH_KIND_VIEW) {
+		/* p@V.json: a merge on a version, never a stash named p@V. */
+		char *target = stash_view_target(path);
+
+		k = target ? stash_store_classify(target) : -ENOMEM;
+		free(target);
+	}
+	if (k != STASH_KIND_VERSION)
 		return 0;
 	return stash_error_set(err, EROFS,
 		"%s: NAME@V names a past version, which is read-only, and a name ending in "

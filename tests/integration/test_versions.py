@@ -141,7 +141,8 @@ def test_reserved_names_refused(mnt):
     mnt.sh("echo w > p; echo x > p")
     for script in ("echo y > p@1", "echo y > new@3", "echo y > p@next", "mkdir d@2",
                    "touch p@1", "rm p@1", "mv p p@7", "truncate -s 0 p@1",
-                   "setfattr -n user.stash.ttl -v 5 p@1"):
+                   "setfattr -n user.stash.ttl -v 5 p@1", "echo '{}' > p@2.json",
+                   "echo '{}' > new@1.json"):
         r = mnt.sh(script, check=False)
         assert r.returncode != 0 and "Read-only file system" in r.stderr, script
     with pytest.raises(OSError) as e:
@@ -149,6 +150,7 @@ def test_reserved_names_refused(mnt):
     assert e.value.errno == errno.EROFS
     assert mnt.sh("cat p p@1").stdout == "x\nw\n"
     assert mnt.sh("ls").stdout.split() == ["p", "schemas", "streams"]
+    assert sorted(os.listdir(str(mnt.backing))) == [".stashfs", "p", "schemas", "streams"]
     # "@" elsewhere in a name is an ordinary name.
     mnt.sh("echo ok > a@b && echo ok > 'c@' && cat a@b")
 
