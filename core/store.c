@@ -112,6 +112,7 @@ struct stash_file {
 	struct stash_caller creator;
 	struct timespec changed;        /* last change through the handle (fresh stat) */
 	struct set_meta set;    /* metadata set through the handle: applied by its commit */
+	uint64_t expect;        /* opened as NAME@V: commit only while NAME is at V (0 = any) */
 };
 
 struct stash_dir {
@@ -2873,6 +2874,77 @@ static int open_new(struct stash_file *f, int flags, const struct stash_caller *
 	return 0;
 }
 
+/*
+ * Compare-and-swap: is the stash of @f still at the version it was opened
+ * as (NAME@V)?  Under the name lock this is the commit's condition.  A
+ * refusal names the current version, on the handle and on the stash.
+ */
+static int check_expected(struct stash_file *f, struct stash_error *err)
+{
+	struct stat sb;
+	uint64_t cur = 0;
+	int fd;
+
+	if (!f->expect)
+		return 0;
+	fd = open_content(f->st, f->path, &sb);
+	if (fd >= 0)
+		cur = store_read_version(fd);
+	if (fd >= 0 && cur == f->expect) {
+		close(fd);
+		return 0;
+	}
+	if (fd >= 0)
+		stash_error_set(err, STASH_CAS_ERRNO,
+			"%s@%" PRIu64 ": not written: %s is at version %" PRIu64
+			" now; read %s@%" PRIu64 " and try again", f->path, f->expect, f->path,
+			cur, f->path, cur);
+	else
+		stash_error_set(err, STASH_CAS_ERRNO, "%s@%" PRIu64 ": not written: %s is gone",
+				f->path, f->expect, f->path);
+	if (fd >= 0) {
+		fsetxattr(fd, XATTR_ERROR, err->text, strlen(err->text), 0);
+		close(fd);
+	}
+	return -STASH_CAS_ERRNO;
+}
+
+/* Open NAME@V for writing: NAME, on the condition that it is at V until the commit. */
+static int open_cas(struct stash_store *st, const char *path, int flags, mode_t mode,
+		    const struct stash_caller *who, struct stash_file **out,
+		    struct stash_error *err)
+{
+	const char *at = strrchr(path, '@');
+	char stash[PATH_MAX];
+	uint64_t v;
+	int r;
+
+	if (strcmp(at, "@next") == 0 || !(flags & O_TRUNC) || (flags & O_APPEND))
+		return refuse_version(path, err);
+	v = strtoull(at + 1, NULL, 10);
+	if (!v || v == UINT64_MAX)
+		return refuse_version(path, err);
+	snprintf(stash, sizeof(stash), "%.*s", (int)(at - path), path);
+	r = stash_file_open(st, stash, flags & ~(O_CREAT | O_EXCL), mode, who, out, err);
+	if (r == -ENOENT)
+		return stash_error_set(err, STASH_CAS_ERRNO, "%s: not written: %s does not exist",
+				       path, stash);
+	if (r < 0)
+		return r;
+	(*out)->expect = v;
+	/* Already moved on: refused at open, before anything is written. */
+	if ((*out)->base_version != v) {
+		stash_error_clear(err);
+		r = check_expected(*out, err);
+		if (r < 0) {
+			stash_file_close(*out);
+			*out = NULL;
+			return r;
+		}
+	}
+	return 0;
+}
+
 int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t mode,
 		    const struct stash_caller *who, struct stash_file **out,
 		    struct stash_error *err)
@@ -2885,6 +2957,8 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 
 	if (meta_path(path))
 		return meta_open(st, path, flags, who, out);
+	if (writable && stash_store_classify(path) == STASH_KIND_VERSION)
+		return open_cas(st, path, flags, mode, who, out, err);
 	if (writable || (flags & (O_CREAT | O_TRUNC))) {
 		r = refuse_version(path, err);
 		if (r < 0)
@@ -3332,6 +3406,11 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 			r = poison(f, r, err);
 		goto out;
 	}
+	if (f->expect && check_expected(f, err) < 0) {
+		/* The version moved on: refuse now rather than at close. */
+		r = poison(f, -STASH_CAS_ERRNO, err);
+		goto out;
+	}
 	if (f->kind == STASH_KIND_VIEW) {
 		/* A view collects a patch; offsets are the patch's own. */
 		off_t at = append ? (off_t)f->p.len : off;
@@ -3476,10 +3555,14 @@ static int commit_full(struct stash_file *f, const struct stash_caller *who,
 		f->dirty = f->wrote = false;
 		return 0;
 	}
-	r = publish(f->st, f->path, -1, f->p.fd, f->p.tmp_name, f->create_mode,
-		    f->fresh ? &f->creator : who, &f->set, NULL, NULL, 0, &v, err);
+	r = check_expected(f, err);
+	if (r == 0)
+		r = publish(f->st, f->path, -1, f->p.fd, f->p.tmp_name, f->create_mode,
+			    f->fresh ? &f->creator : who, &f->set, NULL, NULL, 0, &v, err);
 	if (r == 0)
 		created(f);
+	if (r == 0 && f->expect)
+		f->expect = v;  /* a later commit through the handle builds on this one */
 	store_unlock_name(f->st, s);
 	if (r < 0)
 		return err && err->code ? r :

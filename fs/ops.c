@@ -355,7 +355,10 @@ static void view_target_changed(struct stashfs *fs, struct node *view)
 
 	pthread_mutex_lock(&fs->lock);
 	if (view->name && view->parent) {
-		size_t l = strlen(view->name) - strlen(STASH_VIEW_SUFFIX);
+		/* NAME.json and NAME@V (a compare-and-swap) both change NAME. */
+		size_t l = view->kind == STASH_KIND_VERSION ?
+			(size_t)(strrchr(view->name, '@') - view->name) :
+			strlen(view->name) - strlen(STASH_VIEW_SUFFIX);
 		struct node *n;
 
 		snprintf(name, sizeof(name), "%.*s", (int)l, view->name);
@@ -1324,7 +1327,7 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 	 * no pages, and dropping them would take locks a closing writer holds).
 	 */
 	if (stash_file_version(h->f) != before) {
-		if (h->node->kind == STASH_KIND_VIEW)
+		if (h->node->kind == STASH_KIND_VIEW || h->node->kind == STASH_KIND_VERSION)
 			view_target_changed(fs, h->node);
 		else
 			fuse_lowlevel_notify_inval_inode(fs->se, h->node->ino, -1, 0);

@@ -15,6 +15,7 @@
 #ifndef STASHFS_STORE_H
 #define STASHFS_STORE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +34,8 @@
 #define STASH_META_DIR ".stashfs-meta"     /* the metadata view, see meta.c */
 #define STASH_VERSIONS_DEFAULT 16           /* past versions kept per stash */
 #define STASH_VERSIONS_MAX 100000           /* the most user.stash.versions takes */
+/* A write to NAME@V found NAME at another version (compare-and-swap refused). */
+#define STASH_CAS_ERRNO ECANCELED
 
 enum stash_sync {
 	STASH_SYNC_ALWAYS,      /* fsync every persistent commit (default) */
