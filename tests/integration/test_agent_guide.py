@@ -90,6 +90,7 @@ def test_guide_runs_in_order(env, tmp_path, opts):
     assert out("research-report@$((v - 1))").splitlines() == [
         "# FUSE filesystems: a survey", "VERSION", "2", "1",
         "# FUSE filesystems: a survey"]
+    assert out("changed meanwhile").strip() == "written"
     # Good habits: a whole-file rewrite, namespaces, mv and rm.
     listing = out("rm \"$STASH/scratch\"")
     assert "research-progress" in listing and "scratch\n" not in listing
