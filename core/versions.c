@@ -132,7 +132,8 @@ static int list_versions(int fd, uint64_t **out)
 		v[n++] = x;
 	}
 	closedir(dir);
-	qsort(v, n, sizeof(*v), cmp_u64);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_u64);
 	*out = v;
 	return (int)n;
 }
