@@ -22,8 +22,13 @@ while ok < rounds:
             v = json.load(f)["version"]
     else:
         v = int(os.getxattr(os.path.join(mnt, "counter"), "user.stash.version"))
-    with open(os.path.join(mnt, "counter@%d" % v)) as f:
-        n = int(f.read())
+    try:
+        with open(os.path.join(mnt, "counter@%d" % v)) as f:
+            n = int(f.read())
+    except FileNotFoundError:
+        # 16 commits by others since the version was read: no longer kept.
+        refused += 1
+        continue
     try:
         with open(os.path.join(mnt, "counter@%d" % v), "w") as f:
             f.write("%d\n" % (n + 1))
