@@ -49,12 +49,15 @@ struct node {
 	struct node *name_next;
 };
 
+struct dir_handle;
+
 struct stashfs {
 	struct stash_store *store;
 	struct fuse_session *se;
 	struct stashfs_config cfg;
 	const char *mountpoint; /* absolute; NULL until mounted */
 	char mount_dev[24];     /* "major:minor" of the mount, "" = unknown */
+	struct dir_handle *dirs;        /* open directories, under lock */
 	pthread_mutex_t lock;   /* the node table */
 	struct node root;
 	struct node **ino_hash;

@@ -68,6 +68,12 @@ static void kept_free(struct kept_xattr *k)
 	}
 }
 
+/* An open directory, listed so that one the kernel never released is closed at exit. */
+struct dir_handle {
+	struct stash_dir *d;
+	struct dir_handle *prev, *next;
+};
+
 static struct stashfs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -158,6 +164,12 @@ void stashfs_nodes_destroy(struct stashfs *fs)
 				node_free(n);
 		}
 	}
+	for (struct dir_handle *dh = fs->dirs, *dn; dh; dh = dn) {
+		dn = dh->next;
+		stash_dir_close(dh->d);
+		free(dh);
+	}
+	fs->dirs = NULL;
 	free(fs->root.name);
 	free(fs->ino_hash);
 	free(fs->name_hash);
@@ -1547,21 +1559,29 @@ static void stashfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 {
 	struct stashfs *fs = fs_of(req);
 	REQ_PATH(path);
-	struct stash_dir *d;
-	int r = ino_path(fs, ino, NULL, &path, NULL);
+	struct dir_handle *dh = calloc(1, sizeof(*dh));
+	int r = dh ? ino_path(fs, ino, NULL, &path, NULL) : -ENOMEM;
 
 	if (r == 0)
-		r = stash_dir_open(fs->store, path, &d);
-	if (r < 0)
+		r = stash_dir_open(fs->store, path, &dh->d);
+	if (r < 0) {
+		free(dh);
 		return reply_err(req, r);
-	fi->fh = (uintptr_t)d;
+	}
+	pthread_mutex_lock(&fs->lock);
+	dh->next = fs->dirs;
+	if (fs->dirs)
+		fs->dirs->prev = dh;
+	fs->dirs = dh;
+	pthread_mutex_unlock(&fs->lock);
+	fi->fh = (uintptr_t)dh;
 	fuse_reply_open(req, fi);
 }
 
 static void stashfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			       struct fuse_file_info *fi)
 {
-	struct stash_dir *d = (struct stash_dir *)(uintptr_t)fi->fh;
+	struct stash_dir *d = ((struct dir_handle *)(uintptr_t)fi->fh)->d;
 	char *buf = malloc(size), *p = buf;
 	size_t left = size;
 	const char *name;
@@ -1587,7 +1607,19 @@ static void stashfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_
 
 static void stashfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	stash_dir_close((struct stash_dir *)(uintptr_t)fi->fh);
+	struct stashfs *fs = fs_of(req);
+	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
+
+	pthread_mutex_lock(&fs->lock);
+	if (dh->prev)
+		dh->prev->next = dh->next;
+	else
+		fs->dirs = dh->next;
+	if (dh->next)
+		dh->next->prev = dh->prev;
+	pthread_mutex_unlock(&fs->lock);
+	stash_dir_close(dh->d);
+	free(dh);
 	fuse_reply_err(req, 0);
 }
 
