@@ -151,7 +151,7 @@ def test_auto_unmount_after_crash(env):
     env.sh("echo x > f")
     d.proc.kill()
     d.proc.wait()
-    for _ in range(200):
+    for _ in range(600):
         if not mounted(env.mnt):
             break
         time.sleep(0.05)
