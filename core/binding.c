@@ -58,27 +58,6 @@ struct load_ctx {
 	const char *self;               /* the schema being written: not on disk yet */
 };
 
-bool binding_name_ok(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n > 255 || name[0] == '/' || name[n - 1] == '/')
-		return false;
-	for (const char *c = name; *c; c++) {
-		if ((unsigned char)*c < 0x20)
-			return false;
-	}
-	for (const char *c = name; c; c = strchr(c, '/')) {
-		if (*c == '/')
-			c++;
-		if (strncmp(c, "..", 2) == 0 && (c[2] == '/' || c[2] == '\0'))
-			return false;
-		if (strncmp(c, ".", 1) == 0 && (c[1] == '/' || c[1] == '\0'))
-			return false;
-	}
-	return stash_store_classify(name) == STASH_KIND_STASH;
-}
-
 /* Read schemas/@name: its text (caller frees) and version. */
 static int read_schema_file(struct stash_store *st, const char *name, char **text, size_t *len,
 			    uint64_t *version)
@@ -96,7 +75,7 @@ static int read_schema_file(struct stash_store *st, const char *name, char **tex
 		close(fd);
 		return -ENOENT;
 	}
-	n = fgetxattr(fd, "user.stash.version", buf, sizeof(buf) - 1);
+	n = fgetxattr(fd, XATTR_VERSION, buf, sizeof(buf) - 1);
 	buf[n > 0 ? n : 0] = '\0';
 	*version = strtoull(buf, NULL, 10);
 	r = text ? store_slurp(fd, sb.st_size, text, len) : 0;
@@ -116,7 +95,7 @@ static json_t *loader(void *data, const char *uri)
 	if (strncmp(uri, SCHEMA_URI_PREFIX, strlen(SCHEMA_URI_PREFIX)) != 0)
 		return NULL;
 	name = uri + strlen(SCHEMA_URI_PREFIX);
-	if (!binding_name_ok(name) || (ctx->self && strcmp(name, ctx->self) == 0))
+	if (!backing_name_ok(name) || (ctx->self && strcmp(name, ctx->self) == 0))
 		return NULL;
 	doc = NULL;
 	if (read_schema_file(ctx->st, name, &text, &len, &v) < 0)
@@ -354,7 +333,7 @@ int binding_each_dep(struct stash_store *st, const char *name,
 	struct cached *c;
 	int r;
 
-	if (!binding_name_ok(name))
+	if (!backing_name_ok(name))
 		return stash_error_set(err, EINVAL, "bad schema name \"%s\"", name);
 	r = lookup(st, name, &c, err);
 	if (r < 0)

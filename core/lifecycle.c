@@ -98,7 +98,6 @@ bool life_any(struct stash_store *st)
 static bool instance_alive(struct stash_store *st, const char *id)
 {
 	struct lifecycle *l = st->life;
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	time_t now = time(NULL);
 	char lock[128];
 	bool alive = false;
@@ -117,10 +116,10 @@ static bool instance_alive(struct stash_store *st, const char *id)
 	}
 	pthread_mutex_unlock(&l->lock);
 
-	snprintf(lock, sizeof(lock), STASH_INTERNAL_DIR "/tmp/%s.lock", id);
-	fd = strchr(id, '/') ? -1 : store_open_beneath(st, lock, O_RDWR, 0);
+	snprintf(lock, sizeof(lock), "%s" BACKING_LOCK_SUFFIX, id);
+	fd = store_open_beneath(st, BACKING_TMP_DIR, O_PATH | O_DIRECTORY, 0);
 	if (fd >= 0) {
-		alive = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+		alive = backing_instance_alive(fd, lock);
 		close(fd);
 	}
 	pthread_mutex_lock(&l->lock);
@@ -138,7 +137,7 @@ static bool orphaned(struct stash_store *st, int fd)
 	char id[64];
 	ssize_t n;
 
-	if (store_xattr_number(fd, XATTR_PERSISTENT, 1) != 0)
+	if (backing_xattr_number(fd, XATTR_PERSISTENT, 1) != 0)
 		return false;
 	n = fgetxattr(fd, XATTR_SESSION, id, sizeof(id) - 1);
 	if (n <= 0)
@@ -157,7 +156,7 @@ static int64_t now_ms(void)
 
 int64_t life_deadline(int fd, const struct stat *sb)
 {
-	long long ttl = store_xattr_number(fd, XATTR_TTL, 0);
+	long long ttl = backing_xattr_number(fd, XATTR_TTL, 0);
 
 	return ttl > 0 ? (int64_t)sb->st_ctim.tv_sec * 1000 + sb->st_ctim.tv_nsec / 1000000 +
 			 ttl * 1000 : 0;
@@ -243,7 +242,7 @@ void life_note(struct stash_store *st, const char *path, int fd)
 		return;
 	/* A directory has no deadline; an ephemeral one goes at the stop. */
 	when = S_ISDIR(sb.st_mode) ? 0 : life_deadline(fd, &sb);
-	eph = store_xattr_number(fd, XATTR_PERSISTENT, 1) == 0;
+	eph = backing_xattr_number(fd, XATTR_PERSISTENT, 1) == 0;
 	if (!when && !eph)
 		return;
 	atomic_store(&l->any, true);
@@ -296,7 +295,7 @@ static int expire_one(struct stash_store *st, const char *path, bool orphans, in
 		goto out;
 	}
 	if (strncmp(path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) != 0)
-		r = stream_audit_begin(st, path, "expire", store_read_version(fd) + 1, json_null(),
+		r = stream_audit_begin(st, path, "expire", backing_read_version(fd) + 1, json_null(),
 				       -1, NULL, &audit);
 	if (r == 0)
 		r = store_unlink_path(st, path);
@@ -353,7 +352,7 @@ int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, int
 /* An ephemeral directory carries its owner's mark; one without is only a default. */
 static bool ephemeral_dir(int fd)
 {
-	return store_xattr_number(fd, XATTR_PERSISTENT, 1) == 0 &&
+	return backing_xattr_number(fd, XATTR_PERSISTENT, 1) == 0 &&
 	       fgetxattr(fd, XATTR_SESSION, NULL, 0) > 0;
 }
 
@@ -415,7 +414,7 @@ static void scan_dir(struct stash_store *st, const char *dir, stash_expire_cb cb
 		if (ofd < 0)
 			continue;
 		if (fstat(ofd, &sb) == 0 && (life_deadline(ofd, &sb) ||
-		    store_xattr_number(ofd, XATTR_PERSISTENT, 1) == 0)) {
+		    backing_xattr_number(ofd, XATTR_PERSISTENT, 1) == 0)) {
 			*found = true;
 			close(ofd);
 			if (expire_one(st, path, true, &later) == 1) {
@@ -460,7 +459,7 @@ void stash_store_shutdown(struct stash_store *st)
 		char id[64];
 		ssize_t n = fd >= 0 ? fgetxattr(fd, XATTR_SESSION, id, sizeof(id) - 1) : -1;
 
-		if (n > 0 && store_xattr_number(fd, XATTR_PERSISTENT, 1) == 0) {
+		if (n > 0 && backing_xattr_number(fd, XATTR_PERSISTENT, 1) == 0) {
 			id[n] = '\0';
 			if (strcmp(id, st->instance) == 0) {
 				store_unlink_path(st, l->ephemeral[i]);
@@ -551,13 +550,11 @@ int life_virtual_xattr(int fd, const struct stat *sb, const char *name, char *bu
 			return -ENODATA;
 	} else if (strcmp(name, XATTR_EXPIRES) == 0) {
 		int64_t ms = S_ISREG(sb->st_mode) ? life_deadline(fd, sb) : 0;
-		time_t when = (time_t)(ms / 1000);
-		struct tm tm;
+		struct timespec when = { .tv_sec = (time_t)(ms / 1000) };
 
 		if (!ms)
 			return -ENODATA;
-		gmtime_r(&when, &tm);
-		strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		backing_iso_time(&when, false, text);
 	} else {
 		return 1;       /* not virtual */
 	}

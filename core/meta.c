@@ -29,13 +29,6 @@
 
 #define META_DIR_FILE ".stashfs-dir"
 
-bool meta_path(const char *path)
-{
-	size_t n = strlen(STASH_META_DIR);
-
-	return strncmp(path, STASH_META_DIR, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
 int meta_target(const char *path, char *out, size_t size, bool *dir_file)
 {
 	const char *rest = path + strlen(STASH_META_DIR);
@@ -87,7 +80,7 @@ static json_t *meta_doc(struct stash_store *st, const char *target, int fd,
 						       stream ? "stream" : "stash"));
 	if (!S_ISDIR(sb->st_mode)) {
 		json_object_set_new(doc, "size", json_integer(sb->st_size));
-		json_object_set_new(doc, "version", json_integer((json_int_t)store_read_version(fd)));
+		json_object_set_new(doc, "version", json_integer((json_int_t)backing_read_version(fd)));
 		r = life_virtual_xattr(fd, sb, XATTR_SHA256, buf, sizeof(buf) - 1);
 		json_object_set_new(doc, "sha256", r > 0 ? json_stringn(buf, (size_t)r) : json_null());
 	}

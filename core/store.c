@@ -127,103 +127,6 @@ struct stash_dir {
 /* For futimens: a change that commits nothing still moves mtime (and ctime). */
 static const struct timespec mtime_now[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_NOW } };
 
-static int sys_openat2(int dirfd, const char *path, int flags, mode_t mode)
-{
-	struct open_how how = {
-		.flags = (uint64_t)flags | O_CLOEXEC,
-		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-	};
-	long fd;
-
-	do {
-		fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-	} while (fd < 0 && errno == EAGAIN);
-	return fd < 0 ? -errno : (int)fd;
-}
-
-/*
- * Open the first @len bytes of @path beneath the backing root.  One openat2
- * takes less than PATH_MAX bytes, and a store path may be longer (a deep
- * directory plus a long relative path): a longer one is resolved in pieces,
- * each from the directory the one before opened and under the same rules,
- * so no symlink is followed and nothing above the root is reached.
- */
-static int open_beneath_n(struct stash_store *st, const char *path, size_t len, int flags,
-			  mode_t mode)
-{
-	char piece[PATH_MAX];
-	int dirfd = st->root_fd, fd;
-
-	while (len >= sizeof(piece)) {
-		size_t cut = sizeof(piece) - 1;
-
-		while (cut && path[cut] != '/')
-			cut--;
-		if (!cut) {
-			fd = -ENAMETOOLONG;     /* no component is that long */
-			goto out;
-		}
-		memcpy(piece, path, cut);
-		piece[cut] = '\0';
-		fd = sys_openat2(dirfd, piece, O_PATH | O_DIRECTORY, 0);
-		if (fd < 0)
-			goto out;
-		if (dirfd != st->root_fd)
-			close(dirfd);
-		dirfd = fd;
-		path += cut + 1;
-		len -= cut + 1;
-	}
-	memcpy(piece, path, len);
-	piece[len] = '\0';
-	fd = sys_openat2(dirfd, len ? piece : ".", flags, mode);
-out:
-	if (dirfd != st->root_fd)
-		close(dirfd);
-	return fd;
-}
-
-int store_open_beneath(struct stash_store *st, const char *path, int flags, mode_t mode)
-{
-	return open_beneath_n(st, path, strlen(path), flags, mode);
-}
-
-/*
- * Open the parent directory of @path (O_PATH) and point *@leaf at the last
- * component.  Returns the fd or a negative errno.
- */
-static int open_parent(struct stash_store *st, const char *path, const char **leaf)
-{
-	const char *slash = strrchr(path, '/');
-
-	*leaf = slash ? slash + 1 : path;
-	return open_beneath_n(st, path, slash ? (size_t)(slash - path) : 0,
-			      O_PATH | O_DIRECTORY, 0);
-}
-
-static int remove_path(struct stash_store *st, const char *path, int flags)
-{
-	const char *leaf;
-	int dirfd = open_parent(st, path, &leaf), r;
-
-	if (dirfd < 0)
-		return dirfd;
-	r = unlinkat(dirfd, leaf, flags) < 0 ? -errno : 1;
-	close(dirfd);
-	return r;
-}
-
-int store_unlink_path(struct stash_store *st, const char *path)
-{
-	return remove_path(st, path, 0);
-}
-
-int store_rmdir_path(struct stash_store *st, const char *path)
-{
-	return remove_path(st, path, AT_REMOVEDIR);
-}
-
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
@@ -231,61 +134,35 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-static unsigned stripe_of(const char *path)
-{
-	/* FNV-1a: cheap and spreads short names well. */
-	uint32_t h = 2166136261u;
-
-	for (; *path; path++)
-		h = (h ^ (unsigned char)*path) * 16777619u;
-	return h % LOCK_STRIPES;
-}
-
-static int ofd_lock(int fd, short type, unsigned byte)
-{
-	struct flock fl = {
-		.l_type = type,
-		.l_whence = SEEK_SET,
-		.l_start = byte,
-		.l_len = 1,
-	};
-
-	while (fcntl(fd, F_OFD_SETLKW, &fl) < 0) {
-		if (errno != EINTR)
-			return -errno;
-	}
-	return 0;
-}
-
 /* Serialize commits of @path within this process and across daemons. */
 unsigned store_lock_name(struct stash_store *st, const char *path)
 {
-	unsigned s = stripe_of(path);
+	unsigned s = backing_stripe(path);
 
 	pthread_mutex_lock(&st->stripes[s]);
 	/* Only fails on a broken lock file; the mutex still orders this process. */
-	(void)ofd_lock(st->lock_fd, F_WRLCK, s);
+	(void)backing_ofd_lock(st->lock_fd, F_WRLCK, s);
 	return s;
 }
 
 void store_unlock_name(struct stash_store *st, unsigned s)
 {
-	(void)ofd_lock(st->lock_fd, F_UNLCK, s);
+	(void)backing_ofd_lock(st->lock_fd, F_UNLCK, s);
 	pthread_mutex_unlock(&st->stripes[s]);
 }
 
 unsigned store_lock_stream(struct stash_store *st, const char *path)
 {
-	unsigned s = stripe_of(path);
+	unsigned s = backing_stripe(path);
 
 	pthread_mutex_lock(&st->stream_stripes[s]);
-	(void)ofd_lock(st->lock_fd, F_WRLCK, LOCK_STRIPES + s);
+	(void)backing_ofd_lock(st->lock_fd, F_WRLCK, LOCK_STRIPES + s);
 	return s;
 }
 
 void store_unlock_stream(struct stash_store *st, unsigned s)
 {
-	(void)ofd_lock(st->lock_fd, F_UNLCK, LOCK_STRIPES + s);
+	(void)backing_ofd_lock(st->lock_fd, F_UNLCK, LOCK_STRIPES + s);
 	pthread_mutex_unlock(&st->stream_stripes[s]);
 }
 
@@ -300,24 +177,13 @@ void store_unlock_stream(struct stash_store *st, unsigned s)
  * creations take a read lock, so that they exclude only exclusive ones.  A
  * crashed daemon's reservations vanish with its descriptors.
  */
-#define RESERVE_BASE ((off_t)1 << 32)
-
-static off_t reserve_byte(const char *path)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *path; path++)
-		h = (h ^ (unsigned char)*path) * 1099511628211ull;
-	return RESERVE_BASE + (off_t)(h >> 8);
-}
-
 /* Reserve @path for a creation; returns the fd holding it, -EEXIST or an errno. */
 static int reserve_name(struct stash_store *st, const char *path, bool exclusive)
 {
 	struct flock fl = {
 		.l_type = exclusive ? F_WRLCK : F_RDLCK,
 		.l_whence = SEEK_SET,
-		.l_start = reserve_byte(path),
+		.l_start = backing_reserve_byte(path),
 		.l_len = 1,
 	};
 	int fd = openat(st->root_fd, STASH_INTERNAL_DIR "/lock", O_RDWR | O_CLOEXEC);
@@ -336,39 +202,6 @@ static int reserve_name(struct stash_store *st, const char *path, bool exclusive
 static bool is_schema_path(const char *path)
 {
 	return strncmp(path, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
-}
-
-static bool has_suffix(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), m = strlen(suffix);
-
-	return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-long long store_xattr_number(int fd, const char *name, long long dflt)
-{
-	char buf[32], *end;
-	ssize_t n = fgetxattr(fd, name, buf, sizeof(buf) - 1);
-	long long v;
-
-	if (n <= 0)
-		return dflt;
-	buf[n] = '\0';
-	v = strtoll(buf, &end, 10);
-	return end == buf ? dflt : v;
-}
-
-uint64_t store_read_version(int fd)
-{
-	return (uint64_t)store_xattr_number(fd, XATTR_VERSION, 0);
-}
-
-static int write_version(int fd, uint64_t v)
-{
-	char buf[32];
-	int n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
-
-	return fsetxattr(fd, XATTR_VERSION, buf, (size_t)n, 0) < 0 ? -errno : 0;
 }
 
 /* Copy every user.* xattr but the version from @from to @to. */
@@ -397,7 +230,7 @@ static int copy_xattrs(int from, int to)
 static bool want_sync(struct stash_store *st, int fd)
 {
 	return st->opts.sync == STASH_SYNC_ALWAYS &&
-	       store_xattr_number(fd, XATTR_PERSISTENT, 1) != 0;
+	       backing_xattr_number(fd, XATTR_PERSISTENT, 1) != 0;
 }
 
 /*
@@ -712,75 +545,6 @@ static int pending_load(struct stash_store *st, struct pending *p, int fd, off_t
 
 /* ---- names ------------------------------------------------------------ */
 
-int stash_store_classify(const char *path)
-{
-	const char *leaf = strrchr(path, '/');
-	size_t len = strlen(path);
-
-	if (len == 0)
-		return STASH_KIND_DIR;
-	leaf = leaf ? leaf + 1 : path;
-	if (strlen(leaf) > NAME_MAX)
-		return -ENAMETOOLONG;
-	if (path[0] == '/' || !*leaf || strcmp(leaf, ".") == 0 || strcmp(leaf, "..") == 0)
-		return -EINVAL;
-	if (meta_path(path))
-		return STASH_KIND_META;
-	/* Reserved for the store's own state, at every level. */
-	for (const char *c = path; c; c = strchr(c, '/')) {
-		if (*c == '/')
-			c++;
-		if (strncmp(c, STASH_INTERNAL_DIR, strlen(STASH_INTERNAL_DIR)) == 0)
-			return -EPERM;
-	}
-	{
-		size_t stem;
-		uint64_t v;
-
-		/* NAME@V and NAME@next: past and future versions, never a name of their own. */
-		if (versions_suffix(leaf, &stem, &v))
-			return stem ? STASH_KIND_VERSION : -EINVAL;
-	}
-	if (strncmp(path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) == 0)
-		return STASH_KIND_STREAM;
-	if (has_suffix(leaf, STASH_VIEW_SUFFIX) && strlen(leaf) > strlen(STASH_VIEW_SUFFIX)) {
-		size_t stem = strlen(leaf) - strlen(STASH_VIEW_SUFFIX);
-
-		/* X.json.json would be the view of X.json, itself a view: no such stash. */
-		if (stem > strlen(STASH_VIEW_SUFFIX) &&
-		    strncmp(leaf + stem - strlen(STASH_VIEW_SUFFIX), STASH_VIEW_SUFFIX,
-			    strlen(STASH_VIEW_SUFFIX)) == 0)
-			return -EINVAL;
-		return STASH_KIND_VIEW;
-	}
-	return STASH_KIND_STASH;
-}
-
-/*
- * A name a new stash may take: its NAME.json view must fit in NAME_MAX
- * too, so stash names are at most NAME_MAX - 5 bytes.
- */
-static int check_new_name(const char *path, struct stash_error *err)
-{
-	const char *leaf = strrchr(path, '/');
-
-	leaf = leaf ? leaf + 1 : path;
-	if (strlen(leaf) + strlen(STASH_VIEW_SUFFIX) > NAME_MAX)
-		return stash_error_set(err, ENAMETOOLONG,
-			"%s: a stash name has at most %d bytes, so that its %s view fits",
-			path, NAME_MAX - (int)strlen(STASH_VIEW_SUFFIX), STASH_VIEW_SUFFIX);
-	return 0;
-}
-
-char *stash_view_target(const char *path)
-{
-	size_t n = strlen(path);
-
-	if (!has_suffix(path, STASH_VIEW_SUFFIX))
-		return strdup(path);
-	return strndup(path, n - strlen(STASH_VIEW_SUFFIX));
-}
-
 /* Resolve @path to the backing path it stands for (views -> their stash). */
 static int backing_path(const char *path, char **out, int *kind)
 {
@@ -829,7 +593,7 @@ static int current_version(struct stash_store *st, const char *path, char **bpat
 	if (!stash)
 		return -ENOMEM;
 	fd = store_open_beneath(st, stash, O_RDONLY | O_NONBLOCK, 0);
-	if (fd >= 0 && store_read_version(fd) == v) {
+	if (fd >= 0 && backing_read_version(fd) == v) {
 		free(*bpath);
 		*bpath = stash;
 		stash = NULL;
@@ -871,7 +635,7 @@ static int refuse_version(const char *path, struct stash_error *err)
  */
 static struct doc_cache_entry *doc_slot(struct stash_store *st, const char *path)
 {
-	return &st->docs[stripe_of(path) % DOC_CACHE_SLOTS];
+	return &st->docs[backing_stripe(path) % DOC_CACHE_SLOTS];
 }
 
 static void doc_entry_clear(struct doc_cache_entry *e)
@@ -959,35 +723,6 @@ void stash_store_options_init(struct stash_store_options *o)
 	o->versions = STASH_VERSIONS_DEFAULT;
 }
 
-static int check_format(struct stash_store *st, int internal_fd, struct stash_error *err)
-{
-	char buf[64] = "";
-	char want[64];
-	int n = snprintf(want, sizeof(want), "stashfs-format %d\n", STASH_FORMAT_VERSION);
-	int fd = openat(internal_fd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	int r = 0;
-
-	(void)st;
-	if (fd >= 0) {
-		ssize_t got = read(fd, buf, sizeof(buf) - 1);
-
-		close(fd);
-		if (got < 0 || strcmp(buf, want) != 0)
-			return stash_error_set(err, EINVAL,
-				"backing directory has an unknown format marker (.stashfs/format: %.40s)", buf);
-		return 0;
-	}
-	fd = openat(internal_fd, "format.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return stash_error_set(err, errno, "cannot write .stashfs/format: %s", strerror(errno));
-	if (write(fd, want, (size_t)n) != n || fsync(fd) < 0)
-		r = stash_error_set(err, EIO, "cannot write .stashfs/format");
-	close(fd);
-	if (!r && renameat(internal_fd, "format.tmp", internal_fd, "format") < 0)
-		r = stash_error_set(err, errno, "cannot write .stashfs/format: %s", strerror(errno));
-	return r;
-}
-
 static int check_xattrs(int internal_fd, struct stash_error *err)
 {
 	int fd = openat(internal_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -995,13 +730,13 @@ static int check_xattrs(int internal_fd, struct stash_error *err)
 
 	if (fd < 0)
 		return stash_error_set(err, errno, "cannot create .stashfs/lock: %s", strerror(errno));
-	if (fsetxattr(fd, "user.stash.probe", "1", 1, 0) < 0) {
+	if (fsetxattr(fd, XATTR_PROBE, "1", 1, 0) < 0) {
 		r = stash_error_set(err, errno == ENOTSUP ? ENOTSUP : errno,
 			"the backing filesystem does not take user xattrs (%s); stashfs keeps its metadata "
 			"there: use ext4, xfs, btrfs, tmpfs >= 6.6 or another filesystem with user_xattr",
 			strerror(errno));
 	} else {
-		fremovexattr(fd, "user.stash.probe");
+		fremovexattr(fd, XATTR_PROBE);
 	}
 	close(fd);
 	return r;
@@ -1014,7 +749,7 @@ static int check_xattrs(int internal_fd, struct stash_error *err)
  */
 static int check_locks_and_rename(int internal_fd, struct stash_error *err)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 2 * LOCK_STRIPES,
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = BACKING_PROBE_BYTE,
 			    .l_len = 1 };
 	int fd = openat(internal_fd, "lock", O_RDWR | O_CLOEXEC);
 	int a = -1, b = -1, r = 0;
@@ -1079,7 +814,7 @@ static void clean_stale_tmp(struct stash_store *st, int tmproot)
 		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 		int lfd, sub;
 
-		if (!has_suffix(e->d_name, ".lock"))
+		if (!backing_has_suffix(e->d_name, ".lock"))
 			continue;
 		lfd = openat(tmproot, e->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 		if (lfd < 0)
@@ -1155,13 +890,11 @@ static void adopt_lockless_tmp(int tmproot)
  * choice, and a dead daemon's lock went with it (OFD locks die with the
  * last descriptor, kill -9 included).
  */
-#define PRESENCE_BYTE (2 * LOCK_STRIPES + 1)
-
 static int announce_daemon(struct stash_store *st, int internal_fd, const char *backing,
 			   struct stash_error *err)
 {
 	struct flock fl = { .l_type = st->opts.shared ? F_RDLCK : F_WRLCK,
-			    .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1 };
+			    .l_whence = SEEK_SET, .l_start = BACKING_PRESENCE_BYTE, .l_len = 1 };
 
 	st->presence_fd = openat(internal_fd, "lock", O_RDWR | O_CLOEXEC);
 	if (st->presence_fd < 0)
@@ -1261,7 +994,7 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 				    STASH_INTERNAL_DIR, strerror(errno));
 		goto fail;
 	}
-	internal_fd = sys_openat2(st->root_fd, STASH_INTERNAL_DIR, O_RDONLY | O_DIRECTORY, 0);
+	internal_fd = backing_openat2(st->root_fd, STASH_INTERNAL_DIR, O_RDONLY | O_DIRECTORY, 0);
 	if (internal_fd < 0) {
 		r = stash_error_set(err, -internal_fd, "cannot open %s/%s: %s", backing,
 				    STASH_INTERNAL_DIR, strerror(-internal_fd));
@@ -1272,7 +1005,7 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		r = check_locks_and_rename(internal_fd, err);
 	if (r < 0)
 		goto fail;
-	r = check_format(st, internal_fd, err);
+	r = backing_check_format(internal_fd, err);
 	if (r < 0)
 		goto fail;
 	st->lock_fd = openat(internal_fd, "lock", O_RDWR | O_CLOEXEC);
@@ -1315,7 +1048,7 @@ void stash_store_close(struct stash_store *st)
 		return;
 	if (st->tmp_fd >= 0) {
 		/* Our temp dir is empty when every handle was closed. */
-		int internal = sys_openat2(st->root_fd, STASH_INTERNAL_DIR "/tmp", O_PATH | O_DIRECTORY, 0);
+		int internal = backing_openat2(st->root_fd, STASH_INTERNAL_DIR "/tmp", O_PATH | O_DIRECTORY, 0);
 		char lockname[80];
 
 		if (internal >= 0) {
@@ -1513,7 +1246,7 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 	unsigned changes = (flags >> 8) ? (flags >> 8) : 1;
 	bool durable;
 	const char *leaf;
-	int dirfd = open_parent(st, path, &leaf);
+	int dirfd = backing_open_parent(st->root_fd, path, &leaf);
 	int oldfd = -1, r = 0;
 	uint64_t v = 0;
 	struct stat old;
@@ -1539,7 +1272,7 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 			r = S_ISDIR(old.st_mode) ? -EISDIR : -EPERM;
 			goto out;
 		}
-		v = store_read_version(oldfd);
+		v = backing_read_version(oldfd);
 		r = copy_xattrs(oldfd, tmpfd);
 		if (r < 0)
 			goto out;
@@ -1575,7 +1308,7 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 		check_content(st, path, tmpfd, doc, err);
 	if (r < 0)
 		goto out;
-	r = write_version(tmpfd, v + changes);
+	r = backing_write_version(tmpfd, v + changes);
 	if (r < 0)
 		goto out;
 	durable = want_sync(st, tmpfd);
@@ -1673,7 +1406,7 @@ int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
 
 	if (expires)
 		*expires = 0;
-	if (meta_path(path))
+	if (backing_meta_path(path))
 		return meta_stat(st, path, out);
 	r = backing_path(path, &bpath, &kind);
 	if (r == 0)
@@ -1800,7 +1533,7 @@ int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 		return -EROFS;
 	if (k == STASH_KIND_META)
 		return -EPERM;
-	dirfd = open_parent(st, path, &leaf);
+	dirfd = backing_open_parent(st->root_fd, path, &leaf);
 	if (dirfd < 0)
 		return dirfd;
 	/* O_PATH fds can't be used with mkdirat, so reopen the directory. */
@@ -1847,7 +1580,7 @@ int stash_store_rmdir(struct stash_store *st, const char *path)
 		return -EPERM;
 	if (!*path || strcmp(path, STASH_STREAMS_DIR) == 0 || strcmp(path, STASH_SCHEMAS_DIR) == 0)
 		return -EBUSY;
-	dirfd = open_parent(st, path, &leaf);
+	dirfd = backing_open_parent(st->root_fd, path, &leaf);
 	if (dirfd < 0)
 		return dirfd;
 	r = unlinkat(dirfd, leaf, AT_REMOVEDIR) < 0 ? -errno : 0;
@@ -1875,7 +1608,7 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 		return stash_error_set(err, EPERM, "%s is the JSON view of a stash: rm the stash itself",
 				       path);
 	}
-	dirfd = open_parent(st, bpath, &leaf);
+	dirfd = backing_open_parent(st->root_fd, bpath, &leaf);
 	if (dirfd < 0) {
 		free(bpath);
 		return dirfd;
@@ -1888,7 +1621,7 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 	} else {
 		struct stream_audit *audit = NULL;
 		int fd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		uint64_t v = fd >= 0 ? store_read_version(fd) : 0;
+		uint64_t v = fd >= 0 ? backing_read_version(fd) : 0;
 
 		r = kind == STASH_KIND_STREAM ? 0 :
 			stream_audit_begin(st, bpath, "delete", v + 1, json_null(), -1, who, &audit);
@@ -1937,7 +1670,7 @@ static int check_rename(struct stash_store *st, int dfrom, const char *lfrom, in
 	if (fstat(src, &sb) < 0 || !S_ISREG(sb.st_mode))
 		goto out;       /* directories move as they are */
 	if (stash_store_classify(to) == STASH_KIND_STASH) {
-		r = check_new_name(to, err);
+		r = backing_check_new_name(to, err);
 		if (r < 0)
 			goto out;
 	}
@@ -1964,10 +1697,10 @@ static int check_rename(struct stash_store *st, int dfrom, const char *lfrom, in
 			r = -errno;
 	}
 	if (r == 0 && dst >= 0) {
-		uint64_t v = store_read_version(dst), sv = store_read_version(src);
+		uint64_t v = backing_read_version(dst), sv = backing_read_version(src);
 
 		if (v >= sv)
-			r = write_version(src, v + 1);
+			r = backing_write_version(src, v + 1);
 	}
 out:
 	if (r < 0 && dst >= 0 && err && err->code)
@@ -2011,7 +1744,7 @@ static int audit_rename(struct stash_store *st, int dfrom, const char *lfrom, co
 		close(fd);
 		return 0;
 	}
-	v = store_read_version(fd);
+	v = backing_read_version(fd);
 	close(fd);
 	d = json_pack("{s:s}", "from", from);
 	r = stream_audit_begin(st, to, "rename", v, d, -1, who, &a[0]);
@@ -2036,7 +1769,7 @@ static void keep_renamed_over(struct stash_store *st, int dto, const char *lto, 
 	if (fd < 0)
 		return;
 	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
-		versions_keep(st, to, dto, lto, fd, store_read_version(fd));
+		versions_keep(st, to, dto, lto, fd, backing_read_version(fd));
 	close(fd);
 }
 
@@ -2065,17 +1798,17 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 			"a NAME.json view cannot be renamed or renamed over: rename the stash NAME");
 	if ((kf == STASH_KIND_STREAM) != (kt == STASH_KIND_STREAM))
 		return stash_error_set(err, EPERM, "streams stay under streams/");
-	dfrom = open_parent(st, from, &lfrom);
+	dfrom = backing_open_parent(st->root_fd, from, &lfrom);
 	if (dfrom < 0)
 		return dfrom;
-	dto = open_parent(st, to, &lto);
+	dto = backing_open_parent(st->root_fd, to, &lto);
 	if (dto < 0) {
 		close(dfrom);
 		return dto;
 	}
 	/* Lock both names in stripe order so two renames never deadlock. */
-	s1 = stripe_of(from);
-	s2 = stripe_of(to);
+	s1 = backing_stripe(from);
+	s2 = backing_stripe(to);
 	if (s1 > s2) {
 		unsigned t = s1;
 
@@ -2083,10 +1816,10 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		s2 = t;
 	}
 	pthread_mutex_lock(&st->stripes[s1]);
-	ofd_lock(st->lock_fd, F_WRLCK, s1);
+	backing_ofd_lock(st->lock_fd, F_WRLCK, s1);
 	if (s2 != s1) {
 		pthread_mutex_lock(&st->stripes[s2]);
-		ofd_lock(st->lock_fd, F_WRLCK, s2);
+		backing_ofd_lock(st->lock_fd, F_WRLCK, s2);
 	}
 	r = check_rename(st, dfrom, lfrom, dto, lto, to, flags, err);
 	if (r == 0 && kf == STASH_KIND_STASH)
@@ -2664,7 +2397,7 @@ int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **
 	int fd;
 
 	char target[PATH_MAX];
-	bool meta = meta_path(path), dir_file;
+	bool meta = backing_meta_path(path), dir_file;
 
 	if (stash_store_classify(path) < 0)
 		return -ENOENT;
@@ -2808,10 +2541,10 @@ static int open_new(struct stash_file *f, int flags, const struct stash_caller *
 	unsigned s;
 	int dirfd, r;
 
-	r = check_new_name(f->path, err);
+	r = backing_check_new_name(f->path, err);
 	if (r < 0)
 		return r;
-	dirfd = open_parent(st, f->path, &leaf);
+	dirfd = backing_open_parent(st->root_fd, f->path, &leaf);
 	if (dirfd < 0)
 		return dirfd == -ELOOP ? -ENOENT : dirfd;
 	/* Something the store doesn't offer (planted in the backing tree) keeps its name. */
@@ -2830,7 +2563,7 @@ static int open_new(struct stash_file *f, int flags, const struct stash_caller *
 		} else {
 			f->base_fd = r;
 			f->base_size = sb.st_size;
-			f->base_version = store_read_version(r);
+			f->base_version = backing_read_version(r);
 			r = 1;
 		}
 	} else if (r == -ENOENT) {
@@ -2889,7 +2622,7 @@ static int check_expected(struct stash_file *f, struct stash_error *err)
 		return 0;
 	fd = open_content(f->st, f->path, &sb);
 	if (fd >= 0)
-		cur = store_read_version(fd);
+		cur = backing_read_version(fd);
 	if (fd >= 0 && cur == f->expect) {
 		close(fd);
 		return 0;
@@ -2955,7 +2688,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 	int kind, r, acc = flags & O_ACCMODE;
 	bool writable = acc != O_RDONLY;
 
-	if (meta_path(path))
+	if (backing_meta_path(path))
 		return meta_open(st, path, flags, who, out);
 	if (writable && stash_store_classify(path) == STASH_KIND_VERSION)
 		return open_cas(st, path, flags, mode, who, out, err);
@@ -3017,7 +2750,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 		if (r == 0) {
 			r = open_content(st, bpath, &sb);
 			if (r >= 0 && strcmp(kept, bpath) != 0 &&
-			    store_read_version(r) != strtoull(strrchr(path, '@') + 1, NULL, 10)) {
+			    backing_read_version(r) != strtoull(strrchr(path, '@') + 1, NULL, 10)) {
 				close(r);
 				r = open_content(st, kept, &sb);
 			}
@@ -3065,7 +2798,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 		char name[256];
 		ssize_t n = fgetxattr(f->base_fd, XATTR_SCHEMA, name, sizeof(name) - 1);
 
-		f->base_version = store_read_version(f->base_fd);
+		f->base_version = backing_read_version(f->base_fd);
 		if (n > 0)
 			f->schema = strndup(name, (size_t)n);
 	}
@@ -3879,7 +3612,7 @@ static struct merge_req *merge_round(struct stash_store *st, struct merge_queue 
  */
 static int merge_queued(struct stash_store *st, struct merge_req *req)
 {
-	unsigned s = stripe_of(req->f->path);
+	unsigned s = backing_stripe(req->f->path);
 	struct merge_queue *q = &st->merges[s];
 	struct merge_req **pp, *done;
 

@@ -6,6 +6,7 @@
 #ifndef STASHFS_STORE_PRIV_H
 #define STASHFS_STORE_PRIV_H
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <time.h>
@@ -14,23 +15,11 @@
 
 #include "stashfs/schema.h"
 #include "stashfs/store.h"
+#include "backing.h"
 
-#define LOCK_STRIPES 1024
 #define DOC_CACHE_SLOTS 64              /* parsed documents kept for merges */
 #define DOC_CACHE_MAX (1024 * 1024)     /* largest document kept */
 #define REAP_SLOTS 256                  /* replaced files waiting to be closed */
-#define XATTR_PREFIX "user.stash."
-#define XATTR_VERSION "user.stash.version"
-#define XATTR_ERROR "user.stash.error"
-#define XATTR_PERSISTENT "user.stash.persistent"
-#define XATTR_TTL "user.stash.ttl"
-#define XATTR_EXPIRES "user.stash.expires"
-#define XATTR_SHA256 "user.stash.sha256"
-#define XATTR_SESSION "user.stash.session"    /* owner instance of an ephemeral object */
-#define STASH_XATTR_MAX 4096
-#define XATTR_SCHEMA "user.stash.schema"
-#define XATTR_LINKED "user.stash.linked_stash"
-#define XATTR_SEQ "user.stash.seq"
 
 struct schema_cache;
 struct lifecycle;
@@ -100,12 +89,24 @@ unsigned store_lock_stream(struct stash_store *st, const char *path);
 void store_unlock_stream(struct stash_store *st, unsigned stripe);
 
 /* Open @path beneath the backing root, never through a symlink; "" is the root. */
-int store_open_beneath(struct stash_store *st, const char *path, int flags, mode_t mode);
+static inline int store_open_beneath(struct stash_store *st, const char *path, int flags,
+				     mode_t mode)
+{
+	return backing_open_beneath(st->root_fd, path, flags, mode);
+}
 
 /* Remove the file @path (never through a symlink): 1 on success or -errno. */
-int store_unlink_path(struct stash_store *st, const char *path);
+static inline int store_unlink_path(struct stash_store *st, const char *path)
+{
+	return backing_remove(st->root_fd, path, 0);
+}
+
 /* Remove the empty directory @path: 1 if removed, negative errno if not. */
-int store_rmdir_path(struct stash_store *st, const char *path);
+static inline int store_rmdir_path(struct stash_store *st, const char *path)
+{
+	return backing_remove(st->root_fd, path, AT_REMOVEDIR);
+}
+
 /*
  * The persistence a new object at @path gets: the nearest ancestor's
  * user.stash.persistent, else the mount's default.
@@ -127,12 +128,6 @@ ssize_t store_nearest_default(struct stash_store *st, const char *dir, const cha
 int store_effective_xattr(struct stash_store *st, const char *path, const struct stat *sb,
 			  const char *name, char *buf, size_t size);
 
-/* A decimal xattr of @fd, or @dflt when absent or not a number. */
-long long store_xattr_number(int fd, const char *name, long long dflt);
-
-/* The commit counter of an open object (0 if none). */
-uint64_t store_read_version(int fd);
-
 /* Read @size bytes of @fd into a new NUL-terminated buffer; caller frees. */
 int store_slurp(int fd, off_t size, char **out, size_t *len);
 
@@ -141,9 +136,6 @@ int store_slurp(int fd, off_t size, char **out, size_t *len);
 /* Set up / tear down the compiled-schema cache. */
 int binding_init(struct stash_store *st);
 void binding_destroy(struct stash_store *st);
-
-/* Is @name an acceptable schema name (a path under schemas/, no "..")? */
-bool binding_name_ok(const char *name);
 
 /*
  * Compile the text written to schemas/@name; -EINVAL with the reason if it
@@ -198,8 +190,6 @@ bool life_hidden_xattr(const char *name);
 
 /* ---- the metadata view (meta.c) ---- */
 
-/* Is @path in .stashfs-meta? */
-bool meta_path(const char *path);
 /* The object a view path describes; *@dir_file for a directory's own file. */
 int meta_target(const char *path, char *out, size_t size, bool *dir_file);
 int meta_stat(struct stash_store *st, const char *path, struct stat *out);

@@ -65,7 +65,7 @@ static void index_name(const char *stash, char out[32])
 
 bool stream_path_ok(const char *stash)
 {
-	return binding_name_ok(stash) && strncmp(stash, STASH_STREAMS_DIR "/",
+	return backing_name_ok(stash) && strncmp(stash, STASH_STREAMS_DIR "/",
 						 strlen(STASH_STREAMS_DIR) + 1) != 0;
 }
 
@@ -196,12 +196,9 @@ bool stream_linked(struct stash_store *st, const char *stash)
 static void now_iso(char out[64])
 {
 	struct timespec ts;
-	struct tm tm;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (ts.tv_nsec / 1000000) % 1000);
+	backing_iso_time(&ts, true, out);
 }
 
 static void process_name(pid_t pid, char out[32])
@@ -384,7 +381,7 @@ static int append_record(struct stash_store *st, const char *stream, const char 
 		goto out;
 	if (from >= 0 && (scan_records(fd, from, rec) & SEEN_OURS))
 		goto out;
-	seq = (uint64_t)store_xattr_number(fd, XATTR_SEQ, 0) + 1;
+	seq = (uint64_t)backing_xattr_number(fd, XATTR_SEQ, 0) + 1;
 	line = json_pack("{s:I}", "seq", (json_int_t)seq);
 	if (!line || json_object_update(line, rec) < 0) {
 		r = -ENOMEM;
@@ -578,7 +575,7 @@ static bool committed(struct stash_store *st, json_t *j)
 		return false;
 	/* A put or merge: the name still holds the very file we renamed in. */
 	i = fstat(fd, &sb) == 0 && (ino == 0 || (json_int_t)sb.st_ino == ino) &&
-	    store_read_version(fd) == (uint64_t)json_integer_value(json_object_get(rec, "version"));
+	    backing_read_version(fd) == (uint64_t)json_integer_value(json_object_get(rec, "version"));
 	close(fd);
 	return i;
 }

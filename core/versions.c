@@ -31,31 +31,6 @@
 
 #include "versions.h"
 
-bool versions_suffix(const char *leaf, size_t *stem, uint64_t *version)
-{
-	const char *at = strrchr(leaf, '@');
-	uint64_t v = 0;
-
-	if (!at)
-		return false;
-	if (strcmp(at + 1, "next") == 0) {
-		*stem = (size_t)(at - leaf);
-		*version = 0;
-		return true;
-	}
-	if (!at[1])
-		return false;
-	for (const char *c = at + 1; *c; c++) {
-		if (*c < '0' || *c > '9')
-			return false;
-		/* Too many digits is no version either, but still reserved. */
-		v = v > UINT64_MAX / 10 ? UINT64_MAX : v * 10 + (uint64_t)(*c - '0');
-	}
-	*stem = (size_t)(at - leaf);
-	*version = v;
-	return true;
-}
-
 int versions_path(const char *path, uint64_t version, char *out, size_t size)
 {
 	int n = snprintf(out, size, "%s/%s/@%" PRIu64, VERSIONS_DIR, path, version);
@@ -117,7 +92,7 @@ static int list_versions(int fd, uint64_t **out)
 		uint64_t x;
 		size_t stem;
 
-		if (e->d_name[0] != '@' || !versions_suffix(e->d_name, &stem, &x) || stem || !x)
+		if (e->d_name[0] != '@' || !backing_version_suffix(e->d_name, &stem, &x) || stem || !x)
 			continue;
 		if (n == cap) {
 			uint64_t *nv = realloc(v, (cap = cap ? cap * 2 : 32) * sizeof(*v));
@@ -177,7 +152,7 @@ void versions_keep(struct stash_store *st, const char *path, int dirfd, const ch
 		   int fd, uint64_t version)
 {
 	/* Directory defaults were copied onto the stash when it was made. */
-	long long keep = store_xattr_number(fd, XATTR_VERSIONS, (long long)st->opts.versions);
+	long long keep = backing_xattr_number(fd, XATTR_VERSIONS, (long long)st->opts.versions);
 	char vp[PATH_MAX], old[PATH_MAX];
 	int h;
 
@@ -293,9 +268,8 @@ void versions_drop(struct stash_store *st, const char *path)
 /* The kept version @name of history directory @h as {version, time, size, sha256}. */
 static json_t *describe(int h, uint64_t v)
 {
-	char name[32], sum[65], when[32];
+	char name[32], sum[65], when[BACKING_TIME_MAX];
 	struct stat sb;
-	struct tm tm;
 	int fd;
 	json_t *o;
 
@@ -308,8 +282,7 @@ static json_t *describe(int h, uint64_t v)
 		return NULL;
 	}
 	close(fd);
-	gmtime_r(&sb.st_mtim.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	backing_iso_time(&sb.st_mtim, false, when);
 	o = json_pack("{s:I, s:s, s:I, s:s}", "version", (json_int_t)v, "time", when,
 		      "size", (json_int_t)sb.st_size, "sha256", sum);
 	return o;

@@ -12,14 +12,6 @@
 #include "store_priv.h"
 
 #define VERSIONS_DIR STASH_INTERNAL_DIR "/versions"
-#define XATTR_VERSIONS "user.stash.versions"
-
-/*
- * Does @leaf end with a version suffix ("@" then digits, or "@next")?  If
- * so, *@stem receives the length before the "@" and *@version the number
- * (0 for "@next").
- */
-bool versions_suffix(const char *leaf, size_t *stem, uint64_t *version);
 
 /*
  * The backing path (relative to the root) of version @version of stash

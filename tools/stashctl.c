@@ -21,14 +21,12 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,8 +38,8 @@
 #include "stashfs/schema.h"
 #include "stashfs/sha256.h"
 #include "stashfs/store.h"
+#include "backing.h"
 
-#define XPREFIX "user.stash."
 #define SCHEMA_URI "stashfs:///schemas/"
 #define MAX_XATTR 65536
 
@@ -86,20 +84,6 @@ static int fail_usage(const char *fmt, ...)
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static long sys_openat2(int dirfd, const char *path, int flags)
-{
-	struct open_how how = {
-		.flags = (uint64_t)flags | O_CLOEXEC,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-	};
-	long fd;
-
-	do {
-		fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-	} while (fd < 0 && errno == EAGAIN);
-	return fd;
-}
-
 /* Read all of @fd into a new NUL-terminated buffer (caller frees). */
 static char *slurp_fd(int fd, size_t *len)
 {
@@ -138,76 +122,6 @@ static char *slurp_fd(int fd, size_t *len)
 	buf[n] = '\0';
 	*len = n;
 	return buf;
-}
-
-/* Is @s a non-empty run of decimal digits that fits 64 bits? */
-static bool is_u64(const char *s, size_t len, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (len == 0 || len > 20)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned d;
-
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		d = (unsigned)(s[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	if (out)
-		*out = v;
-	return true;
-}
-
-/*
- * Is @name acceptable where the daemon takes a stash path (a schema name,
- * a link target): relative, no "." or ".." component, no control
- * characters, not a reserved name, and (unless @allow_json, for schema
- * files outside a store) what core classifies as a stash, so not a view.
- */
-static bool name_ok(const char *name, bool allow_json)
-{
-	size_t n = strlen(name);
-	const char *c, *leaf;
-
-	if (n == 0 || n > 255 || name[0] == '/' || name[n - 1] == '/')
-		return false;
-	for (c = name; *c; c++) {
-		if ((unsigned char)*c < 0x20 || (c[0] == '/' && c[1] == '/'))
-			return false;
-	}
-	for (c = name; c; c = strchr(c, '/')) {
-		if (*c == '/')
-			c++;
-		if ((c[0] == '.' && (c[1] == '/' || c[1] == '\0')) ||
-		    (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0')) ||
-		    strncmp(c, ".stashfs", 8) == 0)
-			return false;
-	}
-	if (!allow_json)
-		return stash_store_classify(name) == STASH_KIND_STASH;
-	leaf = strrchr(name, '/');
-	leaf = leaf ? leaf + 1 : name;
-	return *leaf != '\0';
-}
-
-static bool stash_name_ok(const char *name)
-{
-	return name_ok(name, false);
-}
-
-/* "2026-01-31T12:00:00.000Z" */
-static void iso_time(const struct timespec *ts, char out[64])
-{
-	struct tm tm;
-
-	gmtime_r(&ts->tv_sec, &tm);
-	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (ts->tv_nsec / 1000000) % 1000);
 }
 
 /* A JSON string for bytes that may not be UTF-8: invalid bytes become U+FFFD. */
@@ -381,20 +295,22 @@ static const char *kind_of(const struct stat *sb, bool on_mount, const char *nam
 
 /* The user.stash.* attributes of DESIGN 2.5, in the order show prints them. */
 static const struct {
-	const char *key;
+	const char *name;
 	bool number;
 } known[] = {
-	{ "version", true },
-	{ "sha256", false },
-	{ "schema", false },
-	{ "ttl", true },
-	{ "persistent", true },
-	{ "expires", false },
-	{ "linked_stash", false },
-	{ "seq", true },
-	{ "error", false },
+	{ XATTR_VERSION, true },
+	{ XATTR_SHA256, false },
+	{ XATTR_SCHEMA, false },
+	{ XATTR_TTL, true },
+	{ XATTR_PERSISTENT, true },
+	{ XATTR_EXPIRES, false },
+	{ XATTR_LINKED, false },
+	{ XATTR_SEQ, true },
+	{ XATTR_ERROR, false },
 };
 #define NKNOWN (sizeof(known) / sizeof(known[0]))
+/* The key show prints for known attribute @i: its name without "user.stash.". */
+#define KNOWN_KEY(i) (known[i].name + strlen(XATTR_PREFIX))
 
 struct xattr {
 	char *name;
@@ -546,7 +462,7 @@ static int cmd_show(int argc, char **argv)
 		free(abs);
 		return EXIT_FAIL;
 	}
-	iso_time(&sb.st_mtim, mtime);
+	backing_iso_time(&sb.st_mtim, true, mtime);
 	snprintf(modestr, sizeof(modestr), "%04o", (unsigned)(sb.st_mode & 07777));
 
 	if (as_json) {
@@ -563,18 +479,15 @@ static int cmd_show(int argc, char **argv)
 		json_object_set_new(o, "gid", json_integer((json_int_t)sb.st_gid));
 		json_object_set_new(o, "mtime", json_string(mtime));
 		for (size_t i = 0; i < NKNOWN; i++) {
-			char full[64];
-			const struct xattr *x;
+			const struct xattr *x = find_xattr(xs, nx, known[i].name);
 			uint64_t v;
 
-			snprintf(full, sizeof(full), XPREFIX "%s", known[i].key);
-			x = find_xattr(xs, nx, full);
 			if (!x)
-				json_object_set_new(o, known[i].key, json_null());
-			else if (known[i].number && is_u64(x->value, x->len, &v) && v <= INT64_MAX)
-				json_object_set_new(o, known[i].key, json_integer((json_int_t)v));
+				json_object_set_new(o, KNOWN_KEY(i), json_null());
+			else if (known[i].number && backing_parse_u64(x->value, x->len, &v) && v <= INT64_MAX)
+				json_object_set_new(o, KNOWN_KEY(i), json_integer((json_int_t)v));
 			else
-				json_object_set_new(o, known[i].key, json_bytes(x->value, x->len));
+				json_object_set_new(o, KNOWN_KEY(i), json_bytes(x->value, x->len));
 		}
 		for (size_t i = 0; i < nx; i++)
 			json_object_set_new(all, xs[i].name, json_bytes(xs[i].value, xs[i].len));
@@ -602,12 +515,9 @@ static int cmd_show(int argc, char **argv)
 		printf("%-13s %u:%u\n", "owner", (unsigned)sb.st_uid, (unsigned)sb.st_gid);
 		printf("%-13s %s\n", "mtime", mtime);
 		for (size_t i = 0; i < NKNOWN; i++) {
-			char full[64];
-			const struct xattr *x;
+			const struct xattr *x = find_xattr(xs, nx, known[i].name);
 
-			snprintf(full, sizeof(full), XPREFIX "%s", known[i].key);
-			x = find_xattr(xs, nx, full);
-			printf("%-13s ", known[i].key);
+			printf("%-13s ", KNOWN_KEY(i));
 			if (x)
 				print_value(x->value, x->len);
 			else
@@ -619,8 +529,7 @@ static int cmd_show(int argc, char **argv)
 			bool is_known = false;
 
 			for (size_t k = 0; k < NKNOWN; k++) {
-				if (strncmp(xs[i].name, XPREFIX, strlen(XPREFIX)) == 0 &&
-				    strcmp(xs[i].name + strlen(XPREFIX), known[k].key) == 0)
+				if (strcmp(xs[i].name, known[k].name) == 0)
 					is_known = true;
 			}
 			if (is_known)
@@ -640,7 +549,7 @@ static int cmd_show(int argc, char **argv)
 /* Current user.stash.error of @path into @buf ("" if none). */
 static void read_error(const char *path, char *buf, size_t size)
 {
-	ssize_t n = getxattr(path, XPREFIX "error", buf, size - 1);
+	ssize_t n = getxattr(path, XATTR_ERROR, buf, size - 1);
 
 	buf[n > 0 ? n : 0] = '\0';
 }
@@ -686,7 +595,7 @@ static int cmd_set(int argc, char **argv)
 		if (!eq || klen == 0)
 			return fail_usage("set: expected KEY=VALUE, got \"%s\"", argv[i]);
 		if (klen == 3 && strncmp(argv[i], "ttl", 3) == 0) {
-			if (*v && !is_u64(v, strlen(v), NULL))
+			if (*v && !backing_parse_u64(v, strlen(v), NULL))
 				return fail_usage("set: ttl must be a whole number of seconds, got \"%s\"", v);
 		} else if (klen == 10 && strncmp(argv[i], "persistent", 10) == 0) {
 			if (strcmp(v, "0") && strcmp(v, "1"))
@@ -709,11 +618,11 @@ static int cmd_set(int argc, char **argv)
 		snprintf(key, sizeof(key), "%.*s", (int)(eq - argv[i]), argv[i]);
 		if (strcmp(key, "link") == 0 || strcmp(key, "linked_stash") == 0) {
 			snprintf(key, sizeof(key), "link");
-			snprintf(xname, sizeof(xname), XPREFIX "linked_stash");
+			snprintf(xname, sizeof(xname), XATTR_LINKED);
 		} else if (strncmp(key, "user.", 5) == 0) {
 			snprintf(xname, sizeof(xname), "%s", key);
 		} else {
-			snprintf(xname, sizeof(xname), XPREFIX "%s", key);
+			snprintf(xname, sizeof(xname), XATTR_PREFIX "%s", key);
 		}
 		remove = *v == '\0' && strcmp(key, "persistent") != 0;
 		read_error(path, before, sizeof(before));
@@ -759,14 +668,14 @@ static json_t *load_named(int dirfd, const char *name, bool in_store, struct sta
 	char *text;
 	size_t len;
 	json_t *doc;
-	long fd;
+	int fd;
 	struct stat sb;
 
-	if (!name_ok(name, !in_store)) {
+	if (!(in_store ? backing_name_ok(name) : backing_relpath_ok(name))) {
 		stash_error_set(err, EINVAL, "bad schema name \"%s\"", name);
 		return NULL;
 	}
-	fd = sys_openat2(dirfd, name, O_RDONLY | O_NONBLOCK);
+	fd = backing_openat2(dirfd, name, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0 || fstat((int)fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
 		stash_error_set(err, ENOENT, "schema %s is missing", name);
 		if (fd >= 0)
@@ -1348,11 +1257,6 @@ static void set_x(struct fsck *f, int fd, const char *path, const char *name, co
 
 enum obj { OBJ_DIR, OBJ_STASH, OBJ_STREAM, OBJ_SCHEMA };
 
-static bool instance_alive(int tmpfd, const char *lockname);
-
-/* The daemon refuses a ttl over 100 years. */
-#define TTL_MAX (100ULL * 365 * 24 * 3600)
-
 /* The metadata of one object (@fd open on it, @path relative to BACKING). */
 static void check_meta(struct fsck *f, int fd, const char *path, enum obj kind,
 		       const struct stat *sb)
@@ -1361,56 +1265,56 @@ static void check_meta(struct fsck *f, int fd, const char *path, enum obj kind,
 	ssize_t n;
 	uint64_t num;
 
-	n = get_x(fd, XPREFIX "version", v, sizeof(v));
-	if (n >= 0 && !is_u64(v, (size_t)n, NULL)) {
-		problem(f, path, "user.stash.version \"%.60s\" is not a decimal number", v);
+	n = get_x(fd, XATTR_VERSION, v, sizeof(v));
+	if (n >= 0 && !backing_parse_u64(v, (size_t)n, NULL)) {
+		problem(f, path, XATTR_VERSION " \"%.60s\" is not a decimal number", v);
 		if (f->repair) {
 			/* Keep the number the daemon already reads from it: versions never go back. */
 			unsigned long long prefix = strtoull(v, NULL, 10);
 			char nv[32];
 
 			snprintf(nv, sizeof(nv), "%llu", prefix ? prefix : 1ULL);
-			set_x(f, fd, path, XPREFIX "version", nv, "user.stash.version set to %s", nv);
+			set_x(f, fd, path, XATTR_VERSION, nv, XATTR_VERSION " set to %s", nv);
 		}
 	}
-	n = get_x(fd, XPREFIX "ttl", v, sizeof(v));
-	if (n >= 0 && (!is_u64(v, (size_t)n, &num) || num > TTL_MAX)) {
-		problem(f, path, "user.stash.ttl \"%.60s\" is not a number of seconds "
+	n = get_x(fd, XATTR_TTL, v, sizeof(v));
+	if (n >= 0 && (!backing_parse_u64(v, (size_t)n, &num) || num > STASH_TTL_MAX)) {
+		problem(f, path, XATTR_TTL " \"%.60s\" is not a number of seconds "
 			"(0 to 100 years)", v);
 		if (f->repair)
-			set_x(f, fd, path, XPREFIX "ttl", NULL,
+			set_x(f, fd, path, XATTR_TTL, NULL,
 			      "removed the bad user.stash.ttl: the object no longer expires");
 	}
-	n = get_x(fd, XPREFIX "persistent", v, sizeof(v));
+	n = get_x(fd, XATTR_PERSISTENT, v, sizeof(v));
 	if (n >= 0 && strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
-		problem(f, path, "user.stash.persistent \"%.60s\" is not 0 or 1", v);
+		problem(f, path, XATTR_PERSISTENT " \"%.60s\" is not 0 or 1", v);
 		if (f->repair)
-			set_x(f, fd, path, XPREFIX "persistent", "1",
-			      "user.stash.persistent set to 1 (keeps the object)");
+			set_x(f, fd, path, XATTR_PERSISTENT, "1",
+			      XATTR_PERSISTENT " set to 1 (keeps the object)");
 	}
-	n = get_x(fd, XPREFIX "persistent", v, sizeof(v));
+	n = get_x(fd, XATTR_PERSISTENT, v, sizeof(v));
 	if (n == 1 && v[0] == '0' && kind != OBJ_DIR) {
 		char lockname[80];
 
-		n = get_x(fd, XPREFIX "session", v, sizeof(v));
+		n = get_x(fd, XATTR_SESSION, v, sizeof(v));
 		snprintf(lockname, sizeof(lockname), "%.60s.lock", v);
-		if (n <= 0 || strchr(v, '/') || f->tmp < 0 || !instance_alive(f->tmp, lockname))
+		if (n <= 0 || strchr(v, '/') || f->tmp < 0 || !backing_instance_alive(f->tmp, lockname))
 			note(f, path, "ephemeral (persistent=0) and its daemon instance %s is gone: "
 			     "invisible on the mount, the daemon removes it at its next start",
 			     n > 0 ? v : "(none)");
 	}
-	n = get_x(fd, XPREFIX "seq", v, sizeof(v));
-	if (n >= 0 && !is_u64(v, (size_t)n, NULL)) {
-		problem(f, path, "user.stash.seq \"%.60s\" is not a decimal number", v);
+	n = get_x(fd, XATTR_SEQ, v, sizeof(v));
+	if (n >= 0 && !backing_parse_u64(v, (size_t)n, NULL)) {
+		problem(f, path, XATTR_SEQ " \"%.60s\" is not a decimal number", v);
 		if (f->repair && kind == OBJ_STREAM) {
 			char nv[32];
 
 			snprintf(nv, sizeof(nv), "%" PRIu64, stream_last_seq(fd));
-			set_x(f, fd, path, XPREFIX "seq", nv,
-			      "user.stash.seq set to %s, the last record's seq", nv);
+			set_x(f, fd, path, XATTR_SEQ, nv,
+			      XATTR_SEQ " set to %s, the last record's seq", nv);
 		}
 	}
-	n = get_x(fd, XPREFIX "sha256", v, sizeof(v));
+	n = get_x(fd, XATTR_SHA256, v, sizeof(v));
 	if (n >= 0 && kind != OBJ_DIR) {
 		bool hex = n == 64;
 		char sum[65];
@@ -1418,27 +1322,27 @@ static void check_meta(struct fsck *f, int fd, const char *path, enum obj kind,
 		for (ssize_t i = 0; hex && i < n; i++)
 			hex = (v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f');
 		if (!hex)
-			problem(f, path, "user.stash.sha256 \"%.70s\" is not a SHA-256 in hex", v);
+			problem(f, path, XATTR_SHA256 " \"%.70s\" is not a SHA-256 in hex", v);
 		else if (stash_sha256_fd(fd, sum) == 0 && strcmp(sum, v) != 0)
 			problem(f, path, "content does not match user.stash.sha256 (changed "
 				"outside the daemon?)");
 	}
-	n = get_x(fd, XPREFIX "linked_stash", v, sizeof(v));
+	n = get_x(fd, XATTR_LINKED, v, sizeof(v));
 	if (n >= 0) {
 		if (kind != OBJ_STREAM)
-			problem(f, path, "user.stash.linked_stash on something that is not a "
+			problem(f, path, XATTR_LINKED " on something that is not a "
 				"stream under streams/");
-		else if (memchr(v, '\0', (size_t)n) || !stash_name_ok(v) ||
+		else if (memchr(v, '\0', (size_t)n) || !backing_name_ok(v) ||
 			 strncmp(v, "streams/", 8) == 0)
-			problem(f, path, "user.stash.linked_stash \"%.100s\" is not a stash path "
+			problem(f, path, XATTR_LINKED " \"%.100s\" is not a stash path "
 				"(relative to the mount root, no \"..\", not a stream)", v);
 	}
-	n = get_x(fd, XPREFIX "schema", v, sizeof(v));
+	n = get_x(fd, XATTR_SCHEMA, v, sizeof(v));
 	if (n >= 0) {
 		struct compiled *c;
 
-		if (memchr(v, '\0', (size_t)n) || !stash_name_ok(v)) {
-			problem(f, path, "user.stash.schema \"%.100s\" is not a schema name", v);
+		if (memchr(v, '\0', (size_t)n) || !backing_name_ok(v)) {
+			problem(f, path, XATTR_SCHEMA " \"%.100s\" is not a schema name", v);
 			return;
 		}
 		c = schema_get(f, v);
@@ -1566,27 +1470,6 @@ static void walk(struct fsck *f, int dfd, const char *path, int depth)
 	free(list);
 }
 
-/* Is an OFD write lock held on .stashfs/tmp/@lockname (an instance alive)? */
-static bool instance_alive(int tmpfd, const char *lockname)
-{
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-	int fd = openat(tmpfd, lockname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	bool alive;
-
-	if (fd < 0)
-		return false;
-	alive = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
-	close(fd);
-	return alive;
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), m = strlen(suffix);
-
-	return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 /* The temp directory of dead instance @name: temp files go, journals stay. */
 static void check_dead_instance(struct fsck *f, int tmpfd, const char *name, bool has_lock)
 {
@@ -1621,7 +1504,7 @@ static void check_dead_instance(struct fsck *f, int tmpfd, const char *name, boo
 			 */
 			if (pass == 0 && !S_ISREG(sb.st_mode))
 				odd++;
-			else if (pass == 0 && e->d_name[0] == 'j')
+			else if (pass == 0 && e->d_name[0] == BACKING_JOURNAL_PREFIX)
 				journals++;
 			else if (pass == 0)
 				temps++;
@@ -1697,7 +1580,7 @@ static void check_tmp(struct fsck *f, int internal, unsigned *alive)
 		return;
 	}
 	while ((e = readdir(d))) {
-		if (ends_with(e->d_name, ".lock") && instance_alive(tmpfd, e->d_name))
+		if (backing_has_suffix(e->d_name, BACKING_LOCK_SUFFIX) && backing_instance_alive(tmpfd, e->d_name))
 			(*alive)++;
 	}
 	if (*alive && f->repair) {
@@ -1717,20 +1600,20 @@ static void check_tmp(struct fsck *f, int internal, unsigned *alive)
 			continue;
 		if (S_ISDIR(sb.st_mode)) {
 			snprintf(other, sizeof(other), "%s.lock", e->d_name);
-			if (instance_alive(tmpfd, other)) {
+			if (backing_instance_alive(tmpfd, other)) {
 				note(f, path, "instance %s is alive: a daemon is serving this backing "
 				     "directory; its temp files are left alone", e->d_name);
 				continue;
 			}
 			check_dead_instance(f, tmpfd, e->d_name,
 					    faccessat(tmpfd, other, F_OK, AT_SYMLINK_NOFOLLOW) == 0);
-		} else if (S_ISREG(sb.st_mode) && ends_with(e->d_name, ".lock")) {
+		} else if (S_ISREG(sb.st_mode) && backing_has_suffix(e->d_name, BACKING_LOCK_SUFFIX)) {
 			struct stat dsb;
 
 			snprintf(other, sizeof(other), "%.*s", (int)(strlen(e->d_name) - 5), e->d_name);
 			if (fstatat(tmpfd, other, &dsb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(dsb.st_mode))
 				continue;       /* judged with its directory */
-			if (instance_alive(tmpfd, e->d_name))
+			if (backing_instance_alive(tmpfd, e->d_name))
 				continue;
 			problem(f, path, "lock file of a dead instance without its directory");
 			if (f->repair && unlinkat(tmpfd, e->d_name, 0) == 0)
@@ -1750,12 +1633,12 @@ static void check_tmp(struct fsck *f, int internal, unsigned *alive)
 /* .stashfs itself: the format marker, leftovers, the temp area. */
 static void check_internal(struct fsck *f, unsigned *alive)
 {
-	char want[64], buf[128] = "";
+	char want[BACKING_FORMAT_MARKER_MAX], buf[128] = "";
 	struct stat sb;
 	int internal, fd;
 
 	*alive = 0;
-	snprintf(want, sizeof(want), "stashfs-format %d\n", STASH_FORMAT_VERSION);
+	backing_format_marker(want);
 	if (fstatat(f->root, ".stashfs", &sb, AT_SYMLINK_NOFOLLOW) < 0) {
 		problem(f, ".stashfs", "missing: not a stashfs backing directory, or one that was "
 			"never mounted (the daemon creates it at the first mount)");
@@ -1775,21 +1658,18 @@ static void check_internal(struct fsck *f, unsigned *alive)
 		close(internal);
 		return;
 	}
-	fd = openat(internal, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(internal, BACKING_FORMAT_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
 		problem(f, ".stashfs/format", "missing");
 		if (f->repair) {
-			/* Same dance as the daemon: write a temp file, rename it in place. */
-			int t = openat(internal, "format.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-				       0644);
+			/* What the daemon does at start-up: a temp file renamed in place. */
+			int r = backing_check_format(internal, NULL);
 
-			if (t >= 0 && write(t, want, strlen(want)) == (ssize_t)strlen(want) &&
-			    fsync(t) == 0 && renameat(internal, "format.tmp", internal, "format") == 0)
-				repaired(f, ".stashfs/format", "written (stashfs-format 1)");
+			if (r == 0)
+				repaired(f, ".stashfs/format", "written (%.*s)",
+					 (int)strcspn(want, "\n"), want);
 			else
-				fsck_error(f, ".stashfs/format", "write", errno);
-			if (t >= 0)
-				close(t);
+				fsck_error(f, ".stashfs/format", "write", -r);
 		}
 	} else if (fd < 0) {
 		problem(f, ".stashfs/format", "cannot be read: %s", strerror(errno));
@@ -1801,12 +1681,13 @@ static void check_internal(struct fsck *f, unsigned *alive)
 		if (strcmp(buf, want) != 0) {
 			buf[strcspn(buf, "\n")] = '\0';
 			problem(f, ".stashfs/format", "unknown format marker \"%.60s\" (expected "
-				"\"stashfs-format 1\"); left alone: another release may own it", buf);
+				"\"%.*s\"); left alone: another release may own it", buf,
+				(int)strcspn(want, "\n"), want);
 		}
 	}
-	if (fstatat(internal, "format.tmp", &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (fstatat(internal, BACKING_FORMAT_TMP, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
 		problem(f, ".stashfs/format.tmp", "leftover of an interrupted start-up");
-		if (f->repair && S_ISREG(sb.st_mode) && unlinkat(internal, "format.tmp", 0) == 0)
+		if (f->repair && S_ISREG(sb.st_mode) && unlinkat(internal, BACKING_FORMAT_TMP, 0) == 0)
 			repaired(f, ".stashfs/format.tmp", "removed");
 	}
 	close(internal);
@@ -1856,7 +1737,7 @@ static int cmd_fsck(int argc, char **argv)
 		close(f.root);
 		return EXIT_ERROR;
 	}
-	f.tmp = sys_openat2(f.root, ".stashfs/tmp", O_RDONLY | O_DIRECTORY);
+	f.tmp = backing_openat2(f.root, BACKING_TMP_DIR, O_RDONLY | O_DIRECTORY, 0);
 	if (fstatat(f.root, "schemas", &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sb.st_mode))
 		f.schemas = openat(f.root, "schemas", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	for (const char *top = "streams"; top; top = strcmp(top, "streams") ? NULL : "schemas") {
@@ -1943,7 +1824,7 @@ static int cmd_log(int argc, char **argv)
 	if (json_is_integer(json_object_get(doc, "version")) && stat(argv[1], &sb) == 0) {
 		char when[64];
 
-		iso_time(&sb.st_mtim, when);
+		backing_iso_time(&sb.st_mtim, true, when);
 		o = json_pack("{s:O, s:s, s:O, s:O}", "version", json_object_get(doc, "version"),
 			      "time", when, "size", json_object_get(doc, "size"),
 			      "sha256", json_object_get(doc, "sha256"));

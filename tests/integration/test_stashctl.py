@@ -411,6 +411,28 @@ def test_fsck_bound_stash_that_no_longer_validates(env):
     assert os.getxattr(b / "p", "user.stash.schema") == b"doc"
 
 
+def test_fsck_takes_the_names_the_daemon_takes(env):
+    # stashctl judges schema names and link targets by core's one rule:
+    # what the daemon accepted through the mount is no problem offline.
+    b = stopped_store(env, "mkdir -p schemas/team; echo '{\"type\":\"object\"}' > schemas/team/s; "
+                           "echo '{}' > p; setfattr -n user.stash.schema -v 'team//s' p; "
+                           "touch streams/log; "
+                           "setfattr -n user.stash.linked_stash -v 'd//p' streams/log")
+    assert os.getxattr(b / "p", "user.stash.schema") == b"team//s"
+    assert os.getxattr(b / "streams" / "log", "user.stash.linked_stash") == b"d//p"
+    r = fsck(b)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 problems found" in r.stdout
+    # The names the daemon refuses stay problems.
+    os.setxattr(b / "p", "user.stash.schema", b"../s")
+    os.setxattr(b / "streams" / "log", "user.stash.linked_stash", b"a/.stashfs/p")
+    r = fsck(b)
+    assert r.returncode == 1
+    assert re.search(r'problem +p: user.stash.schema "../s" is not a schema name', r.stdout)
+    assert re.search(r'problem +streams/log: user.stash.linked_stash "a/.stashfs/p" is not',
+                     r.stdout)
+
+
 def test_fsck_planted_files(env):
     b = stopped_store(env, "mkdir -p team; echo x > team/p")
     os.symlink("/etc/passwd", b / "team" / "evil")
