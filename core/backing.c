@@ -267,6 +267,30 @@ int backing_write_version(int fd, uint64_t v)
 	return fsetxattr(fd, XATTR_VERSION, buf, (size_t)n, 0) < 0 ? -errno : 0;
 }
 
+int backing_slurp(int fd, off_t size, char **out, size_t *len)
+{
+	char *buf = malloc((size_t)size + 1);
+	off_t done = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (done < size) {
+		ssize_t n = pread(fd, buf + done, (size_t)(size - done), done);
+
+		if (n < 0) {
+			free(buf);
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += n;
+	}
+	buf[done] = '\0';
+	*out = buf;
+	*len = (size_t)done;
+	return 0;
+}
+
 /* ---- names ---- */
 
 bool backing_has_suffix(const char *s, const char *suffix)

@@ -106,6 +106,9 @@ uint64_t backing_read_version(int fd);
 /* Set the commit counter of @fd: 0 or -errno. */
 int backing_write_version(int fd, uint64_t v);
 
+/* Read @size bytes of @fd (from offset 0) into a new NUL-terminated buffer; caller frees. */
+int backing_slurp(int fd, off_t size, char **out, size_t *len);
+
 /* ---- names ---- */
 
 /*

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "stashfs/json.h"
+#include "binding.h"
 #include "store_priv.h"
 
 #define SCHEMA_URI_PREFIX "stashfs:///schemas/"
@@ -78,7 +79,7 @@ static int read_schema_file(struct stash_store *st, const char *name, char **tex
 	n = fgetxattr(fd, XATTR_VERSION, buf, sizeof(buf) - 1);
 	buf[n > 0 ? n : 0] = '\0';
 	*version = strtoull(buf, NULL, 10);
-	r = text ? store_slurp(fd, sb.st_size, text, len) : 0;
+	r = text ? backing_slurp(fd, sb.st_size, text, len) : 0;
 	close(fd);
 	return r;
 }

@@ -31,6 +31,9 @@
 #include <unistd.h>
 
 #include "stashfs/sha256.h"
+#include "lifecycle.h"
+#include "locks.h"
+#include "stream.h"
 #include "store_priv.h"
 #include "versions.h"
 

@@ -24,6 +24,9 @@
 #include <unistd.h>
 
 #include "stashfs/json.h"
+#include "defaults.h"
+#include "lifecycle.h"
+#include "meta.h"
 #include "store_priv.h"
 #include "versions.h"
 

@@ -16,32 +16,47 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "reap.h"
 #include "store_priv.h"
+
+#define REAP_SLOTS 256                  /* replaced files waiting to be closed */
+
+/* Descriptors of replaced files, closed by a thread of their own. */
+struct reap {
+	pthread_t thread;
+	pid_t pid;                      /* process that started it, 0 = none yet */
+	bool running;
+	bool stop;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned n;
+	int fds[REAP_SLOTS];
+};
 
 static void *reaper_main(void *arg)
 {
 	struct stash_store *st = arg;
 	int batch[REAP_SLOTS];
 
-	pthread_mutex_lock(&st->reap_lock);
+	pthread_mutex_lock(&st->reap->lock);
 	for (;;) {
-		unsigned n = st->reap_n;
+		unsigned n = st->reap->n;
 
-		if (n == 0 && st->reap_stop)
+		if (n == 0 && st->reap->stop)
 			break;
 		if (n == 0) {
-			pthread_cond_wait(&st->reap_cond, &st->reap_lock);
+			pthread_cond_wait(&st->reap->cond, &st->reap->lock);
 			continue;
 		}
 		for (unsigned i = 0; i < n; i++)
-			batch[i] = st->reap_fds[i];
-		st->reap_n = 0;
-		pthread_mutex_unlock(&st->reap_lock);
+			batch[i] = st->reap->fds[i];
+		st->reap->n = 0;
+		pthread_mutex_unlock(&st->reap->lock);
 		for (unsigned i = 0; i < n; i++)
 			close(batch[i]);
-		pthread_mutex_lock(&st->reap_lock);
+		pthread_mutex_lock(&st->reap->lock);
 	}
-	pthread_mutex_unlock(&st->reap_lock);
+	pthread_mutex_unlock(&st->reap->lock);
 	return NULL;
 }
 
@@ -55,18 +70,21 @@ static bool reaper_ready(struct stash_store *st)
 {
 	pid_t me = getpid();
 
-	if (st->reap_pid != me) {
-		st->reap_pid = me;
-		st->reap_stop = false;
-		st->reap_running = pthread_create(&st->reaper, NULL, reaper_main, st) == 0;
+	if (st->reap->pid != me) {
+		st->reap->pid = me;
+		st->reap->stop = false;
+		st->reap->running = pthread_create(&st->reap->thread, NULL, reaper_main, st) == 0;
 	}
-	return st->reap_running;
+	return st->reap->running;
 }
 
 int reap_init(struct stash_store *st)
 {
-	pthread_mutex_init(&st->reap_lock, NULL);
-	pthread_cond_init(&st->reap_cond, NULL);
+	st->reap = calloc(1, sizeof(*st->reap));
+	if (!st->reap)
+		return -ENOMEM;
+	pthread_mutex_init(&st->reap->lock, NULL);
+	pthread_cond_init(&st->reap->cond, NULL);
 	return 0;
 }
 
@@ -74,20 +92,22 @@ void reap_destroy(struct stash_store *st)
 {
 	bool join;
 
-	pthread_mutex_lock(&st->reap_lock);
-	join = st->reap_pid == getpid() && st->reap_running;
-	st->reap_stop = true;
-	pthread_cond_signal(&st->reap_cond);
-	pthread_mutex_unlock(&st->reap_lock);
+	pthread_mutex_lock(&st->reap->lock);
+	join = st->reap->pid == getpid() && st->reap->running;
+	st->reap->stop = true;
+	pthread_cond_signal(&st->reap->cond);
+	pthread_mutex_unlock(&st->reap->lock);
 	if (join)
-		pthread_join(st->reaper, NULL);
+		pthread_join(st->reap->thread, NULL);
 	/* Whatever no thread of this process took. */
-	for (unsigned i = 0; i < st->reap_n; i++)
-		close(st->reap_fds[i]);
-	st->reap_n = 0;
-	st->reap_running = false;
-	pthread_mutex_destroy(&st->reap_lock);
-	pthread_cond_destroy(&st->reap_cond);
+	for (unsigned i = 0; i < st->reap->n; i++)
+		close(st->reap->fds[i]);
+	st->reap->n = 0;
+	st->reap->running = false;
+	pthread_mutex_destroy(&st->reap->lock);
+	pthread_cond_destroy(&st->reap->cond);
+	free(st->reap);
+	st->reap = NULL;
 }
 
 void store_close_later(struct stash_store *st, int fd)
@@ -96,13 +116,13 @@ void store_close_later(struct stash_store *st, int fd)
 
 	if (fd < 0)
 		return;
-	pthread_mutex_lock(&st->reap_lock);
-	if (!st->reap_stop && reaper_ready(st) && st->reap_n < REAP_SLOTS) {
-		st->reap_fds[st->reap_n++] = fd;
+	pthread_mutex_lock(&st->reap->lock);
+	if (!st->reap->stop && reaper_ready(st) && st->reap->n < REAP_SLOTS) {
+		st->reap->fds[st->reap->n++] = fd;
 		queued = true;
-		pthread_cond_signal(&st->reap_cond);
+		pthread_cond_signal(&st->reap->cond);
 	}
-	pthread_mutex_unlock(&st->reap_lock);
+	pthread_mutex_unlock(&st->reap->lock);
 	if (!queued)
 		close(fd);      /* no thread, or it is behind: close here */
 }

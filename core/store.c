@@ -41,7 +41,14 @@
 #include "stashfs/json.h"
 #include "stashfs/store.h"
 #include "access.h"
+#include "binding.h"
+#include "defaults.h"
+#include "lifecycle.h"
+#include "locks.h"
+#include "meta.h"
+#include "reap.h"
 #include "store_priv.h"
+#include "stream.h"
 #include "versions.h"
 
 /* Writes stay in memory up to this size, then spill to the temp file. */
@@ -132,38 +139,6 @@ static void close_fd(int *fd)
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
-}
-
-/* Serialize commits of @path within this process and across daemons. */
-unsigned store_lock_name(struct stash_store *st, const char *path)
-{
-	unsigned s = backing_stripe(path);
-
-	pthread_mutex_lock(&st->stripes[s]);
-	/* Only fails on a broken lock file; the mutex still orders this process. */
-	(void)backing_ofd_lock(st->lock_fd, F_WRLCK, s);
-	return s;
-}
-
-void store_unlock_name(struct stash_store *st, unsigned s)
-{
-	(void)backing_ofd_lock(st->lock_fd, F_UNLCK, s);
-	pthread_mutex_unlock(&st->stripes[s]);
-}
-
-unsigned store_lock_stream(struct stash_store *st, const char *path)
-{
-	unsigned s = backing_stripe(path);
-
-	pthread_mutex_lock(&st->stream_stripes[s]);
-	(void)backing_ofd_lock(st->lock_fd, F_WRLCK, LOCK_STRIPES + s);
-	return s;
-}
-
-void store_unlock_stream(struct stash_store *st, unsigned s)
-{
-	(void)backing_ofd_lock(st->lock_fd, F_UNLCK, LOCK_STRIPES + s);
-	pthread_mutex_unlock(&st->stream_stripes[s]);
 }
 
 /*
@@ -962,21 +937,17 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		st->opts = *opts;
 	else
 		stash_store_options_init(&st->opts);
-	for (int i = 0; i < LOCK_STRIPES; i++) {
-		pthread_mutex_init(&st->stripes[i], NULL);
-		pthread_mutex_init(&st->stream_stripes[i], NULL);
-	}
+	locks_init(st);
 	st->links_fd = -1;
 	pthread_mutex_init(&st->docs_lock, NULL);
 	pthread_mutex_init(&st->merge_lock, NULL);
 	pthread_cond_init(&st->merge_done, NULL);
-	if (binding_init(st) < 0 || life_init(st) < 0) {
+	if (binding_init(st) < 0 || life_init(st) < 0 || reap_init(st) < 0) {
 		binding_destroy(st);
 		life_destroy(st);
 		free(st);
 		return stash_error_set(err, ENOMEM, "out of memory");
 	}
-	reap_init(st);
 
 	if (mkdir(backing, 0755) < 0 && errno != EEXIST) {
 		r = stash_error_set(err, errno, "cannot create backing directory %s: %s", backing,
@@ -1072,10 +1043,7 @@ void stash_store_close(struct stash_store *st)
 	pthread_mutex_destroy(&st->docs_lock);
 	pthread_mutex_destroy(&st->merge_lock);
 	pthread_cond_destroy(&st->merge_done);
-	for (int i = 0; i < LOCK_STRIPES; i++) {
-		pthread_mutex_destroy(&st->stripes[i]);
-		pthread_mutex_destroy(&st->stream_stripes[i]);
-	}
+	locks_destroy(st);
 	free(st);
 }
 
@@ -1084,81 +1052,6 @@ void stash_store_close(struct stash_store *st)
 #define PUBLISH_VALIDATED 2  /* the document was validated against this very file */
 #define PUBLISH_CHANGES(n) ((unsigned)(n) << 8)     /* one file for n merges */
 
-static const char *const default_names[] = { XATTR_SCHEMA, XATTR_PERSISTENT, XATTR_TTL,
-						 XATTR_VERSIONS };
-#define DEFAULT_COUNT (sizeof(default_names) / sizeof(default_names[0]))
-
-/*
- * The directory defaults for a new object at @path (nearest ancestor wins):
- * @len[i] is the length of @value[i], the value of default_names[i], or -1.
- */
-static void ancestor_defaults(struct stash_store *st, const char *path,
-			      char value[DEFAULT_COUNT][512], ssize_t len[DEFAULT_COUNT])
-{
-	char *dir = strdup(path);
-	size_t left = DEFAULT_COUNT;
-
-	for (size_t i = 0; i < DEFAULT_COUNT; i++)
-		len[i] = -1;
-	/* One pass up the ancestors; each name stops at its nearest setting. */
-	while (dir && left) {
-		char *slash = strrchr(dir, '/');
-		int dfd;
-
-		if (slash)
-			*slash = '\0';
-		else
-			dir[0] = '\0';
-		dfd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
-		for (size_t i = 0; dfd >= 0 && i < DEFAULT_COUNT; i++) {
-			ssize_t n = len[i] > 0 ? -1 : fgetxattr(dfd, default_names[i], value[i],
-								 sizeof(value[i]));
-
-			if (n > 0) {
-				len[i] = n;
-				left--;
-			}
-		}
-		if (dfd >= 0)
-			close(dfd);
-		if (!dir[0])
-			break;
-	}
-	free(dir);
-}
-
-/* Copy the directory defaults onto a new object. */
-static void inherit_defaults(struct stash_store *st, const char *path, int fd)
-{
-	char value[DEFAULT_COUNT][512];
-	ssize_t len[DEFAULT_COUNT];
-
-	ancestor_defaults(st, path, value, len);
-	for (size_t i = 0; i < DEFAULT_COUNT; i++) {
-		if (len[i] > 0)
-			fsetxattr(fd, default_names[i], value[i], (size_t)len[i], 0);
-	}
-}
-
-/*
- * A new object: directory defaults, then the mount's defaults; an
- * ephemeral object is marked with the instance that owns it.
- */
-static void set_defaults(struct stash_store *st, const char *path, int fd)
-{
-	char v[32];
-
-	inherit_defaults(st, path, fd);
-	if (!st->opts.default_persistent && fgetxattr(fd, XATTR_PERSISTENT, v, sizeof(v)) < 0)
-		fsetxattr(fd, XATTR_PERSISTENT, "0", 1, 0);
-	if (st->opts.default_ttl && fgetxattr(fd, XATTR_TTL, v, sizeof(v)) < 0) {
-		int n = snprintf(v, sizeof(v), "%" PRIu64, st->opts.default_ttl);
-
-		fsetxattr(fd, XATTR_TTL, v, (size_t)n, 0);
-	}
-	if (fgetxattr(fd, XATTR_PERSISTENT, v, sizeof(v)) == 1 && v[0] == '0')
-		fsetxattr(fd, XATTR_SESSION, st->instance, strlen(st->instance), 0);
-}
 
 /*
  * The content about to be published as @path must be acceptable: a schema
@@ -1168,7 +1061,7 @@ static void set_defaults(struct stash_store *st, const char *path, int fd)
 static int check_content(struct stash_store *st, const char *path, int fd, const json_t *doc,
 			 struct stash_error *err)
 {
-	char schema[256];
+	char schema[STASH_XATTR_MAX];
 	bool is_schema = is_schema_path(path);
 	ssize_t n = fgetxattr(fd, XATTR_SCHEMA, schema, sizeof(schema) - 1);
 	char *text = NULL;
@@ -1176,12 +1069,16 @@ static int check_content(struct stash_store *st, const char *path, int fd, const
 	struct stat sb;
 	int r = 0;
 
+	/* A binding that cannot be read refuses: never publish as if unbound. */
+	if (n < 0 && errno != ENODATA)
+		return stash_error_set(err, errno, "%s: cannot read its user.stash.schema: %s",
+				       path, strerror(errno));
 	if (n <= 0 && !is_schema)
 		return 0;
 	if (!doc || is_schema) {
 		if (fstat(fd, &sb) < 0)
 			return -errno;
-		r = store_slurp(fd, sb.st_size, &text, &len);
+		r = backing_slurp(fd, sb.st_size, &text, &len);
 		if (r < 0)
 			return r;
 	}
@@ -1206,7 +1103,7 @@ static int check_content_as(struct stash_store *st, const char *path, int fd, co
 
 	if (fstat(fd, &sb) < 0)
 		return -errno;
-	r = store_slurp(fd, sb.st_size, &text, &len);
+	r = backing_slurp(fd, sb.st_size, &text, &len);
 	if (r == 0)
 		r = binding_validate(st, schema, path, NULL, text, len, err);
 	free(text);
@@ -1297,7 +1194,9 @@ static int publish(struct stash_store *st, const char *path, int curfd, int tmpf
 		goto out;
 	}
 	if (oldfd < 0) {
-		set_defaults(st, path, tmpfd);
+		r = defaults_apply(st, path, tmpfd, err);
+		if (r < 0)
+			goto out;
 		/* A stash made again at a name with history counts on from it. */
 		v = versions_last(st, path);
 	}
@@ -1372,30 +1271,6 @@ static int open_content(struct stash_store *st, const char *path, struct stat *s
 	return fd;
 }
 
-int store_slurp(int fd, off_t size, char **out, size_t *len)
-{
-	char *buf = malloc((size_t)size + 1);
-	off_t done = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	while (done < size) {
-		ssize_t n = pread(fd, buf + done, (size_t)(size - done), done);
-
-		if (n < 0) {
-			free(buf);
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		done += n;
-	}
-	buf[done] = '\0';
-	*out = buf;
-	*len = (size_t)done;
-	return 0;
-}
-
 /* ---- path operations -------------------------------------------------- */
 
 int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
@@ -1426,75 +1301,6 @@ int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
 		r = life_check(st, fd, out, expires);
 	close(fd);
 	return r;
-}
-
-ssize_t store_nearest_default(struct stash_store *st, const char *dir, const char *name,
-			      char *buf, size_t size)
-{
-	char d[PATH_MAX];
-
-	if ((size_t)snprintf(d, sizeof(d), "%s", dir) >= sizeof(d))
-		return -ENAMETOOLONG;
-	for (;;) {
-		int dfd = store_open_beneath(st, d, O_RDONLY | O_DIRECTORY, 0);
-		ssize_t n = dfd >= 0 ? fgetxattr(dfd, name, buf, size) : -1;
-		char *slash;
-
-		if (dfd >= 0)
-			close(dfd);
-		if (n > 0)
-			return n;
-		if (!d[0])
-			return -ENODATA;
-		slash = strrchr(d, '/');
-		if (slash)
-			*slash = '\0';
-		else
-			d[0] = '\0';
-	}
-}
-
-/* The directory @path is in ("" for the root), in @out of PATH_MAX bytes. */
-static void parent_of(const char *path, char *out)
-{
-	const char *slash = strrchr(path, '/');
-	size_t n = slash ? (size_t)(slash - path) : 0;
-
-	memcpy(out, path, n);
-	out[n] = '\0';
-}
-
-bool store_default_persistent(struct stash_store *st, const char *path)
-{
-	char dir[PATH_MAX], v[4];
-
-	if (strlen(path) >= sizeof(dir))
-		return st->opts.default_persistent;
-	parent_of(path, dir);
-	if (store_nearest_default(st, dir, XATTR_PERSISTENT, v, sizeof(v)) == 1)
-		return v[0] == '1';
-	return st->opts.default_persistent;
-}
-
-int store_effective_xattr(struct stash_store *st, const char *path, const struct stat *sb,
-			  const char *name, char *buf, size_t size)
-{
-	char dir[PATH_MAX];
-	ssize_t n;
-	bool ttl = strcmp(name, XATTR_TTL) == 0;
-
-	if (!ttl && strcmp(name, XATTR_PERSISTENT) != 0)
-		return -ENODATA;
-	if (!S_ISDIR(sb->st_mode) || strlen(path) >= sizeof(dir))
-		return snprintf(buf, size, "%s", ttl ? "0" : "1");
-	parent_of(path, dir);
-	if (*path && (n = store_nearest_default(st, dir, name, buf, size - 1)) > 0) {
-		buf[n] = '\0';
-		return (int)n;
-	}
-	if (ttl)
-		return snprintf(buf, size, "%" PRIu64, st->opts.default_ttl);
-	return snprintf(buf, size, "%d", st->opts.default_persistent ? 1 : 0);
 }
 
 /*
@@ -1683,7 +1489,7 @@ static int check_rename(struct stash_store *st, int dfrom, const char *lfrom, in
 		char *text = NULL;
 		size_t len = 0;
 
-		r = store_slurp(src, sb.st_size, &text, &len);
+		r = backing_slurp(src, sb.st_size, &text, &len);
 		if (r == 0)
 			r = binding_compile(st, to + strlen(STASH_SCHEMAS_DIR) + 1, text, len, err);
 		free(text);
@@ -1815,12 +1621,9 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		s1 = s2;
 		s2 = t;
 	}
-	pthread_mutex_lock(&st->stripes[s1]);
-	backing_ofd_lock(st->lock_fd, F_WRLCK, s1);
-	if (s2 != s1) {
-		pthread_mutex_lock(&st->stripes[s2]);
-		backing_ofd_lock(st->lock_fd, F_WRLCK, s2);
-	}
+	store_lock_stripe(st, s1);
+	if (s2 != s1)
+		store_lock_stripe(st, s2);
 	r = check_rename(st, dfrom, lfrom, dto, lto, to, flags, err);
 	if (r == 0 && kf == STASH_KIND_STASH)
 		r = audit_rename(st, dfrom, lfrom, from, to, who, audits);
@@ -2534,8 +2337,8 @@ static int open_new(struct stash_file *f, int flags, const struct stash_caller *
 		    struct stash_error *err)
 {
 	struct stash_store *st = f->st;
-	char value[DEFAULT_COUNT][512];
-	ssize_t len[DEFAULT_COUNT];
+	char (*value)[STASH_XATTR_MAX];
+	ssize_t len[DEFAULTS_COUNT];
 	const char *leaf;
 	struct stat sb;
 	unsigned s;
@@ -2593,9 +2396,16 @@ static int open_new(struct stash_file *f, int flags, const struct stash_caller *
 		return 0;
 	}
 	/* The schema it will inherit: its first write is validated already. */
-	ancestor_defaults(st, f->path, value, len);
-	if (len[0] > 0 && !(f->schema = strndup(value[0], (size_t)len[0])))
+	value = malloc(DEFAULTS_COUNT * sizeof(*value));
+	if (!value)
 		return -ENOMEM;
+	r = defaults_ancestors(st, f->path, value, len);
+	if (r == 0 && len[0] > 0 && !(f->schema = strndup(value[0], (size_t)len[0])))
+		r = -ENOMEM;
+	free(value);
+	if (r < 0)
+		return stash_error_set(err, -r, "%s: cannot read its directory's defaults: %s",
+				       f->path, strerror(-r));
 	f->fresh = true;
 	f->mode = PENDING_FULL;
 	f->dirty = true;
@@ -2966,7 +2776,7 @@ static int precheck_merge(struct stash_file *f, json_t *patch, struct stash_erro
 	fd = open_content(f->st, f->path, &sb);
 	if (fd >= 0 && sb.st_size > 0 && (doc = doc_cache_copy(f->st, f->path, &sb)))
 		;       /* parsed by the last merge */
-	else if (fd >= 0 && sb.st_size > 0 && store_slurp(fd, sb.st_size, &text, &len) == 0)
+	else if (fd >= 0 && sb.st_size > 0 && backing_slurp(fd, sb.st_size, &text, &len) == 0)
 		doc = stash_json_parse(text, len, NULL);
 	else if (fd >= 0 || fd == -ENOENT)
 		doc = json_object();
@@ -3404,7 +3214,7 @@ static int doc_load(struct stash_store *st, const char *path, int cur, const str
 	*doc = doc_cache_take(st, path, sb);
 	if (*doc)
 		return 0;
-	r = store_slurp(cur, sb->st_size, &text, &len);
+	r = backing_slurp(cur, sb->st_size, &text, &len);
 	if (r == 0 && !(*doc = stash_json_parse(text, len, err)))
 		r = -EINVAL;
 	free(text);
@@ -3651,7 +3461,7 @@ static int commit_merge(struct stash_file *f, const struct stash_caller *who,
 	/* The merged document needs the space the reservation holds. */
 	pending_unreserve(f->st, &f->p);
 	if (f->p.fd >= 0) {
-		r = store_slurp(f->p.fd, (off_t)f->p.len, &text, &len);
+		r = backing_slurp(f->p.fd, (off_t)f->p.len, &text, &len);
 		if (r < 0)
 			return stash_error_set(err, -r, "%s: merge failed: %s", f->path, strerror(-r));
 		req.patch = stash_json_parse(text, len, err);

@@ -38,6 +38,8 @@
 #include "stashfs/json.h"
 #include "stashfs/sha256.h"
 #include "access.h"
+#include "locks.h"
+#include "stream.h"
 #include "store_priv.h"
 
 #define INLINE_JSON_MAX (64 * 1024)
@@ -83,7 +85,7 @@ static char *index_read(struct stash_store *st, const char *stash)
 	fd = openat(st->links_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return NULL;
-	if (fstat(fd, &sb) < 0 || store_slurp(fd, sb.st_size, &text, &len) < 0)
+	if (fstat(fd, &sb) < 0 || backing_slurp(fd, sb.st_size, &text, &len) < 0)
 		text = NULL;
 	close(fd);
 	return text;
@@ -260,7 +262,7 @@ static json_t *content_data(int fd, json_t **withheld)
 	*withheld = NULL;
 	if (fstat(fd, &sb) < 0)
 		return json_null();
-	if (sb.st_size <= INLINE_JSON_MAX && store_slurp(fd, sb.st_size, &text, &len) == 0) {
+	if (sb.st_size <= INLINE_JSON_MAX && backing_slurp(fd, sb.st_size, &text, &len) == 0) {
 		if (len)
 			data = stash_json_parse(text, len, NULL);
 		if (!data && len <= INLINE_TEXT_MAX && printable_text(text, len))
@@ -590,7 +592,7 @@ void stream_recover_journal(struct stash_store *st, int dirfd, const char *name)
 
 	if (fd < 0)
 		return;
-	if (fstat(fd, &sb) == 0 && store_slurp(fd, sb.st_size, &text, &len) == 0)
+	if (fstat(fd, &sb) == 0 && backing_slurp(fd, sb.st_size, &text, &len) == 0)
 		j = json_loadb(text, len, 0, NULL);
 	close(fd);
 	rec = json_object_get(j, "record");

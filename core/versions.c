@@ -29,6 +29,8 @@
 
 #include "stashfs/sha256.h"
 
+#include "defaults.h"
+#include "reap.h"
 #include "versions.h"
 
 int versions_path(const char *path, uint64_t version, char *out, size_t size)

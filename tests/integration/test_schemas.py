@@ -112,6 +112,21 @@ def test_directory_binding_inherited(mnt):
     mnt.sh("echo 'free text' > plain/x")
 
 
+def test_directory_binding_that_cannot_be_copied_refuses_the_create(mnt):
+    # A directory's binding set behind the daemon's back, longer than any
+    # schema name: the new stash must not appear unbound.
+    mnt.sh("mkdir d")
+    os.setxattr(mnt.backing / "d", "user.stash.schema", b"s" * 600)
+    r = mnt.sh("echo '{}' > d/p", check=False)
+    assert r.returncode != 0
+    assert not os.path.exists(mnt.backing / "d" / "p")
+    assert not os.path.exists(mnt.path("d/p"))
+    # Without the bad binding the same create goes through.
+    os.removexattr(mnt.backing / "d", "user.stash.schema")
+    mnt.sh("echo '{}' > d/p")
+    assert read(mnt.path("d/p")) == b"{}\n"
+
+
 def test_missing_schema_fails_closed_and_replacement_recompiles(bound):
     m = bound
     m.sh("rm schemas/task-progress")

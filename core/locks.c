@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+/*
+ * locks.c - the name locks and stream locks of a store.
+ *
+ * Commits of one name are serialized by a striped mutex inside the process
+ * and an OFD lock on byte <stripe> of BACKING/.stashfs/lock across
+ * processes, so version counters and merges never race, also between
+ * daemons sharing one backing directory.  Stream appends use a second range
+ * of bytes, always taken after a name lock, never before: no cycles.  The
+ * byte layout of the lock file is backing.h's.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+
+#include "locks.h"
+#include "store_priv.h"
+
+void locks_init(struct stash_store *st)
+{
+	for (int i = 0; i < LOCK_STRIPES; i++) {
+		pthread_mutex_init(&st->stripes[i], NULL);
+		pthread_mutex_init(&st->stream_stripes[i], NULL);
+	}
+}
+
+void locks_destroy(struct stash_store *st)
+{
+	for (int i = 0; i < LOCK_STRIPES; i++) {
+		pthread_mutex_destroy(&st->stripes[i]);
+		pthread_mutex_destroy(&st->stream_stripes[i]);
+	}
+}
+
+void store_lock_stripe(struct stash_store *st, unsigned s)
+{
+	pthread_mutex_lock(&st->stripes[s]);
+	/* Only fails on a broken lock file; the mutex still orders this process. */
+	(void)backing_ofd_lock(st->lock_fd, F_WRLCK, s);
+}
+
+unsigned store_lock_name(struct stash_store *st, const char *path)
+{
+	unsigned s = backing_stripe(path);
+
+	store_lock_stripe(st, s);
+	return s;
+}
+
+void store_unlock_name(struct stash_store *st, unsigned s)
+{
+	(void)backing_ofd_lock(st->lock_fd, F_UNLCK, s);
+	pthread_mutex_unlock(&st->stripes[s]);
+}
+
+unsigned store_lock_stream(struct stash_store *st, const char *path)
+{
+	unsigned s = backing_stripe(path);
+
+	pthread_mutex_lock(&st->stream_stripes[s]);
+	(void)backing_ofd_lock(st->lock_fd, F_WRLCK, LOCK_STRIPES + s);
+	return s;
+}
+
+void store_unlock_stream(struct stash_store *st, unsigned s)
+{
+	(void)backing_ofd_lock(st->lock_fd, F_UNLCK, LOCK_STRIPES + s);
+	pthread_mutex_unlock(&st->stream_stripes[s]);
+}
