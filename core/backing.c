@@ -32,9 +32,10 @@ void backing_format_marker(char out[BACKING_FORMAT_MARKER_MAX])
 	snprintf(out, BACKING_FORMAT_MARKER_MAX, "stashfs-format %d\n", STASH_FORMAT_VERSION);
 }
 
-/* Write all of @buf to @fd: 0, or -errno (ENOSPC for a write that took nothing). */
-static int write_whole(int fd, const char *buf, size_t len)
+int backing_write_all(int fd, const void *data, size_t len)
 {
+	const char *buf = data;
+
 	while (len) {
 		ssize_t n = write(fd, buf, len);
 
@@ -70,7 +71,7 @@ int backing_check_format(int internal_fd, struct stash_error *err)
 	fd = openat(internal_fd, BACKING_FORMAT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return stash_error_set(err, errno, "cannot write .stashfs/format: %s", strerror(errno));
-	r = write_whole(fd, want, strlen(want));
+	r = backing_write_all(fd, want, strlen(want));
 	if (!r && fsync(fd) < 0)
 		r = -errno;
 	close(fd);
@@ -300,6 +301,11 @@ bool backing_has_suffix(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+bool backing_is_schema_path(const char *path)
+{
+	return strncmp(path, STASH_SCHEMAS_DIR "/", strlen(STASH_SCHEMAS_DIR) + 1) == 0;
+}
+
 bool backing_relpath_ok(const char *name)
 {
 	size_t n = strlen(name);
@@ -434,4 +440,60 @@ void backing_iso_time(const struct timespec *ts, bool millis, char out[BACKING_T
 		snprintf(out, BACKING_TIME_MAX, "%04d-%02d-%02dT%02d:%02d:%02dZ",
 			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			 tm.tm_sec);
+}
+
+int backing_version_path(const char *path, uint64_t version, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s/%s/@%" PRIu64, VERSIONS_DIR, path, version);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Resolve @path to the backing path it stands for (views -> their stash). */
+int backing_path(const char *path, char **out, int *kind)
+{
+	int k = stash_store_classify(path);
+
+	if (k < 0)
+		return k;
+	if (k == STASH_KIND_META)
+		return -EPERM;  /* the metadata view takes documents, nothing else */
+	*kind = k;
+	if (k == STASH_KIND_VERSION) {
+		/* p@V is the file kept under .stashfs/versions/p/@V; p@next none yet. */
+		char stash[PATH_MAX], vp[PATH_MAX];
+		const char *at = strrchr(path, '@');
+		uint64_t v = strcmp(at, "@next") == 0 ? 0 : strtoull(at + 1, NULL, 10);
+
+		snprintf(stash, sizeof(stash), "%.*s", (int)(at - path), path);
+		/* @next and out-of-range numbers name no kept file (@0 is never kept). */
+		if (backing_version_path(stash, v == UINT64_MAX ? 0 : v, vp, sizeof(vp)) < 0)
+			return -ENAMETOOLONG;
+		*out = strdup(vp);
+		return *out ? 0 : -ENOMEM;
+	}
+	*out = k == STASH_KIND_VIEW ? stash_view_target(path) : strdup(path);
+	return *out ? 0 : -ENOMEM;
+}
+
+/*
+ * Past versions are read-only: every change by their name is refused with
+ * EROFS (also creating a name that ends like one).
+ */
+int backing_refuse_version(const char *path, struct stash_error *err)
+{
+	int k = stash_store_classify(path);
+
+	if (k == STASH_KIND_VIEW) {
+		/* p@V.json: a merge on a version, never a stash named p@V. */
+		char *target = stash_view_target(path);
+
+		k = target ? stash_store_classify(target) : -ENOMEM;
+		free(target);
+	}
+	if (k != STASH_KIND_VERSION)
+		return 0;
+	return stash_error_set(err, EROFS,
+		"%s: NAME@V names a past version, which is read-only, and a name ending in "
+		"@digits or @next is reserved for them", path);
 }

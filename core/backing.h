@@ -44,6 +44,7 @@
 #define BACKING_FORMAT_FILE "format"            /* in .stashfs */
 #define BACKING_FORMAT_TMP "format.tmp"         /* written, then renamed to format */
 #define BACKING_TMP_DIR STASH_INTERNAL_DIR "/tmp"
+#define VERSIONS_DIR STASH_INTERNAL_DIR "/versions"      /* <stash path>/@<version> */
 #define BACKING_LOCK_SUFFIX ".lock"             /* tmp/<instance>.lock */
 #define BACKING_JOURNAL_PREFIX 'j'              /* tmp/<instance>/j<n>: an audit journal */
 #define BACKING_FORMAT_MARKER_MAX 64
@@ -106,6 +107,13 @@ uint64_t backing_read_version(int fd);
 /* Set the commit counter of @fd: 0 or -errno. */
 int backing_write_version(int fd, uint64_t v);
 
+/*
+ * Write all @len bytes of @data to @fd, however many write(2) calls it
+ * takes: 0, or what write(2) said (-ENOSPC for a write that took nothing),
+ * never a made-up EIO.
+ */
+int backing_write_all(int fd, const void *data, size_t len);
+
 /* Read @size bytes of @fd (from offset 0) into a new NUL-terminated buffer; caller frees. */
 int backing_slurp(int fd, off_t size, char **out, size_t *len);
 
@@ -132,11 +140,29 @@ bool backing_version_suffix(const char *leaf, size_t *stem, uint64_t *version);
  */
 int backing_check_new_name(const char *path, struct stash_error *err);
 bool backing_has_suffix(const char *s, const char *suffix);
+/* Is @path under schemas/? */
+bool backing_is_schema_path(const char *path);
 
 /* ---- times ---- */
 
 #define BACKING_TIME_MAX 64
 /* "2026-01-31T12:00:00Z", or with milliseconds "2026-01-31T12:00:00.000Z". */
 void backing_iso_time(const struct timespec *ts, bool millis, char out[BACKING_TIME_MAX]);
+
+/*
+ * The backing path (relative to the root) of version @version of stash
+ * @path into @out: .stashfs/versions/<path>/@<version>.  -ENAMETOOLONG if
+ * it does not fit.
+ */
+int backing_version_path(const char *path, uint64_t version, char *out, size_t size);
+
+/* Resolve @path to the backing path it stands for (views -> their stash). */
+int backing_path(const char *path, char **out, int *kind);
+
+/*
+ * Past versions are read-only: every change by their name is refused with
+ * EROFS (also creating a name that ends like one).
+ */
+int backing_refuse_version(const char *path, struct stash_error *err);
 
 #endif

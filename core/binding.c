@@ -23,6 +23,7 @@
 
 #include "stashfs/json.h"
 #include "binding.h"
+#include "commit.h"
 #include "store_priv.h"
 
 #define SCHEMA_URI_PREFIX "stashfs:///schemas/"
@@ -351,3 +352,78 @@ int binding_each_dep(struct stash_store *st, const char *name,
 	pthread_mutex_unlock(&st->schemas->lock);
 	return r;
 }
+
+/*
+ * The content about to be published as @path must be acceptable: a schema
+ * under schemas/ must compile, a bound stash must validate.  @doc is the
+ * parsed content when the caller has it.
+ */
+static int check_content(struct stash_store *st, const char *path, int fd, const json_t *doc,
+			 struct stash_error *err)
+{
+	char schema[STASH_XATTR_MAX];
+	bool is_schema = backing_is_schema_path(path);
+	ssize_t n = fgetxattr(fd, XATTR_SCHEMA, schema, sizeof(schema) - 1);
+	char *text = NULL;
+	size_t len = 0;
+	struct stat sb;
+	int r = 0;
+
+	/* A binding that cannot be read refuses: never publish as if unbound. */
+	if (n < 0 && errno != ENODATA)
+		return stash_error_set(err, errno, "%s: cannot read its user.stash.schema: %s",
+				       path, strerror(errno));
+	if (n <= 0 && !is_schema)
+		return 0;
+	if (!doc || is_schema) {
+		if (fstat(fd, &sb) < 0)
+			return -errno;
+		r = backing_slurp(fd, sb.st_size, &text, &len);
+		if (r < 0)
+			return r;
+	}
+	if (is_schema)
+		r = binding_compile(st, path + strlen(STASH_SCHEMAS_DIR) + 1, text, len, err);
+	if (r == 0 && n > 0) {
+		schema[n] = '\0';
+		r = binding_validate(st, schema, path, doc, text, len, err);
+	}
+	free(text);
+	return r;
+}
+
+/* Validate the content of @fd against schema @schema, for stash @path. */
+int check_content_as(struct stash_store *st, const char *path, int fd, const char *schema,
+		     struct stash_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct stat sb;
+	int r;
+
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	r = backing_slurp(fd, sb.st_size, &text, &len);
+	if (r == 0)
+		r = binding_validate(st, schema, path, NULL, text, len, err);
+	free(text);
+	return r;
+}
+
+/* Commit hooks: a schema must compile, a bound stash must validate. */
+static int binding_commit_check(struct commit *c)
+{
+	return c->validated ? 0 : check_content(c->st, c->path, c->tmpfd, c->doc, c->err);
+}
+
+static void binding_commit_published(struct commit *c, void *state)
+{
+	(void)state;
+	if (backing_is_schema_path(c->path))
+		binding_changed(c->st);
+}
+
+const struct commit_hook binding_commit_hook = {
+	.check = binding_commit_check,
+	.published = binding_commit_published,
+};

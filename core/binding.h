@@ -14,6 +14,8 @@
 #include "stashfs/error.h"
 #include "stashfs/store.h"
 
+struct commit_hook;
+
 /* Set up / tear down the compiled-schema cache. */
 int binding_init(struct stash_store *st);
 void binding_destroy(struct stash_store *st);
@@ -49,5 +51,12 @@ int binding_each_dep(struct stash_store *st, const char *name,
  */
 int binding_validate(struct stash_store *st, const char *name, const char *path,
 		     const json_t *doc, const char *text, size_t len, struct stash_error *err);
+
+/* Validate the content of @fd against schema @schema, for stash @path. */
+int check_content_as(struct stash_store *st, const char *path, int fd, const char *schema,
+		     struct stash_error *err);
+
+/* What binding does at every commit (registered by the store). */
+extern const struct commit_hook binding_commit_hook;
 
 #endif

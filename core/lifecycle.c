@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "stashfs/sha256.h"
+#include "commit.h"
 #include "lifecycle.h"
 #include "locks.h"
 #include "stream.h"
@@ -574,3 +575,38 @@ bool life_hidden_xattr(const char *name)
 {
 	return strcmp(name, XATTR_SESSION) == 0;
 }
+
+/* Open the committed content of stash @path read-only (snapshot). */
+int open_content(struct stash_store *st, const char *path, struct stat *stbuf)
+{
+	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+
+	if (fd < 0)
+		return fd == -ELOOP ? -ENOENT : fd;
+	if (fstat(fd, stbuf) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	if (S_ISDIR(stbuf->st_mode)) {
+		close(fd);
+		return -EISDIR;
+	}
+	if (!S_ISREG(stbuf->st_mode) || life_check(st, fd, stbuf, NULL) < 0) {
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
+}
+
+/* Commit hook: a committed stash's deadline is queued, an ephemeral one remembered. */
+static void life_commit_published(struct commit *c, void *state)
+{
+	(void)state;
+	life_note(c->st, c->path, c->tmpfd);
+}
+
+const struct commit_hook life_commit_hook = {
+	.published = life_commit_published,
+};

@@ -14,6 +14,8 @@
 #include "stashfs/error.h"
 #include "stashfs/store.h"
 
+struct commit_hook;
+
 int life_init(struct stash_store *st);
 void life_destroy(struct stash_store *st);
 /* May any object have a ttl or be ephemeral?  (False only after a clean scan.) */
@@ -30,5 +32,11 @@ int life_check_xattr(const char *name, const char *value, size_t size, struct st
 int life_virtual_xattr(int fd, const struct stat *sb, const char *name, char *buf, size_t size);
 /* Internal xattrs never shown to users. */
 bool life_hidden_xattr(const char *name);
+
+/* Open the committed content of stash @path read-only (snapshot). */
+int open_content(struct stash_store *st, const char *path, struct stat *stbuf);
+
+/* What lifecycle does at every commit (registered by the store). */
+extern const struct commit_hook life_commit_hook;
 
 #endif

@@ -66,3 +66,37 @@ void store_unlock_stream(struct stash_store *st, unsigned s)
 	(void)backing_ofd_lock(st->lock_fd, F_UNLCK, LOCK_STRIPES + s);
 	pthread_mutex_unlock(&st->stream_stripes[s]);
 }
+
+/*
+ * Creation reservations.  A new stash has no name until its first commit,
+ * yet O_EXCL must stay exclusive while it is being written, also between
+ * daemons sharing the backing directory.  Each creating handle holds an OFD
+ * lock on one byte of .stashfs/lock, far above the stripes, chosen by a
+ * 64-bit hash of the path, through an open file description of its own (OFD
+ * locks of one description never conflict with each other).  An exclusive
+ * creation takes a write lock and fails with EEXIST on any holder; other
+ * creations take a read lock, so that they exclude only exclusive ones.  A
+ * crashed daemon's reservations vanish with its descriptors.
+ */
+
+/* Reserve @path for a creation; returns the fd holding it, -EEXIST or an errno. */
+int reserve_name(struct stash_store *st, const char *path, bool exclusive)
+{
+	struct flock fl = {
+		.l_type = exclusive ? F_WRLCK : F_RDLCK,
+		.l_whence = SEEK_SET,
+		.l_start = backing_reserve_byte(path),
+		.l_len = 1,
+	};
+	int fd = openat(st->root_fd, STASH_INTERNAL_DIR "/lock", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		int e = errno == EAGAIN || errno == EACCES ? -EEXIST : -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}

@@ -23,4 +23,7 @@ void store_unlock_name(struct stash_store *st, unsigned stripe);
 unsigned store_lock_stream(struct stash_store *st, const char *path);
 void store_unlock_stream(struct stash_store *st, unsigned stripe);
 
+/* Reserve @path for a creation; returns the fd holding it, -EEXIST or an errno. */
+int reserve_name(struct stash_store *st, const char *path, bool exclusive);
+
 #endif

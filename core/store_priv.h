@@ -8,6 +8,9 @@
 #define STASHFS_STORE_PRIV_H
 
 #include <fcntl.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <time.h>
@@ -18,12 +21,14 @@
 #include "stashfs/store.h"
 #include "backing.h"
 
+#define COMMIT_HOOKS_MAX 8              /* features with commit hooks */
 #define DOC_CACHE_SLOTS 64              /* parsed documents kept for merges */
 #define DOC_CACHE_MAX (1024 * 1024)     /* largest document kept */
 
 struct schema_cache;
 struct lifecycle;
 struct reap;
+struct commit_hook;
 /* A parsed document kept for the next merge of the same file (store.c). */
 struct doc_cache_entry {
 	char *path;
@@ -61,6 +66,9 @@ struct stash_store {
 	pthread_cond_t merge_done;
 	struct merge_queue merges[LOCK_STRIPES];
 	struct reap *reap;              /* reap.c */
+	/* commit.c: what features do at each commit, in order */
+	const struct commit_hook *hooks[COMMIT_HOOKS_MAX];
+	unsigned nhooks;
 };
 
 /* Open @path beneath the backing root, never through a symlink; "" is the root. */
@@ -80,6 +88,26 @@ static inline int store_unlink_path(struct stash_store *st, const char *path)
 static inline int store_rmdir_path(struct stash_store *st, const char *path)
 {
 	return backing_remove(st->root_fd, path, AT_REMOVEDIR);
+}
+
+/* Leave the reason of a refusal in @path's user.stash.error, for getfattr and stashctl. */
+static inline void note_error(struct stash_store *st, const char *path,
+			      const struct stash_error *err)
+{
+	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+
+	if (fd >= 0) {
+		fsetxattr(fd, XATTR_ERROR, err->text, strlen(err->text), 0);
+		close(fd);
+	}
+}
+
+/* Close *@fd if open, and mark it closed. */
+static inline void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
 }
 
 #endif

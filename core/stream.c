@@ -39,6 +39,7 @@
 #include "stashfs/sha256.h"
 #include "access.h"
 #include "locks.h"
+#include "commit.h"
 #include "stream.h"
 #include "store_priv.h"
 
@@ -133,7 +134,7 @@ int stream_index_update(struct stash_store *st, const char *stash, const char *s
 	if (add && !found)
 		fprintf(out, "%s\t%s\n", stash, stream);
 	if (fflush(out) != 0 || (st->opts.sync == STASH_SYNC_ALWAYS && fsync(fd) < 0))
-		r = -EIO;
+		r = errno ? -errno : -EIO;      /* stdio sets errno when a write fails */
 	fclose(out);
 	if (r == 0 && renameat(st->links_fd, tmp, st->links_fd, name) < 0)
 		r = -errno;
@@ -401,11 +402,12 @@ static int append_record(struct stash_store *st, const char *stream, const char 
 	}
 	/* Seq first: a crash between the two never reuses a number. */
 	snprintf(buf, sizeof(buf), "%" PRIu64, seq);
-	if (fsetxattr(fd, XATTR_SEQ, buf, strlen(buf), 0) < 0 ||
-	    write(fd, text, len) != (ssize_t)len)
-		r = -errno ? -errno : -EIO;
-	else if (st->opts.sync == STASH_SYNC_ALWAYS)
-		fdatasync(fd);
+	if (fsetxattr(fd, XATTR_SEQ, buf, strlen(buf), 0) < 0)
+		r = -errno;
+	else
+		r = backing_write_all(fd, text, len);
+	if (r == 0 && st->opts.sync == STASH_SYNC_ALWAYS && fdatasync(fd) < 0)
+		r = -errno;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -460,13 +462,15 @@ int stream_audit_begin(struct stash_store *st, const char *stash, const char *op
 		json_object_set(a->rec, WITHHELD_KEY, withheld);
 	json_decref(withheld);
 	{
-		struct stat cs;
-		json_int_t ino = content_fd >= 0 && fstat(content_fd, &cs) == 0 ?
-			(json_int_t)cs.st_ino : 0;
+		struct stat cs = { .st_ino = 0 };
 
 		/* The new content's inode tells recovery whether the rename happened. */
+		if (content_fd >= 0 && fstat(content_fd, &cs) < 0) {
+			r = -errno;
+			goto fail;
+		}
 		a->journal = json_pack("{s:s,s:O,s:[],s:I}", "stash", stash, "record", a->rec,
-				       "streams", "ino", ino);
+				       "streams", "ino", (json_int_t)cs.st_ino);
 	}
 	if (!a->rec || !a->journal) {
 		r = -ENOMEM;
@@ -475,10 +479,17 @@ int stream_audit_begin(struct stash_store *st, const char *stash, const char *op
 	for (size_t i = 0; a->streams[i]; i++) {
 		struct stat sb;
 		int sfd = store_open_beneath(st, a->streams[i], O_PATH, 0);
-		off_t size = sfd >= 0 && fstat(sfd, &sb) == 0 ? sb.st_size : 0;
+		off_t size = 0;         /* a stream removed meanwhile has nothing to keep */
 
+		/* Where recovery cuts the stream back to if the change never landed. */
+		if (sfd >= 0 && fstat(sfd, &sb) < 0)
+			r = -errno;
+		else if (sfd >= 0)
+			size = sb.st_size;
 		if (sfd >= 0)
 			close(sfd);
+		if (r < 0)
+			goto fail;
 		json_array_append_new(json_object_get(a->journal, "streams"),
 				      json_pack("{s:s,s:I}", "path", a->streams[i], "from",
 						(json_int_t)size));
@@ -486,9 +497,10 @@ int stream_audit_begin(struct stash_store *st, const char *stash, const char *op
 	text = stash_json_dump(a->journal, 0, &len);
 	snprintf(a->jname, sizeof(a->jname), "j%" PRIu64, (uint64_t)atomic_fetch_add(&st->tmp_seq, 1));
 	fd = openat(st->tmp_fd, a->jname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (!text || fd < 0 || write(fd, text, len) != (ssize_t)len ||
-	    (st->opts.sync == STASH_SYNC_ALWAYS && fdatasync(fd) < 0)) {
-		r = fd < 0 ? -errno : -EIO;
+	r = !text ? -ENOMEM : fd < 0 ? -errno : backing_write_all(fd, text, len);
+	if (r == 0 && st->opts.sync == STASH_SYNC_ALWAYS && fdatasync(fd) < 0)
+		r = -errno;
+	if (r < 0) {
 		if (fd >= 0) {
 			close(fd);
 			unlinkat(st->tmp_fd, a->jname, 0);
@@ -609,3 +621,46 @@ void stream_recover_journal(struct stash_store *st, int dirfd, const char *name)
 	json_decref(j);
 	free(text);
 }
+
+/* The stash a stream links to, into @buf (size PATH_MAX); 0 or -errno. */
+int stream_read_link(struct stash_store *st, const char *stream, char *buf)
+{
+	int fd = store_open_beneath(st, stream, O_RDONLY | O_NONBLOCK, 0);
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	n = fgetxattr(fd, XATTR_LINKED, buf, PATH_MAX - 1);
+	close(fd);
+	if (n <= 0)
+		return -ENODATA;
+	buf[n] = '\0';
+	return 0;
+}
+
+/*
+ * Commit hooks: before the rename, journal the record of the change for
+ * every stream linked to the stash; after it, append them; if the rename
+ * did not happen, drop the journal.
+ */
+static int stream_commit_prepare(struct commit *c, void **state)
+{
+	return stream_audit_begin(c->st, c->path, c->patch ? "merge" : "put", c->version,
+				  c->patch, c->tmpfd, c->who, (struct stream_audit **)state);
+}
+
+static void stream_commit_published(struct commit *c, void *state)
+{
+	stream_audit_commit(c->st, state);
+}
+
+static void stream_commit_aborted(struct commit *c, void *state)
+{
+	stream_audit_abort(c->st, state);
+}
+
+const struct commit_hook stream_commit_hook = {
+	.prepare = stream_commit_prepare,
+	.published = stream_commit_published,
+	.aborted = stream_commit_aborted,
+};

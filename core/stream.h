@@ -14,6 +14,8 @@
 #include "stashfs/error.h"
 #include "stashfs/store.h"
 
+struct commit_hook;
+
 struct stream_audit;
 
 /* Can @stash be the target of a link (a stash path, no "..")? */
@@ -40,5 +42,11 @@ void stream_audit_abort(struct stash_store *st, struct stream_audit *a);
 
 /* Replay journal @name in @dirfd of an instance that died (at start-up). */
 void stream_recover_journal(struct stash_store *st, int dirfd, const char *name);
+
+/* The stash a stream links to, into @buf (size PATH_MAX); 0 or -errno. */
+int stream_read_link(struct stash_store *st, const char *stream, char *buf);
+
+/* What streams do at every commit (registered by the store). */
+extern const struct commit_hook stream_commit_hook;
 
 #endif

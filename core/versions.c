@@ -31,14 +31,8 @@
 
 #include "defaults.h"
 #include "reap.h"
+#include "commit.h"
 #include "versions.h"
-
-int versions_path(const char *path, uint64_t version, char *out, size_t size)
-{
-	int n = snprintf(out, size, "%s/%s/@%" PRIu64, VERSIONS_DIR, path, version);
-
-	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
 
 /* The history directory of @path, made with its parents if @create. */
 static int open_history(struct stash_store *st, const char *path, bool create)
@@ -166,7 +160,7 @@ void versions_keep(struct stash_store *st, const char *path, int dirfd, const ch
 		versions_drop(st, path);
 		return;
 	}
-	if (versions_path(path, version, vp, sizeof(vp)) < 0)
+	if (backing_version_path(path, version, vp, sizeof(vp)) < 0)
 		return;
 	/*
 	 * One link by path: the directories under .stashfs are the store's
@@ -195,10 +189,10 @@ void versions_keep(struct stash_store *st, const char *path, int dirfd, const ch
 	 * is gone already.  Otherwise (a gap, a smaller retention than
 	 * before) list and prune.
 	 */
-	if (versions_path(path, version - (uint64_t)keep, old, sizeof(old)) == 0 &&
+	if (backing_version_path(path, version - (uint64_t)keep, old, sizeof(old)) == 0 &&
 	    drop_later(st, old) == 0 &&
 	    (version - (uint64_t)keep == 1 ||
-	     (versions_path(path, version - (uint64_t)keep - 1, old, sizeof(old)) == 0 &&
+	     (backing_version_path(path, version - (uint64_t)keep - 1, old, sizeof(old)) == 0 &&
 	      faccessat(st->root_fd, old, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)))
 		return;
 	h = open_history(st, path, false);
@@ -335,3 +329,48 @@ long long versions_retention(struct stash_store *st, const char *path, int fd)
 	}
 	return (long long)st->opts.versions;
 }
+
+/*
+ * Version V of a stash that is at V now is the stash itself (nothing is
+ * kept for it yet): point *@bpath, the kept version's path, at the stash.
+ * A commit in between keeps V, so a caller that finds the stash moved on
+ * calls this again and finds the kept file.
+ */
+int current_version(struct stash_store *st, const char *path, char **bpath)
+{
+	const char *at = strrchr(path, '@');
+	uint64_t v;
+	char *stash;
+	int fd;
+
+	if (stash_store_classify(path) != STASH_KIND_VERSION || strcmp(at, "@next") == 0 ||
+	    faccessat(st->root_fd, *bpath, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	v = strtoull(at + 1, NULL, 10);
+	stash = strndup(path, (size_t)(at - path));
+	if (!stash)
+		return -ENOMEM;
+	fd = store_open_beneath(st, stash, O_RDONLY | O_NONBLOCK, 0);
+	if (fd >= 0 && backing_read_version(fd) == v) {
+		free(*bpath);
+		*bpath = stash;
+		stash = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(stash);
+	return 0;
+}
+
+/* Commit hook: the file a commit replaces is kept as NAME@V before the rename. */
+static int versions_commit_prepare(struct commit *c, void **state)
+{
+	(void)state;
+	if (c->oldfd >= 0)
+		versions_keep(c->st, c->path, c->dirfd, c->leaf, c->oldfd, c->old_version);
+	return 0;
+}
+
+const struct commit_hook versions_commit_hook = {
+	.prepare = versions_commit_prepare,
+};

@@ -11,14 +11,7 @@
 
 #include "store_priv.h"
 
-#define VERSIONS_DIR STASH_INTERNAL_DIR "/versions"
-
-/*
- * The backing path (relative to the root) of version @version of stash
- * @path into @out: .stashfs/versions/<path>/@<version>.  -ENAMETOOLONG if
- * it does not fit.
- */
-int versions_path(const char *path, uint64_t version, char *out, size_t size);
+struct commit_hook;
 
 /*
  * Keep the file @dirfd/@leaf (stash @path at version @version, open as
@@ -50,5 +43,16 @@ void versions_move(struct stash_store *st, const char *from, const char *to);
 
 /* Remove every version kept for @path (an expired or ephemeral stash). */
 void versions_drop(struct stash_store *st, const char *path);
+
+/*
+ * Version V of a stash that is at V now is the stash itself (nothing is
+ * kept for it yet): point *@bpath, the kept version's path, at the stash.
+ * A commit in between keeps V, so a caller that finds the stash moved on
+ * calls this again and finds the kept file.
+ */
+int current_version(struct stash_store *st, const char *path, char **bpath);
+
+/* What versions do at every commit (registered by the store). */
+extern const struct commit_hook versions_commit_hook;
 
 #endif

@@ -9,7 +9,7 @@
 # As root it runs apt-get itself; otherwise through sudo when there is one,
 # else it prints the command to run as root and exits 1.
 set -eu
-BUILD="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libjansson-dev libattr1-dev \
+BUILD="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libjansson-dev \
 libpcre2-dev attr python3"
 TEST="python3-pytest rsync vim jq tar coreutils procps util-linux man-db groff-base systemd \
 glusterfs-server glusterfs-client podman runc debootstrap"

@@ -55,7 +55,10 @@ def test_bench_plain(tmp_path, workload):
         assert out["mode"] == "plain" and out["ok"] is True
         assert out["ops"] == 200 and out["ops_per_s"] > 0
         if workload == "merge-shared":
-            assert out["keys"] == 200 and out["lost"] >= 0
+            # One writer loses nothing even on a plain directory; two may
+            # overwrite each other's keys there, never more than they wrote.
+            assert out["keys"] == 200
+            assert out["lost"] == 0 if threads == "1" else 0 <= out["lost"] <= out["keys"]
 
 
 def test_bench_merge_shared_eight_threads(mnt):
@@ -97,7 +100,8 @@ def test_bench_hooks(mnt, tmp_path):
         if wl == "merge-schema" and not out.get("unsupported"):
             assert isinstance(out["schema_enforced"], bool)
         if wl == "merge-stream" and not out.get("unsupported"):
-            assert out["stream_bytes"] >= 0
+            # every merge of the linked stash appended its record
+            assert out["stream_bytes"] > 0
         d = tmp_path / wl
         d.mkdir()
         assert bench(d, wl)["unsupported"] is True

@@ -16,9 +16,10 @@
 
 #include "check.h"
 #include "stashfs/store.h"
+#include "backing.h"
+#include "store_util.h"
 
 static char backing[256];
-static const struct stash_caller who = { .uid = 0, .gid = 0, .pid = 1, .umask = 022 };
 
 /* Read a backing file directly, as a user with the daemon down would. */
 static char *backing_read(const char *name)
@@ -34,37 +35,6 @@ static char *backing_read(const char *name)
 		return NULL;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
-	buf[n < 0 ? 0 : n] = '\0';
-	return buf;
-}
-
-static int put(struct stash_store *st, const char *path, const char *text, int flags)
-{
-	struct stash_file *f;
-	struct stash_error err;
-	int r = stash_file_open(st, path, O_WRONLY | O_CREAT | flags, 0644, &who, &f, &err);
-
-	if (r < 0)
-		return r;
-	if (stash_file_write(f, text, strlen(text), 0, &err) < 0)
-		r = -err.code;
-	if (r == 0)
-		r = stash_file_commit(f, STASH_COMMIT_LAST, &who, &err);
-	stash_file_close(f);
-	return r;
-}
-
-static char *get(struct stash_store *st, const char *path)
-{
-	static char buf[4096];
-	struct stash_file *f;
-	struct stash_error err;
-	ssize_t n;
-
-	if (stash_file_open(st, path, O_RDONLY, 0, &who, &f, &err) < 0)
-		return NULL;
-	n = stash_file_read(f, buf, sizeof(buf) - 1, 0);
-	stash_file_close(f);
 	buf[n < 0 ? 0 : n] = '\0';
 	return buf;
 }
@@ -246,21 +216,11 @@ static void test_symlink_not_followed(struct stash_store *st)
  * Merges queue per lock stripe and may be committed several at a time.
  * Two stashes whose names share a stripe, merged into from several threads
  * at once: every merge lands in the right document, and each version counts
- * the merges of its own stash.  (The names are chosen to collide under the
- * store's stripe hash, FNV-1a modulo 1024; were that to change, the test
- * still checks concurrent merges into two stashes.)
+ * the merges of its own stash.  The names are chosen to collide under the
+ * store's own stripe function.
  */
 #define MERGE_THREADS 4
 #define MERGES_EACH 20
-
-static unsigned stripe(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % 1024;
-}
 
 struct merger {
 	struct stash_store *st;
@@ -295,7 +255,7 @@ static void test_concurrent_merges_sharing_a_stripe(struct stash_store *st)
 		char name[32];
 
 		snprintf(name, sizeof(name), "mb%d", i);
-		if (stripe(name) == stripe(a))
+		if (backing_stripe(name) == backing_stripe(a))
 			snprintf(b, sizeof(b), "%s", name);
 	}
 	CHECK(b[0] != '\0');

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * commit.h - the commit path (commit.c).
+ * Not a public header.
+ */
+#ifndef STASHFS_COMMIT_H
+#define STASHFS_COMMIT_H
+
+#include <jansson.h>
+
+#include "stashfs/store.h"
+#include "file.h"
+
+/* Commit appended bytes on top of whatever is committed now. */
+int commit_append(struct stash_file *f, const struct stash_caller *who,
+		  struct stash_error *err);
+
+/* Commit a handle holding the full new content. */
+int commit_full(struct stash_file *f, const struct stash_caller *who,
+		struct stash_error *err);
+
+/*
+ * A refused write: remember why, so that nothing this handle wrote is ever
+ * committed, and leave the reason in user.stash.error for `getfattr`.
+ */
+int poison(struct stash_file *f, int r, struct stash_error *err);
+
+/*
+ * One change on its way to a name: what commit_publish() takes.  The
+ * caller fills the first block (and zeroes the rest); features see the
+ * second block filled in when their hooks run.
+ */
+struct commit {
+	struct stash_store *st;
+	const char *path;               /* the stash */
+	int curfd;                      /* its current file, if the caller holds it; else -1 */
+	int tmpfd;                      /* the new content, in the instance's temp directory */
+	const char *tmpname;
+	mode_t create_mode;             /* for a new stash */
+	const struct stash_caller *who; /* owner of a new stash, and whose change it is */
+	const struct set_meta *set;     /* metadata set through an open file, or NULL */
+	const json_t *doc;              /* the parsed content, when the caller has it */
+	json_t *patch;                  /* a merge: its patch (NULL for a put) */
+	unsigned changes;               /* versions it counts for: merges committed as one (0 = 1) */
+	bool validated;                 /* the content was validated against this very file */
+	struct stash_error *err;        /* the reason of a refusal, or NULL */
+	/* Filled in by commit_publish for the hooks. */
+	int dirfd;                      /* the stash's directory */
+	const char *leaf;               /* its name there */
+	int oldfd;                      /* the file it replaces, or -1 */
+	uint64_t old_version;           /* that file's version (or the name's last) */
+	uint64_t version;               /* the version it commits */
+};
+
+/*
+ * What a feature does around every commit, registered when the store
+ * opens.  Each may be NULL.  check: may refuse the content (before the
+ * version is written).  prepare: before the rename, once the content is
+ * durable; may refuse, and whatever it keeps goes in *@state.  Then either
+ * published (the rename happened) or aborted (it did not, or a later
+ * prepare refused), each with the state of its own prepare.
+ */
+struct commit_hook {
+	int (*check)(struct commit *c);
+	int (*prepare)(struct commit *c, void **state);
+	void (*published)(struct commit *c, void *state);
+	void (*aborted)(struct commit *c, void *state);
+};
+
+/* Add @hook (borrowed for the store's life) after those registered before. */
+int commit_register(struct stash_store *st, const struct commit_hook *hook);
+
+/*
+ * Publish the temp file @c->tmpfd/@c->tmpname as @c->path: metadata from
+ * the current file (or ownership from @c->who and the directory defaults
+ * for a new one), then what @c->set changed through an open file, the
+ * check hooks, version + changes, fsync, the prepare hooks, rename, fsync
+ * of the directory, the published hooks.  The caller holds the name lock.
+ * On success the temp file has become the stash and @c->version holds its
+ * version; a refusal fills @c->err.
+ */
+int commit_publish(struct commit *c);
+
+/* Make the temp file holding @content the handle's new base. */
+void rebase(struct stash_file *f, int fd, off_t size, uint64_t version);
+
+/* Does a commit of the object at @fd get fsynced?  Ephemeral ones never. */
+bool want_sync(struct stash_store *st, int fd);
+
+/*
+ * Compare-and-swap: is the stash of @f still at the version it was opened
+ * as (NAME@V)?  Under the name lock this is the commit's condition.  A
+ * refusal names the current version, on the handle and on the stash.
+ */
+int check_expected(struct stash_file *f, struct stash_error *err);
+
+int check_size(struct stash_file *f, uint64_t size, struct stash_error *err);
+
+#endif

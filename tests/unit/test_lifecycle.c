@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_lifecycle.c - deadlines and the checks of lifecycle xattrs: when an
+ * object with a ttl expires (counted from its last change), what values
+ * user.stash.ttl / persistent / versions take, and what the store shows
+ * of an expired stash.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "stashfs/store.h"
+#include "lifecycle.h"
+
+static const struct stash_caller who = { .uid = 0, .gid = 0, .pid = 1, .umask = 022 };
+
+static void test_deadline(void)
+{
+	char path[] = "/tmp/stashfs-life-XXXXXX";
+	int fd = mkstemp(path);
+	struct stat sb;
+	int64_t change;
+
+	CHECK(fd >= 0);
+	CHECK(fstat(fd, &sb) == 0);
+	change = (int64_t)sb.st_ctim.tv_sec * 1000 + sb.st_ctim.tv_nsec / 1000000;
+	CHECK(life_deadline(fd, &sb) == 0);                     /* no ttl: never */
+	CHECK(fsetxattr(fd, "user.stash.ttl", "0", 1, 0) == 0);
+	CHECK(fstat(fd, &sb) == 0);
+	CHECK(life_deadline(fd, &sb) == 0);                     /* 0: never */
+	CHECK(fsetxattr(fd, "user.stash.ttl", "90", 2, 0) == 0);
+	CHECK(fstat(fd, &sb) == 0);
+	change = (int64_t)sb.st_ctim.tv_sec * 1000 + sb.st_ctim.tv_nsec / 1000000;
+	CHECK(life_deadline(fd, &sb) == change + 90000);
+	CHECK(fsetxattr(fd, "user.stash.ttl", "x", 1, 0) == 0);
+	CHECK(fstat(fd, &sb) == 0);
+	CHECK(life_deadline(fd, &sb) == 0);                     /* not a number: never */
+	close(fd);
+	unlink(path);
+}
+
+static void test_xattr_values(void)
+{
+	struct stash_error err;
+
+	CHECK(life_check_xattr("user.stash.ttl", "3600", 4, &err) == 0);
+	CHECK(life_check_xattr("user.stash.ttl", "-1", 2, &err) == -EINVAL);
+	CHECK(life_check_xattr("user.stash.ttl", "3155760001", 10, &err) == -EINVAL);
+	CHECK(life_check_xattr("user.stash.persistent", "1", 1, &err) == 0);
+	CHECK(life_check_xattr("user.stash.persistent", "2", 1, &err) == -EINVAL);
+	CHECK(life_check_xattr("user.stash.versions", "100001", 6, &err) == -EINVAL);
+	CHECK(life_check_xattr("user.stash.version", "3", 1, &err) == -EPERM);
+	CHECK(life_check_xattr("user.stash.nonsense", "3", 1, &err) == -EINVAL);
+	CHECK(life_check_xattr("user.other", "anything", 8, &err) == 0);
+}
+
+/* An expired stash is gone to every reader, without waiting for the sweeper. */
+static void test_expired_stash_reads_as_missing(void)
+{
+	char backing[] = "/tmp/stashfs-life-XXXXXX", cmd[300];
+	struct stash_store *st = NULL;
+	struct stash_error err;
+	struct stash_file *f;
+	struct stat sb;
+
+	CHECK(mkdtemp(backing) != NULL);
+	CHECK(stash_store_open(backing, NULL, &st, &err) == 0);
+	if (!st)
+		return;
+	CHECK(stash_file_open(st, "p", O_WRONLY | O_CREAT | O_TRUNC, 0644, &who, &f, &err) == 0);
+	CHECK(stash_file_write(f, "x", 1, 0, &err) == 1);
+	CHECK(stash_file_commit(f, STASH_COMMIT_LAST, &who, &err) == 0);
+	stash_file_close(f);
+	CHECK(stash_store_setxattr(st, "p", "user.stash.ttl", "1", 1, 0, &who, &err) == 0);
+	CHECK(stash_store_stat(st, "p", &sb, NULL) == 0);
+	sleep(2);
+	CHECK(stash_store_stat(st, "p", &sb, NULL) == -ENOENT);
+	stash_store_close(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", backing);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", backing);
+}
+
+int main(void)
+{
+	test_deadline();
+	test_xattr_values();
+	test_expired_stash_reads_as_missing();
+	return check_done();
+}
