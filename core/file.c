@@ -39,64 +39,6 @@
 
 /* ---- open files ------------------------------------------------------- */
 
-/* A document of the metadata view: rendered at open, patched by writes. */
-static int meta_open(struct stash_store *st, const char *path, int flags,
-		     const struct stash_caller *who, struct stash_file **out)
-{
-	char target[PATH_MAX];
-	struct stat sb;
-	bool dir_file;
-	struct stash_file *f;
-	int r = meta_target(path, target, sizeof(target), &dir_file);
-
-	if (r == 0)
-		r = meta_stat(st, path, &sb);
-	if (r == 0 && S_ISDIR(sb.st_mode))
-		r = -EISDIR;
-	if (r < 0)
-		return r == -ENOENT && (flags & O_CREAT) ? -EPERM : r;
-	f = calloc(1, sizeof(*f));
-	if (!f)
-		return -ENOMEM;
-	pthread_mutex_init(&f->lock, NULL);
-	f->st = st;
-	f->kind = STASH_KIND_META;
-	f->flags = flags;
-	if (who)
-		f->meta_who = *who;
-	else
-		f->meta_who.uid = 0;    /* the daemon's own: no check */
-	f->base_fd = -1;
-	f->reserve_fd = -1;
-	f->p.fd = -1;
-	f->path = strdup(target);
-	f->meta = meta_render(st, target, &f->meta_len, &r);
-	if (!f->path || !f->meta) {
-		stash_file_close(f);
-		return r < 0 ? r : -ENOMEM;
-	}
-	*out = f;
-	return 0;
-}
-
-/* Apply a complete metadata patch at once, so errors reach write(). */
-static int meta_write(struct stash_file *f, const void *buf, size_t size,
-		      struct stash_error *err)
-{
-	int r = pending_pwrite(f->st, &f->p, buf, size, (off_t)f->p.len);
-
-	if (r == 0 && f->p.fd < 0) {
-		r = stash_json_progress(f->p.mem, f->p.len, err);
-		if (r > 0)
-			r = meta_apply(f->st, f->path, f->p.mem, f->p.len, &f->meta_who, err);
-		if (r == 0 && stash_json_progress(f->p.mem, f->p.len, NULL) > 0)
-			pending_reset(f->st, &f->p);    /* applied */
-	} else if (r == 0) {
-		r = stash_error_set(err, EFBIG, "metadata patch too large");
-	}
-	return r;
-}
-
 /*
  * Open a stash that has no committed version: check that it could be
  * created, reserve its name (see reserve_name) and start an empty pending
@@ -223,70 +165,21 @@ static int open_cas(struct stash_store *st, const char *path, int flags, mode_t 
 	return 0;
 }
 
-int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t mode,
-		    const struct stash_caller *who, struct stash_file **out,
-		    struct stash_error *err)
+/*
+ * A stash, a view or a past version: the handle holds the committed file
+ * as its snapshot (none yet for a new stash, or a view of a stash to be).
+ */
+static int content_file_open(struct stash_file *f, const char *path, int flags, mode_t mode,
+			     const struct stash_caller *who, struct stash_error *err)
 {
-	struct stash_file *f;
+	struct stash_store *st = f->st;
+	enum stash_kind kind = f->kind;
+	bool writable = (flags & O_ACCMODE) != O_RDONLY;
+	char *bpath = f->path;
 	struct stat sb;
-	char *bpath;
-	int kind, r, acc = flags & O_ACCMODE;
-	bool writable = acc != O_RDONLY;
+	int r;
 
-	if (backing_meta_path(path))
-		return meta_open(st, path, flags, who, out);
-	if (writable && stash_store_classify(path) == STASH_KIND_VERSION)
-		return open_cas(st, path, flags, mode, who, out, err);
-	if (writable || (flags & (O_CREAT | O_TRUNC))) {
-		r = backing_refuse_version(path, err);
-		if (r < 0)
-			return r;
-	}
-	r = backing_path(path, &bpath, &kind);
-	if (r < 0)
-		return r;
-	f = calloc(1, sizeof(*f));
-	if (!f) {
-		free(bpath);
-		return -ENOMEM;
-	}
-	pthread_mutex_init(&f->lock, NULL);
-	f->st = st;
-	f->path = bpath;
-	f->kind = (enum stash_kind)kind;
-	f->flags = flags;
-	f->create_mode = mode;
-	f->base_fd = -1;
-	f->reserve_fd = -1;
-	f->p.fd = -1;
-
-	if (kind == STASH_KIND_STREAM) {
-		/* Streams are appended in place: O_APPEND on the backing file. */
-		int oflags = (writable ? O_RDWR | O_APPEND : O_RDONLY) | O_NONBLOCK;
-
-		if (flags & O_CREAT)
-			oflags |= O_CREAT | (flags & O_EXCL);
-		f->base_fd = store_open_beneath(st, bpath, oflags, mode & 07777);
-		if (f->base_fd < 0) {
-			r = f->base_fd == -ELOOP ? -ENOENT : f->base_fd;
-			goto fail;
-		}
-		if (fstat(f->base_fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-			r = S_ISDIR(sb.st_mode) ? -EISDIR : -ENOENT;
-			goto fail;
-		}
-		if ((flags & O_TRUNC) && sb.st_size > 0) {
-			r = stash_error_set(err, EPERM,
-				"%s is an append-only stream: use >> to add to it", path);
-			goto fail;
-		}
-		if ((flags & O_CREAT) && who && sb.st_size == 0 && sb.st_uid != who->uid)
-			(void)!fchown(f->base_fd, who->uid, who->gid);
-		f->base_size = sb.st_size;
-		*out = f;
-		return 0;
-	}
-
+	(void)mode;
 	if (kind == STASH_KIND_VERSION) {
 		/* The stash itself while at V; if it moved on meanwhile, V is kept now. */
 		char *kept = strdup(bpath);
@@ -319,13 +212,8 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 		 * get ENOENT meanwhile, and a refused first write leaves nothing.  A
 		 * view creates its stash only when its merge commits.
 		 */
-		if (kind == STASH_KIND_STASH) {
-			r = open_new(f, flags, who, err);
-			if (r < 0)
-				goto fail;
-			*out = f;
-			return 0;
-		}
+		if (kind == STASH_KIND_STASH)
+			return open_new(f, flags, who, err);
 		r = -ENOENT;
 		f->base_size = 0;
 		f->dirty = false;
@@ -335,7 +223,7 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 		r = -EEXIST;
 	}
 	if (r < 0)
-		goto fail;
+		return r;
 	f->base_fd = r;
 	f->base_size = sb.st_size;
 	if (writable) {
@@ -355,11 +243,67 @@ opened:
 		if (!f->dirty && f->base_fd >= 0)
 			(void)futimens(f->base_fd, mtime_now);
 	}
+	return 0;
+}
+
+/* How each kind of file opens and takes writes (NULL write: a stash's own). */
+static const struct file_kind content_file_kind = { .open = content_file_open };
+
+static const struct file_kind *file_kind_of(enum stash_kind kind)
+{
+	switch (kind) {
+	case STASH_KIND_META:
+		return &meta_file_kind;
+	case STASH_KIND_STREAM:
+		return &stream_file_kind;
+	default:
+		return &content_file_kind;
+	}
+}
+
+int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t mode,
+		    const struct stash_caller *who, struct stash_file **out,
+		    struct stash_error *err)
+{
+	struct stash_file *f;
+	char *bpath = NULL;
+	int kind = STASH_KIND_META, r;
+	bool writable = (flags & O_ACCMODE) != O_RDONLY;
+
+	if (!backing_meta_path(path)) {
+		if (writable && stash_store_classify(path) == STASH_KIND_VERSION)
+			return open_cas(st, path, flags, mode, who, out, err);
+		if (writable || (flags & (O_CREAT | O_TRUNC))) {
+			r = backing_refuse_version(path, err);
+			if (r < 0)
+				return r;
+		}
+		r = backing_path(path, &bpath, &kind);
+		if (r < 0)
+			return r;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		free(bpath);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&f->lock, NULL);
+	f->st = st;
+	f->path = bpath;
+	f->kind = (enum stash_kind)kind;
+	f->flags = flags;
+	f->create_mode = mode;
+	f->base_fd = -1;
+	f->reserve_fd = -1;
+	f->p.fd = -1;
+	f->ops = file_kind_of(f->kind);
+	r = f->ops->open(f, path, flags, mode, who, err);
+	if (r < 0) {
+		stash_file_close(f);
+		return r;
+	}
 	*out = f;
 	return 0;
-fail:
-	stash_file_close(f);
-	return r;
 }
 
 uint64_t stash_file_version(const struct stash_file *f)
@@ -465,46 +409,6 @@ static int precheck_document(struct stash_file *f, struct stash_error *err)
 	return binding_validate(f->st, f->schema, f->path, NULL, f->p.mem, f->p.len, err);
 }
 
-static ssize_t stream_write(struct stash_file *f, const void *buf, size_t size,
-			    struct stash_error *err)
-{
-	unsigned s = store_lock_stream(f->st, f->path);
-	struct stat sb;
-	ssize_t n = 0;
-
-	/*
-	 * The size limit holds for what writers append, refused whole; audit
-	 * records are appended whatever the size (a committed change is always
-	 * recorded), so they may take a stream past it.
-	 */
-	if (fstat(f->base_fd, &sb) < 0) {
-		n = -errno;
-		goto out;
-	}
-	n = check_size(f, (uint64_t)sb.st_size + size, err);
-	if (n < 0) {
-		if (err)
-			fsetxattr(f->base_fd, XATTR_ERROR, err->text, strlen(err->text), 0);
-		goto out;
-	}
-	/* One write() is one record: under the lock it lands whole, in order. */
-	while ((size_t)n < size) {
-		ssize_t w = write(f->base_fd, (const char *)buf + n, size - (size_t)n);
-
-		if (w < 0) {
-			n = stash_error_set(err, errno, "%s: append failed: %s", f->path,
-					    strerror(errno));
-			break;
-		}
-		n += w;
-	}
-	if (n > 0 && want_sync(f->st, f->base_fd) && fdatasync(f->base_fd) < 0)
-		n = stash_error_set(err, errno, "%s: append not synced: %s", f->path, strerror(errno));
-out:
-	store_unlock_stream(f->st, s);
-	return n;
-}
-
 /* The content changed through the handle: a later mtime than any set before. */
 static void touched(struct stash_file *f)
 {
@@ -519,7 +423,7 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 	bool append = (f->flags & O_APPEND) != 0;
 
 	if (f->kind == STASH_KIND_STREAM)
-		return stream_write(f, buf, size, err);
+		return f->ops->write(f, buf, size, off, err);   /* under the stream's own lock */
 	pthread_mutex_lock(&f->lock);
 	if (f->poison) {
 		if (err)
@@ -527,8 +431,8 @@ ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off
 		r = -f->poison;
 		goto out;
 	}
-	if (f->kind == STASH_KIND_META) {
-		r = meta_write(f, buf, size, err);
+	if (f->ops->write) {
+		r = (int)f->ops->write(f, buf, size, off, err);
 		if (r < 0)
 			r = poison(f, r, err);
 		goto out;

@@ -31,7 +31,10 @@ struct set_meta {
 	struct timespec ts[2];
 };
 
+struct file_kind;
+
 struct stash_file {
+	const struct file_kind *ops;    /* how this kind of file opens and takes writes */
 	struct stash_store *st;
 	pthread_mutex_t lock;
 	char *path;             /* the stash (for a view: its target) */
@@ -72,5 +75,21 @@ struct stash_file {
 
 /* For futimens: a change that commits nothing still moves mtime (and ctime). */
 static const struct timespec mtime_now[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_NOW } };
+
+/*
+ * One kind of file (stash and view and past version, stream, metadata
+ * view): how a handle of that kind opens and takes writes.  open fills the
+ * new handle @f (store, backing path, kind and flags set; file.c frees it
+ * on failure); write NULL means a stash's pending content.
+ */
+struct file_kind {
+	int (*open)(struct stash_file *f, const char *path, int flags, mode_t mode,
+		    const struct stash_caller *who, struct stash_error *err);
+	ssize_t (*write)(struct stash_file *f, const void *buf, size_t size, off_t off,
+			 struct stash_error *err);
+};
+
+extern const struct file_kind meta_file_kind;     /* meta.c */
+extern const struct file_kind stream_file_kind;   /* stream.c */
 
 #endif

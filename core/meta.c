@@ -26,7 +26,9 @@
 #include "stashfs/json.h"
 #include "defaults.h"
 #include "lifecycle.h"
+#include "file.h"
 #include "meta.h"
+#include "pending.h"
 #include "store_priv.h"
 #include "versions.h"
 
@@ -309,3 +311,60 @@ out:
 	json_decref(patch);
 	return r;
 }
+
+/* Open a document of the metadata view: the handle holds it as rendered now. */
+static int meta_file_open(struct stash_file *f, const char *path, int flags, mode_t mode,
+			  const struct stash_caller *who, struct stash_error *err)
+{
+	char target[PATH_MAX];
+	struct stat sb;
+	bool dir_file;
+	int r = meta_target(path, target, sizeof(target), &dir_file);
+
+	(void)mode;
+	(void)err;
+	if (r == 0)
+		r = meta_stat(f->st, path, &sb);
+	if (r == 0 && S_ISDIR(sb.st_mode))
+		r = -EISDIR;
+	if (r < 0)
+		return r == -ENOENT && (flags & O_CREAT) ? -EPERM : r;
+	f->kind = STASH_KIND_META;
+	if (who)
+		f->meta_who = *who;
+	else
+		f->meta_who.uid = 0;    /* the daemon's own: no check */
+	free(f->path);
+	f->path = strdup(target);
+	if (!f->path)
+		return -ENOMEM;
+	f->meta = meta_render(f->st, target, &f->meta_len, &r);
+	return f->meta ? 0 : r < 0 ? r : -ENOMEM;
+}
+
+/* Apply a complete metadata patch at once, so errors reach write(). */
+/* A metadata patch, applied as soon as it is a complete document. */
+static ssize_t meta_file_write(struct stash_file *f, const void *buf, size_t size, off_t off,
+			       struct stash_error *err)
+{
+	int r;
+
+	(void)off;
+	r = pending_pwrite(f->st, &f->p, buf, size, (off_t)f->p.len);
+
+	if (r == 0 && f->p.fd < 0) {
+		r = stash_json_progress(f->p.mem, f->p.len, err);
+		if (r > 0)
+			r = meta_apply(f->st, f->path, f->p.mem, f->p.len, &f->meta_who, err);
+		if (r == 0 && stash_json_progress(f->p.mem, f->p.len, NULL) > 0)
+			pending_reset(f->st, &f->p);    /* applied */
+	} else if (r == 0) {
+		r = stash_error_set(err, EFBIG, "metadata patch too large");
+	}
+	return r;
+}
+
+const struct file_kind meta_file_kind = {
+	.open = meta_file_open,
+	.write = meta_file_write,
+};

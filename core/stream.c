@@ -40,6 +40,7 @@
 #include "access.h"
 #include "locks.h"
 #include "commit.h"
+#include "file.h"
 #include "stream.h"
 #include "store_priv.h"
 
@@ -663,4 +664,76 @@ const struct commit_hook stream_commit_hook = {
 	.prepare = stream_commit_prepare,
 	.published = stream_commit_published,
 	.aborted = stream_commit_aborted,
+};
+
+/* Streams are appended in place: the handle holds the backing file, O_APPEND. */
+static int stream_file_open(struct stash_file *f, const char *path, int flags, mode_t mode,
+			    const struct stash_caller *who, struct stash_error *err)
+{
+	bool writable = (flags & O_ACCMODE) != O_RDONLY;
+	int oflags = (writable ? O_RDWR | O_APPEND : O_RDONLY) | O_NONBLOCK;
+	struct stat sb;
+
+	if (flags & O_CREAT)
+		oflags |= O_CREAT | (flags & O_EXCL);
+	f->base_fd = store_open_beneath(f->st, f->path, oflags, mode & 07777);
+	if (f->base_fd < 0)
+		return f->base_fd == -ELOOP ? -ENOENT : f->base_fd;
+	if (fstat(f->base_fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return S_ISDIR(sb.st_mode) ? -EISDIR : -ENOENT;
+	if ((flags & O_TRUNC) && sb.st_size > 0)
+		return stash_error_set(err, EPERM,
+			"%s is an append-only stream: use >> to add to it", path);
+	if ((flags & O_CREAT) && who && sb.st_size == 0 && sb.st_uid != who->uid)
+		(void)!fchown(f->base_fd, who->uid, who->gid);
+	f->base_size = sb.st_size;
+	return 0;
+}
+
+/* One write() appends one record to a stream. */
+static ssize_t stream_file_write(struct stash_file *f, const void *buf, size_t size, off_t off,
+				 struct stash_error *err)
+{
+	unsigned s = store_lock_stream(f->st, f->path);
+	struct stat sb;
+	ssize_t n = 0;
+
+	(void)off;      /* O_APPEND: a stream only grows */
+
+	/*
+	 * The size limit holds for what writers append, refused whole; audit
+	 * records are appended whatever the size (a committed change is always
+	 * recorded), so they may take a stream past it.
+	 */
+	if (fstat(f->base_fd, &sb) < 0) {
+		n = -errno;
+		goto out;
+	}
+	n = check_size(f, (uint64_t)sb.st_size + size, err);
+	if (n < 0) {
+		if (err)
+			fsetxattr(f->base_fd, XATTR_ERROR, err->text, strlen(err->text), 0);
+		goto out;
+	}
+	/* One write() is one record: under the lock it lands whole, in order. */
+	while ((size_t)n < size) {
+		ssize_t w = write(f->base_fd, (const char *)buf + n, size - (size_t)n);
+
+		if (w < 0) {
+			n = stash_error_set(err, errno, "%s: append failed: %s", f->path,
+					    strerror(errno));
+			break;
+		}
+		n += w;
+	}
+	if (n > 0 && want_sync(f->st, f->base_fd) && fdatasync(f->base_fd) < 0)
+		n = stash_error_set(err, errno, "%s: append not synced: %s", f->path, strerror(errno));
+out:
+	store_unlock_stream(f->st, s);
+	return n;
+}
+
+const struct file_kind stream_file_kind = {
+	.open = stream_file_open,
+	.write = stream_file_write,
 };
