@@ -43,7 +43,8 @@
  * Open a stash that has no committed version: check that it could be
  * created, reserve its name (see reserve_name) and start an empty pending
  * buffer that the first commit publishes as version 1.  Called with
- * f->path, f->create_mode set.
+ * f->path, f->create_mode set.  (Over 80 lines: the checks a creation
+ * must pass, in the order the kernel's own would refuse it.)
  */
 static int open_new(struct stash_file *f, int flags, const struct stash_caller *who,
 		    struct stash_error *err)
@@ -416,6 +417,11 @@ static void touched(struct stash_file *f)
 	f->set.times = false;
 }
 
+/*
+ * Over 80 lines: one path for every kind a write can meet (refused handle,
+ * other kinds' own write, compare-and-swap, a view's patch, a stash's
+ * bytes), so that the order of their checks is visible in one place.
+ */
 ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off_t off,
 			 struct stash_error *err)
 {

@@ -32,6 +32,35 @@
 #include "store_priv.h"
 #include "stream.h"
 
+#define DOC_CACHE_SLOTS 64              /* parsed documents kept for merges */
+#define DOC_CACHE_MAX (1024 * 1024)     /* largest document kept */
+
+/* A parsed document kept for the next merge of the same file (merge.c). */
+struct doc_cache_entry {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	json_t *doc;            /* owned */
+};
+
+/* Merges of one lock stripe waiting for its name lock (merge.c). */
+struct merge_req;
+struct merge_queue {
+	struct merge_req *head;
+	bool busy;              /* a thread is committing this stripe's merges */
+};
+
+/* What merges of a store share (st->merge). */
+struct merge_state {
+	pthread_mutex_t docs_lock;
+	struct doc_cache_entry docs[DOC_CACHE_SLOTS];
+	pthread_mutex_t merge_lock;     /* the merge queues */
+	pthread_cond_t merge_done;
+	struct merge_queue merges[LOCK_STRIPES];
+};
+
 /*
  * The parsed documents of the stashes merged last, so that a merge parses
  * only its patch.  An entry is valid only for the very file it was written
@@ -41,10 +70,10 @@
  */
 static struct doc_cache_entry *doc_slot(struct stash_store *st, const char *path)
 {
-	return &st->docs[backing_stripe(path) % DOC_CACHE_SLOTS];
+	return &st->merge->docs[backing_stripe(path) % DOC_CACHE_SLOTS];
 }
 
-void doc_entry_clear(struct doc_cache_entry *e)
+static void doc_entry_clear(struct doc_cache_entry *e)
 {
 	free(e->path);
 	json_decref(e->doc);
@@ -69,10 +98,10 @@ static json_t *doc_cache_copy(struct stash_store *st, const char *path, const st
 	struct doc_cache_entry *e = doc_slot(st, path);
 	json_t *doc = NULL;
 
-	pthread_mutex_lock(&st->docs_lock);
+	pthread_mutex_lock(&st->merge->docs_lock);
 	if (doc_entry_is(e, path, sb))
 		doc = json_copy(e->doc);
-	pthread_mutex_unlock(&st->docs_lock);
+	pthread_mutex_unlock(&st->merge->docs_lock);
 	return doc;
 }
 
@@ -82,7 +111,7 @@ static json_t *doc_cache_take(struct stash_store *st, const char *path, const st
 	struct doc_cache_entry *e = doc_slot(st, path);
 	json_t *doc = NULL;
 
-	pthread_mutex_lock(&st->docs_lock);
+	pthread_mutex_lock(&st->merge->docs_lock);
 	if (e->path && strcmp(e->path, path) == 0) {
 		if (doc_entry_is(e, path, sb)) {
 			doc = e->doc;
@@ -90,7 +119,7 @@ static json_t *doc_cache_take(struct stash_store *st, const char *path, const st
 		}
 		doc_entry_clear(e);
 	}
-	pthread_mutex_unlock(&st->docs_lock);
+	pthread_mutex_unlock(&st->merge->docs_lock);
 	return doc;
 }
 
@@ -106,7 +135,7 @@ static void doc_cache_put(struct stash_store *st, const char *path, int fd, json
 		json_decref(doc);
 		return;
 	}
-	pthread_mutex_lock(&st->docs_lock);
+	pthread_mutex_lock(&st->merge->docs_lock);
 	doc_entry_clear(e);
 	e->path = copy;
 	e->dev = sb.st_dev;
@@ -114,7 +143,7 @@ static void doc_cache_put(struct stash_store *st, const char *path, int fd, json
 	e->size = sb.st_size;
 	e->mtime = sb.st_mtim;
 	e->doc = doc;
-	pthread_mutex_unlock(&st->docs_lock);
+	pthread_mutex_unlock(&st->merge->docs_lock);
 }
 
 /*
@@ -464,7 +493,7 @@ static struct merge_req *merge_round(struct stash_store *st, struct merge_queue 
 	unsigned n = 0;
 
 	store_lock_name(st, path);
-	pthread_mutex_lock(&st->merge_lock);
+	pthread_mutex_lock(&st->merge->merge_lock);
 	for (pp = &q->head; *pp;) {
 		struct merge_req *m = *pp;
 
@@ -478,7 +507,7 @@ static struct merge_req *merge_round(struct stash_store *st, struct merge_queue 
 			pp = &m->next;
 		}
 	}
-	pthread_mutex_unlock(&st->merge_lock);
+	pthread_mutex_unlock(&st->merge->merge_lock);
 	if (n == 1 || !merge_together(st, batch, n)) {
 		for (struct merge_req *m = batch; m; m = m->next)
 			m->result = merge_one(m->f, m->patch, m->who, m->err);
@@ -495,29 +524,29 @@ static struct merge_req *merge_round(struct stash_store *st, struct merge_queue 
 static int merge_queued(struct stash_store *st, struct merge_req *req)
 {
 	unsigned s = backing_stripe(req->f->path);
-	struct merge_queue *q = &st->merges[s];
+	struct merge_queue *q = &st->merge->merges[s];
 	struct merge_req **pp, *done;
 
-	pthread_mutex_lock(&st->merge_lock);
+	pthread_mutex_lock(&st->merge->merge_lock);
 	for (pp = &q->head; *pp; pp = &(*pp)->next)
 		;
 	*pp = req;
 	while (!req->done) {
 		if (q->busy) {
-			pthread_cond_wait(&st->merge_done, &st->merge_lock);
+			pthread_cond_wait(&st->merge->merge_done, &st->merge->merge_lock);
 			continue;
 		}
 		q->busy = true;
-		pthread_mutex_unlock(&st->merge_lock);
+		pthread_mutex_unlock(&st->merge->merge_lock);
 		/* The head stays while the stripe is busy: only a round removes. */
 		done = merge_round(st, q, s, q->head->f->path);
-		pthread_mutex_lock(&st->merge_lock);
+		pthread_mutex_lock(&st->merge->merge_lock);
 		for (; done; done = done->next)
 			done->done = true;
 		q->busy = false;
-		pthread_cond_broadcast(&st->merge_done);
+		pthread_cond_broadcast(&st->merge->merge_done);
 	}
-	pthread_mutex_unlock(&st->merge_lock);
+	pthread_mutex_unlock(&st->merge->merge_lock);
 	return req->result;
 }
 
@@ -551,4 +580,28 @@ int commit_merge(struct stash_file *f, const struct stash_caller *who,
 	r = merge_queued(f->st, &req);
 	json_decref(req.patch);
 	return r;
+}
+
+int merge_init(struct stash_store *st)
+{
+	st->merge = calloc(1, sizeof(*st->merge));
+	if (!st->merge)
+		return -ENOMEM;
+	pthread_mutex_init(&st->merge->docs_lock, NULL);
+	pthread_mutex_init(&st->merge->merge_lock, NULL);
+	pthread_cond_init(&st->merge->merge_done, NULL);
+	return 0;
+}
+
+void merge_destroy(struct stash_store *st)
+{
+	if (!st->merge)
+		return;
+	for (int i = 0; i < DOC_CACHE_SLOTS; i++)
+		doc_entry_clear(&st->merge->docs[i]);
+	pthread_mutex_destroy(&st->merge->docs_lock);
+	pthread_mutex_destroy(&st->merge->merge_lock);
+	pthread_cond_destroy(&st->merge->merge_done);
+	free(st->merge);
+	st->merge = NULL;
 }

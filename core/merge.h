@@ -23,6 +23,8 @@ int check_view_patch(struct stash_file *f, struct stash_error *err);
 int commit_merge(struct stash_file *f, const struct stash_caller *who,
 		 struct stash_error *err);
 
-void doc_entry_clear(struct doc_cache_entry *e);
+/* Set up and tear down the document cache and merge queues of @st. */
+int merge_init(struct stash_store *st);
+void merge_destroy(struct stash_store *st);
 
 #endif

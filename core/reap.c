@@ -92,6 +92,8 @@ void reap_destroy(struct stash_store *st)
 {
 	bool join;
 
+	if (!st->reap)
+		return;
 	pthread_mutex_lock(&st->reap->lock);
 	join = st->reap->pid == getpid() && st->reap->running;
 	st->reap->stop = true;

@@ -291,16 +291,16 @@ out:
 	return r;
 }
 
-int stash_store_open(const char *backing, const struct stash_store_options *opts,
-		     struct stash_store **out, struct stash_error *err)
+/*
+ * A store not yet on a backing directory: its options, its modules' state
+ * and the commit hooks.  NULL when out of memory.
+ */
+static struct stash_store *store_new(const struct stash_store_options *opts)
 {
-	struct stash_store *st;
-	int internal_fd = -1, r;
+	struct stash_store *st = calloc(1, sizeof(*st));
 
-	stash_error_clear(err);
-	st = calloc(1, sizeof(*st));
 	if (!st)
-		return stash_error_set(err, ENOMEM, "out of memory");
+		return NULL;
 	st->root_fd = st->tmp_fd = st->lock_fd = st->instance_lock_fd = st->presence_fd = -1;
 	if (opts)
 		st->opts = *opts;
@@ -308,9 +308,6 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 		stash_store_options_init(&st->opts);
 	locks_init(st);
 	st->links_fd = -1;
-	pthread_mutex_init(&st->docs_lock, NULL);
-	pthread_mutex_init(&st->merge_lock, NULL);
-	pthread_cond_init(&st->merge_done, NULL);
 	/*
 	 * What features do at each commit, in this order: binding checks the
 	 * content; streams journal their records, then versions keep the
@@ -321,12 +318,28 @@ int stash_store_open(const char *backing, const struct stash_store_options *opts
 	commit_register(st, &stream_commit_hook);
 	commit_register(st, &versions_commit_hook);
 	commit_register(st, &life_commit_hook);
-	if (binding_init(st) < 0 || life_init(st) < 0 || reap_init(st) < 0) {
+	if (binding_init(st) < 0 || life_init(st) < 0 || reap_init(st) < 0 || merge_init(st) < 0) {
 		binding_destroy(st);
 		life_destroy(st);
+		reap_destroy(st);
+		merge_destroy(st);
+		locks_destroy(st);
 		free(st);
-		return stash_error_set(err, ENOMEM, "out of memory");
+		return NULL;
 	}
+	return st;
+}
+
+int stash_store_open(const char *backing, const struct stash_store_options *opts,
+		     struct stash_store **out, struct stash_error *err)
+{
+	struct stash_store *st;
+	int internal_fd = -1, r;
+
+	stash_error_clear(err);
+	st = store_new(opts);
+	if (!st)
+		return stash_error_set(err, ENOMEM, "out of memory");
 
 	if (mkdir(backing, 0755) < 0 && errno != EEXIST) {
 		r = stash_error_set(err, errno, "cannot create backing directory %s: %s", backing,
@@ -417,11 +430,7 @@ void stash_store_close(struct stash_store *st)
 	binding_destroy(st);
 	life_destroy(st);
 	close_fd(&st->links_fd);
-	for (int i = 0; i < DOC_CACHE_SLOTS; i++)
-		doc_entry_clear(&st->docs[i]);
-	pthread_mutex_destroy(&st->docs_lock);
-	pthread_mutex_destroy(&st->merge_lock);
-	pthread_cond_destroy(&st->merge_done);
+	merge_destroy(st);
 	locks_destroy(st);
 	free(st);
 }

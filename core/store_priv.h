@@ -22,30 +22,12 @@
 #include "backing.h"
 
 #define COMMIT_HOOKS_MAX 8              /* features with commit hooks */
-#define DOC_CACHE_SLOTS 64              /* parsed documents kept for merges */
-#define DOC_CACHE_MAX (1024 * 1024)     /* largest document kept */
 
 struct schema_cache;
 struct lifecycle;
 struct reap;
+struct merge_state;
 struct commit_hook;
-/* A parsed document kept for the next merge of the same file (store.c). */
-struct doc_cache_entry {
-	char *path;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
-	json_t *doc;            /* owned */
-};
-
-/* Merges of one lock stripe waiting for its name lock (store.c). */
-struct merge_req;
-struct merge_queue {
-	struct merge_req *head;
-	bool busy;              /* a thread is committing this stripe's merges */
-};
-
 struct stash_store {
 	struct stash_store_options opts;
 	int root_fd;            /* the backing directory */
@@ -60,11 +42,7 @@ struct stash_store {
 	int links_fd;                   /* .stashfs/links: the stream index */
 	struct schema_cache *schemas;   /* binding.c */
 	struct lifecycle *life;         /* lifecycle.c */
-	pthread_mutex_t docs_lock;
-	struct doc_cache_entry docs[DOC_CACHE_SLOTS];
-	pthread_mutex_t merge_lock;     /* the merge queues */
-	pthread_cond_t merge_done;
-	struct merge_queue merges[LOCK_STRIPES];
+	struct merge_state *merge;      /* merge.c: document cache, merge queues */
 	struct reap *reap;              /* reap.c */
 	/* commit.c: what features do at each commit, in order */
 	const struct commit_hook *hooks[COMMIT_HOOKS_MAX];

@@ -427,15 +427,71 @@ struct stream_audit {
 	char jname[48];
 };
 
+/*
+ * Write @a's journal (the record, each linked stream's size now, the new
+ * content's inode) to tmp/<instance>/j<n>, synced: what recovery replays
+ * if this instance dies before the records are appended.
+ */
+static int journal_write(struct stash_store *st, struct stream_audit *a, const char *stash,
+			 int content_fd)
+{
+	struct stat cs = { .st_ino = 0 };
+	char *text;
+	size_t len = 0;
+	int fd, r = 0;
+
+	/* The new content's inode tells recovery whether the rename happened. */
+	if (content_fd >= 0 && fstat(content_fd, &cs) < 0)
+		return -errno;
+	a->journal = json_pack("{s:s,s:O,s:[],s:I}", "stash", stash, "record", a->rec,
+			       "streams", "ino", (json_int_t)cs.st_ino);
+	if (!a->rec || !a->journal)
+		return -ENOMEM;
+	for (size_t i = 0; a->streams[i]; i++) {
+		struct stat sb;
+		int sfd = store_open_beneath(st, a->streams[i], O_PATH, 0);
+		off_t size = 0;         /* a stream removed meanwhile has nothing to keep */
+
+		/* Where recovery cuts the stream back to if the change never landed. */
+		if (sfd >= 0 && fstat(sfd, &sb) < 0)
+			r = -errno;
+		else if (sfd >= 0)
+			size = sb.st_size;
+		if (sfd >= 0)
+			close(sfd);
+		if (r < 0)
+			return r;
+		json_array_append_new(json_object_get(a->journal, "streams"),
+				      json_pack("{s:s,s:I}", "path", a->streams[i], "from",
+						(json_int_t)size));
+	}
+	text = stash_json_dump(a->journal, 0, &len);
+	snprintf(a->jname, sizeof(a->jname), "j%" PRIu64, (uint64_t)atomic_fetch_add(&st->tmp_seq, 1));
+	fd = openat(st->tmp_fd, a->jname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	r = !text ? -ENOMEM : fd < 0 ? -errno : backing_write_all(fd, text, len);
+	if (r == 0 && st->opts.sync == STASH_SYNC_ALWAYS && fdatasync(fd) < 0)
+		r = -errno;
+	if (r < 0) {
+		if (fd >= 0) {
+			close(fd);
+			unlinkat(st->tmp_fd, a->jname, 0);
+		}
+		free(text);
+		return r;
+	}
+	close(fd);
+	free(text);
+	return 0;
+}
+
 int stream_audit_begin(struct stash_store *st, const char *stash, const char *op,
 		       uint64_t version, json_t *data, int content_fd,
 		       const struct stash_caller *who, struct stream_audit **out)
 {
 	struct stream_audit *a;
 	json_t *withheld = NULL;
-	char when[64], comm[32], *text = NULL;
-	size_t len = 0;
-	int fd, r = 0;
+	char when[64], comm[32];
+	int r;
 
 	*out = NULL;
 	a = calloc(1, sizeof(*a));
@@ -462,58 +518,12 @@ int stream_audit_begin(struct stash_store *st, const char *stash, const char *op
 	if (a->rec && withheld)
 		json_object_set(a->rec, WITHHELD_KEY, withheld);
 	json_decref(withheld);
-	{
-		struct stat cs = { .st_ino = 0 };
-
-		/* The new content's inode tells recovery whether the rename happened. */
-		if (content_fd >= 0 && fstat(content_fd, &cs) < 0) {
-			r = -errno;
-			goto fail;
-		}
-		a->journal = json_pack("{s:s,s:O,s:[],s:I}", "stash", stash, "record", a->rec,
-				       "streams", "ino", (json_int_t)cs.st_ino);
-	}
-	if (!a->rec || !a->journal) {
-		r = -ENOMEM;
+	r = journal_write(st, a, stash, content_fd);
+	if (r < 0)
 		goto fail;
-	}
-	for (size_t i = 0; a->streams[i]; i++) {
-		struct stat sb;
-		int sfd = store_open_beneath(st, a->streams[i], O_PATH, 0);
-		off_t size = 0;         /* a stream removed meanwhile has nothing to keep */
-
-		/* Where recovery cuts the stream back to if the change never landed. */
-		if (sfd >= 0 && fstat(sfd, &sb) < 0)
-			r = -errno;
-		else if (sfd >= 0)
-			size = sb.st_size;
-		if (sfd >= 0)
-			close(sfd);
-		if (r < 0)
-			goto fail;
-		json_array_append_new(json_object_get(a->journal, "streams"),
-				      json_pack("{s:s,s:I}", "path", a->streams[i], "from",
-						(json_int_t)size));
-	}
-	text = stash_json_dump(a->journal, 0, &len);
-	snprintf(a->jname, sizeof(a->jname), "j%" PRIu64, (uint64_t)atomic_fetch_add(&st->tmp_seq, 1));
-	fd = openat(st->tmp_fd, a->jname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	r = !text ? -ENOMEM : fd < 0 ? -errno : backing_write_all(fd, text, len);
-	if (r == 0 && st->opts.sync == STASH_SYNC_ALWAYS && fdatasync(fd) < 0)
-		r = -errno;
-	if (r < 0) {
-		if (fd >= 0) {
-			close(fd);
-			unlinkat(st->tmp_fd, a->jname, 0);
-		}
-		goto fail;
-	}
-	close(fd);
-	free(text);
 	*out = a;
 	return 0;
 fail:
-	free(text);
 	stream_audit_abort(st, a);
 	return r;
 }
