@@ -27,7 +27,6 @@
 #include "commit.h"
 #include "defaults.h"
 #include "file.h"
-#include "lifecycle.h"
 #include "locks.h"
 #include "reap.h"
 #include "store_priv.h"
@@ -86,6 +85,15 @@ int commit_register(struct stash_store *st, const struct commit_hook *hook)
 	return 0;
 }
 
+/* Does a hook say the file @fd at the name counts as none (expired, orphaned)? */
+static bool commit_gone(struct commit *c, int fd, const struct stat *sb)
+{
+	for (unsigned i = 0; i < c->st->nhooks; i++)
+		if (c->st->hooks[i]->gone && c->st->hooks[i]->gone(c, fd, sb))
+			return true;
+	return false;
+}
+
 /*
  * The file @c replaces: open it (unless the caller holds it), and give the
  * new content its metadata (or, for a new stash, its owner, mode and the
@@ -100,7 +108,7 @@ static int commit_base(struct commit *c)
 		openat(c->dirfd, c->leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (c->oldfd >= 0 && fstat(c->oldfd, &old) < 0)
 		return -errno;
-	if (c->oldfd >= 0 && S_ISREG(old.st_mode) && life_check(st, c->oldfd, &old, NULL) < 0) {
+	if (c->oldfd >= 0 && S_ISREG(old.st_mode) && commit_gone(c, c->oldfd, &old)) {
 		/* Expired or orphaned: the name starts afresh. */
 		if (c->oldfd != c->curfd)
 			close(c->oldfd);
@@ -134,6 +142,21 @@ static int commit_base(struct commit *c)
 	return defaults_apply(st, c->path, c->tmpfd, c->err);
 }
 
+/* The change did not happen: tell the first @n hooks, last first. */
+static void commit_aborted(struct commit *c, void **state, unsigned n)
+{
+	while (n--)
+		if (c->st->hooks[n]->aborted)
+			c->st->hooks[n]->aborted(c, state[n]);
+}
+
+static void commit_published(struct commit *c, void **state)
+{
+	for (unsigned i = 0; i < c->st->nhooks; i++)
+		if (c->st->hooks[i]->published)
+			c->st->hooks[i]->published(c, state[i]);
+}
+
 /* Run the prepare hooks; on a refusal, abort those that prepared. */
 static int commit_prepare(struct commit *c, void **state)
 {
@@ -143,9 +166,7 @@ static int commit_prepare(struct commit *c, void **state)
 		int r = st->hooks[i]->prepare ? st->hooks[i]->prepare(c, &state[i]) : 0;
 
 		if (r < 0) {
-			while (i--)
-				if (st->hooks[i]->aborted)
-					st->hooks[i]->aborted(c, state[i]);
+			commit_aborted(c, state, i);
 			return r;
 		}
 	}
@@ -184,9 +205,7 @@ int commit_publish(struct commit *c)
 		goto out;
 	if (renameat(st->tmp_fd, c->tmpname, c->dirfd, c->leaf) < 0) {
 		r = -errno;
-		for (unsigned i = st->nhooks; i--;)
-			if (st->hooks[i]->aborted)
-				st->hooks[i]->aborted(c, state[i]);
+		commit_aborted(c, state, st->nhooks);
 		goto out;
 	}
 	if (durable) {
@@ -202,10 +221,49 @@ int commit_publish(struct commit *c)
 			close(d);
 		}
 	}
-	for (unsigned i = 0; i < st->nhooks; i++)
-		if (st->hooks[i]->published)
-			st->hooks[i]->published(c, state[i]);
+	commit_published(c, state);
 out:
+	if (c->oldfd >= 0 && c->oldfd != c->curfd)
+		store_close_later(st, c->oldfd);
+	close(c->dirfd);
+	return r;
+}
+
+int commit_remove(struct commit *c)
+{
+	struct stash_store *st = c->st;
+	void *state[COMMIT_HOOKS_MAX] = { NULL };
+	struct stat sb;
+	int r;
+
+	c->tmpfd = -1;
+	c->oldfd = -1;
+	c->dirfd = backing_open_parent(st->root_fd, c->path, &c->leaf);
+	if (c->dirfd < 0)
+		return c->dirfd;
+	if (fstatat(c->dirfd, c->leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (S_ISDIR(sb.st_mode)) {
+		r = -EISDIR;
+		goto out;
+	}
+	c->oldfd = c->curfd >= 0 ? c->curfd :
+		openat(c->dirfd, c->leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	c->old_version = c->oldfd >= 0 ? backing_read_version(c->oldfd) : 0;
+	c->version = c->old_version + 1;
+	r = commit_prepare(c, state);
+	if (r < 0)
+		goto out;
+	if (unlinkat(c->dirfd, c->leaf, 0) < 0) {
+		r = -errno;
+		commit_aborted(c, state, st->nhooks);
+		goto out;
+	}
+	commit_published(c, state);
+out:
+	/* Held across the unlink: the blocks are freed off this path. */
 	if (c->oldfd >= 0 && c->oldfd != c->curfd)
 		store_close_later(st, c->oldfd);
 	close(c->dirfd);
@@ -422,4 +480,29 @@ int check_size(struct stash_file *f, uint64_t size, struct stash_error *err)
 			"%s: %" PRIu64 " bytes would be over the size limit of %" PRIu64 " bytes",
 			f->path, size, max);
 	return 0;
+}
+
+/* Open the committed content of stash @path read-only (snapshot). */
+int open_content(struct stash_store *st, const char *path, struct stat *stbuf)
+{
+	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+
+	if (fd < 0)
+		return fd == -ELOOP ? -ENOENT : fd;
+	if (fstat(fd, stbuf) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	if (S_ISDIR(stbuf->st_mode)) {
+		close(fd);
+		return -EISDIR;
+	}
+	if (!S_ISREG(stbuf->st_mode) || commit_gone(&(struct commit){ .st = st, .path = path },
+						     fd, stbuf)) {
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
 }

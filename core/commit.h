@@ -6,6 +6,8 @@
 #ifndef STASHFS_COMMIT_H
 #define STASHFS_COMMIT_H
 
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <jansson.h>
 
 #include "stashfs/store.h"
@@ -30,11 +32,21 @@ int poison(struct stash_file *f, int r, struct stash_error *err);
  * caller fills the first block (and zeroes the rest); features see the
  * second block filled in when their hooks run.
  */
+/* What a commit does to its name. */
+enum commit_op {
+	COMMIT_PUT,             /* new content (a write, an append, a truncate) */
+	COMMIT_MERGE,           /* new content from a merge patch */
+	COMMIT_DELETE,          /* rm */
+	COMMIT_EXPIRE,          /* its ttl ran out */
+};
+
 struct commit {
+	enum commit_op op;
 	struct stash_store *st;
 	const char *path;               /* the stash */
 	int curfd;                      /* its current file, if the caller holds it; else -1 */
-	int tmpfd;                      /* the new content, in the instance's temp directory */
+	int tmpfd;                      /* the new content, in the instance's temp directory
+					 * (-1 for a removal) */
 	const char *tmpname;
 	mode_t create_mode;             /* for a new stash */
 	const struct stash_caller *who; /* owner of a new stash, and whose change it is */
@@ -54,13 +66,15 @@ struct commit {
 
 /*
  * What a feature does around every commit, registered when the store
- * opens.  Each may be NULL.  check: may refuse the content (before the
+ * opens.  Each may be NULL.  gone: does the current file @fd count as no
+ * file (expired, orphaned)?  check: may refuse the content (before the
  * version is written).  prepare: before the rename, once the content is
  * durable; may refuse, and whatever it keeps goes in *@state.  Then either
  * published (the rename happened) or aborted (it did not, or a later
  * prepare refused), each with the state of its own prepare.
  */
 struct commit_hook {
+	bool (*gone)(struct commit *c, int fd, const struct stat *sb);
 	int (*check)(struct commit *c);
 	int (*prepare)(struct commit *c, void **state);
 	void (*published)(struct commit *c, void *state);
@@ -81,6 +95,14 @@ int commit_register(struct stash_store *st, const struct commit_hook *hook);
  */
 int commit_publish(struct commit *c);
 
+/*
+ * Remove @c->path (@c->op COMMIT_DELETE or COMMIT_EXPIRE): the prepare
+ * hooks, unlink, the published hooks (aborted if the unlink failed).  The
+ * caller holds the name lock; @c->curfd may hold the file.  0, or -errno
+ * (-ENOENT when nothing is there, -EISDIR for a directory).
+ */
+int commit_remove(struct commit *c);
+
 /* Make the temp file holding @content the handle's new base. */
 void rebase(struct stash_file *f, int fd, off_t size, uint64_t version);
 
@@ -95,5 +117,8 @@ bool want_sync(struct stash_store *st, int fd);
 int check_expected(struct stash_file *f, struct stash_error *err);
 
 int check_size(struct stash_file *f, uint64_t size, struct stash_error *err);
+
+/* Open the committed content of stash @path read-only (snapshot). */
+int open_content(struct stash_store *st, const char *path, struct stat *stbuf);
 
 #endif

@@ -279,7 +279,6 @@ void life_note(struct stash_store *st, const char *path, int fd)
 static int expire_one(struct stash_store *st, const char *path, bool orphans, int64_t *later)
 {
 	unsigned s = store_lock_name(st, path);
-	struct stream_audit *audit = NULL;
 	struct stat sb;
 	int64_t when;
 	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
@@ -298,18 +297,13 @@ static int expire_one(struct stash_store *st, const char *path, bool orphans, in
 		*later = when;
 		goto out;
 	}
-	if (strncmp(path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) != 0)
-		r = stream_audit_begin(st, path, "expire", backing_read_version(fd) + 1, json_null(),
-				       -1, NULL, &audit);
-	if (r == 0)
-		r = store_unlink_path(st, path);
-	if (r == 1) {
-		/* Expiry is the owner's retention promise: the history goes too. */
-		versions_drop(st, path);
-		stream_audit_commit(st, audit);
+	{
+		/* Through the commit path: audited, and the history goes too. */
+		struct commit c = { .op = COMMIT_EXPIRE, .st = st, .path = path, .curfd = fd };
+
+		r = commit_remove(&c);
+		r = r == 0 ? 1 : r;
 	}
-	else
-		stream_audit_abort(st, audit);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -576,37 +570,21 @@ bool life_hidden_xattr(const char *name)
 	return strcmp(name, XATTR_SESSION) == 0;
 }
 
-/* Open the committed content of stash @path read-only (snapshot). */
-int open_content(struct stash_store *st, const char *path, struct stat *stbuf)
+/* Commit hooks: an expired or orphaned file at the name counts as none. */
+static bool life_commit_gone(struct commit *c, int fd, const struct stat *sb)
 {
-	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
-
-	if (fd < 0)
-		return fd == -ELOOP ? -ENOENT : fd;
-	if (fstat(fd, stbuf) < 0) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	if (S_ISDIR(stbuf->st_mode)) {
-		close(fd);
-		return -EISDIR;
-	}
-	if (!S_ISREG(stbuf->st_mode) || life_check(st, fd, stbuf, NULL) < 0) {
-		close(fd);
-		return -ENOENT;
-	}
-	return fd;
+	return life_check(c->st, fd, sb, NULL) < 0;
 }
 
-/* Commit hook: a committed stash's deadline is queued, an ephemeral one remembered. */
+/* A committed stash's deadline is queued, an ephemeral one remembered. */
 static void life_commit_published(struct commit *c, void *state)
 {
 	(void)state;
-	life_note(c->st, c->path, c->tmpfd);
+	if (c->tmpfd >= 0)
+		life_note(c->st, c->path, c->tmpfd);
 }
 
 const struct commit_hook life_commit_hook = {
+	.gone = life_commit_gone,
 	.published = life_commit_published,
 };

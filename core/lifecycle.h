@@ -33,9 +33,6 @@ int life_virtual_xattr(int fd, const struct stat *sb, const char *name, char *bu
 /* Internal xattrs never shown to users. */
 bool life_hidden_xattr(const char *name);
 
-/* Open the committed content of stash @path read-only (snapshot). */
-int open_content(struct stash_store *st, const char *path, struct stat *stbuf);
-
 /* What lifecycle does at every commit (registered by the store). */
 extern const struct commit_hook life_commit_hook;
 

@@ -362,8 +362,9 @@ static int merge_one(struct stash_file *f, json_t *patch, const struct stash_cal
 	if (r == 0)
 		r = backing_write_all(out.fd, dumped, dlen);
 	if (r == 0) {
-		struct commit c = { .st = f->st, .path = f->path, .curfd = cur, .tmpfd = out.fd,
-				    .tmpname = out.tmp_name, .create_mode = f->create_mode,
+		struct commit c = { .op = COMMIT_MERGE, .st = f->st, .path = f->path, .curfd = cur,
+				    .tmpfd = out.fd, .tmpname = out.tmp_name,
+				    .create_mode = f->create_mode,
 				    .who = who, .doc = doc, .patch = patch,
 				    .validated = still_checked(f, cur, &sb), .err = err };
 

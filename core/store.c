@@ -561,11 +561,10 @@ int stash_store_rmdir(struct stash_store *st, const char *path)
 int stash_store_unlink(struct stash_store *st, const char *path,
 		       const struct stash_caller *who, struct stash_error *err)
 {
-	const char *leaf;
+	struct commit c = { .op = COMMIT_DELETE, .st = st, .curfd = -1, .who = who, .err = err };
 	char *bpath;
-	int kind, dirfd, r;
+	int kind, r;
 	unsigned s;
-	struct stat sb;
 
 	r = backing_refuse_version(path, err);
 	if (r < 0)
@@ -578,39 +577,10 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 		return stash_error_set(err, EPERM, "%s is the JSON view of a stash: rm the stash itself",
 				       path);
 	}
-	dirfd = backing_open_parent(st->root_fd, bpath, &leaf);
-	if (dirfd < 0) {
-		free(bpath);
-		return dirfd;
-	}
+	c.path = bpath;
 	s = store_lock_name(st, bpath);
-	if (fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-		r = -errno;
-	} else if (S_ISDIR(sb.st_mode)) {
-		r = -EISDIR;
-	} else {
-		struct stream_audit *audit = NULL;
-		int fd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		uint64_t v = fd >= 0 ? backing_read_version(fd) : 0;
-
-		r = kind == STASH_KIND_STREAM ? 0 :
-			stream_audit_begin(st, bpath, "delete", v + 1, json_null(), -1, who, &audit);
-		/* The removed content stays readable as p@V: an rm can be undone by cp. */
-		if (r == 0 && fd >= 0 && kind != STASH_KIND_STREAM && S_ISREG(sb.st_mode))
-			versions_keep(st, bpath, dirfd, leaf, fd, v);
-		if (r == 0)
-			r = unlinkat(dirfd, leaf, 0) < 0 ? -errno : 0;
-		if (r == 0 && backing_is_schema_path(bpath))
-			binding_changed(st);
-		if (r == 0)
-			stream_audit_commit(st, audit);
-		else
-			stream_audit_abort(st, audit);
-		/* Held across the unlink: the blocks are freed off this path. */
-		store_close_later(st, fd);
-	}
+	r = commit_remove(&c);
 	store_unlock_name(st, s);
-	close(dirfd);
 	free(bpath);
 	return r;
 }

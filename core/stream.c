@@ -656,8 +656,18 @@ int stream_read_link(struct stash_store *st, const char *stream, char *buf)
  */
 static int stream_commit_prepare(struct commit *c, void **state)
 {
-	return stream_audit_begin(c->st, c->path, c->patch ? "merge" : "put", c->version,
-				  c->patch, c->tmpfd, c->who, (struct stream_audit **)state);
+	static const char *const ops[] = {
+		[COMMIT_PUT] = "put", [COMMIT_MERGE] = "merge",
+		[COMMIT_DELETE] = "delete", [COMMIT_EXPIRE] = "expire",
+	};
+	bool removal = c->op == COMMIT_DELETE || c->op == COMMIT_EXPIRE;
+
+	/* A stream's own changes are not audited (it is the audit). */
+	if (strncmp(c->path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) == 0)
+		return 0;
+	return stream_audit_begin(c->st, c->path, ops[c->op], c->version,
+				  removal ? json_null() : c->patch, c->tmpfd, c->who,
+				  (struct stream_audit **)state);
 }
 
 static void stream_commit_published(struct commit *c, void *state)

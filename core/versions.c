@@ -362,15 +362,33 @@ int current_version(struct stash_store *st, const char *path, char **bpath)
 	return 0;
 }
 
-/* Commit hook: the file a commit replaces is kept as NAME@V before the rename. */
+/*
+ * Commit hooks: the file a commit replaces or an rm removes is kept as
+ * NAME@V before the rename or unlink (an rm can be undone by cp); an
+ * expiry takes the history with it, the owner's retention promise.
+ */
 static int versions_commit_prepare(struct commit *c, void **state)
 {
+	struct stat sb;
+
 	(void)state;
-	if (c->oldfd >= 0)
-		versions_keep(c->st, c->path, c->dirfd, c->leaf, c->oldfd, c->old_version);
+	if (c->oldfd < 0 || c->op == COMMIT_EXPIRE ||
+	    strncmp(c->path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) == 0)
+		return 0;
+	if (c->op == COMMIT_DELETE && (fstat(c->oldfd, &sb) < 0 || !S_ISREG(sb.st_mode)))
+		return 0;
+	versions_keep(c->st, c->path, c->dirfd, c->leaf, c->oldfd, c->old_version);
 	return 0;
+}
+
+static void versions_commit_published(struct commit *c, void *state)
+{
+	(void)state;
+	if (c->op == COMMIT_EXPIRE)
+		versions_drop(c->st, c->path);
 }
 
 const struct commit_hook versions_commit_hook = {
 	.prepare = versions_commit_prepare,
+	.published = versions_commit_published,
 };
