@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * commit.h - the commit path (commit.c).
+ * commit.h - the one commit path (commit.c): every change of a name goes
+ * through commit_publish or commit_remove, and features act on it through
+ * the hooks they register.
  * Not a public header.
  */
 #ifndef STASHFS_COMMIT_H
@@ -27,11 +29,6 @@ int commit_full(struct stash_file *f, const struct stash_caller *who,
  */
 int poison(struct stash_file *f, int r, struct stash_error *err);
 
-/*
- * One change on its way to a name: what commit_publish() takes.  The
- * caller fills the first block (and zeroes the rest); features see the
- * second block filled in when their hooks run.
- */
 /* What a commit does to its name. */
 enum commit_op {
 	COMMIT_PUT,             /* new content (a write, an append, a truncate) */
@@ -40,6 +37,11 @@ enum commit_op {
 	COMMIT_EXPIRE,          /* its ttl ran out */
 };
 
+/*
+ * One change on its way to a name: what commit_publish() and
+ * commit_remove() take.  The caller fills the first block (and zeroes the
+ * rest); features see the second block filled in when their hooks run.
+ */
 struct commit {
 	enum commit_op op;
 	struct stash_store *st;
@@ -56,7 +58,7 @@ struct commit {
 	unsigned changes;               /* versions it counts for: merges committed as one (0 = 1) */
 	bool validated;                 /* the content was validated against this very file */
 	struct stash_error *err;        /* the reason of a refusal, or NULL */
-	/* Filled in by commit_publish for the hooks. */
+	/* Filled in by commit_publish / commit_remove for the hooks. */
 	int dirfd;                      /* the stash's directory */
 	const char *leaf;               /* its name there */
 	int oldfd;                      /* the file it replaces, or -1 */

@@ -3,7 +3,7 @@
  * test_stream.c - the audit journal of a dead instance, replayed when the
  * next one opens the store: a change that committed is appended to its
  * linked streams once, one that did not is in none, a torn journal is
- * dropped; and appends through a stream handle.
+ * dropped; and an rm is recorded like any other change.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -170,6 +170,25 @@ static void test_journal_replay(void)
 	stash_store_close(st);
 }
 
+/* An rm goes through the commit path too: its record is in the linked stream. */
+static void test_delete_is_recorded(void)
+{
+	struct stash_store *st = open_store();
+	struct stash_error err;
+	char last[4096];
+	int before = count_lines("streams/log", NULL, 0);
+
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	CHECK(stash_store_unlink(st, "p", &who, &err) == 0);
+	CHECK(count_lines("streams/log", last, sizeof(last)) == before + 1);
+	CHECK_MSG(strstr(last, "\"op\":\"delete\"") != NULL, "%s", last);
+	CHECK(stash_store_unlink(st, "p", &who, &err) == -ENOENT);
+	CHECK(count_lines("streams/log", NULL, 0) == before + 1);
+	stash_store_close(st);
+}
+
 int main(void)
 {
 	char cmd[300];
@@ -178,6 +197,7 @@ int main(void)
 	if (!mkdtemp(backing))
 		return 1;
 	test_journal_replay();
+	test_delete_is_recorded();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", backing);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", backing);
