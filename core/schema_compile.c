@@ -180,9 +180,65 @@ static int compile_strings(struct cstate *cs, struct sinfo *info, const char *kw
 	return 0;
 }
 
+/*
+ * dependentRequired (@required) or dependentSchemas.  "dependencies" (draft
+ * 2019-09 and before) is still honoured: its arrays act as dependentRequired,
+ * its other entries as dependentSchemas, after the 2020-12 keyword's own.
+ */
+static int compile_dependent(struct cstate *cs, struct sinfo *info, struct snode *n, bool required)
+{
+	const char *kw = required ? "dependentRequired" : "dependentSchemas";
+	const json_t *src[2] = { json_object_get(info->js, kw),
+				 json_object_get(info->js, "dependencies") };
+	size_t i, cap, size = required ? sizeof(*n->depreq) : sizeof(*n->depsch);
+	const json_t *v;
+	const char *k;
+	void *table;
+	int rc;
+
+	if (src[0] && !json_is_object(src[0]))
+		return schema_cerr(cs, EINVAL, "%s: \"%s\" must be an object", info->loc, kw);
+	if (!json_is_object(src[1]))
+		src[1] = NULL;
+	if (!src[0] && !src[1])
+		return 0;
+	cap = json_object_size(src[0]) + json_object_size(src[1]) + 1;
+	table = schema_arena_alloc(&cs->s->arena, cap * size);
+	if (!table)
+		return -ENOMEM;
+	if (required)
+		n->depreq = table;
+	else
+		n->depsch = table;
+	for (i = 0; i < 2; i++) {
+		json_object_foreach((json_t *)src[i], k, v) {
+			struct keyref key = {
+				k, json_object_iter_key_len(json_object_key_to_iter(k)) };
+			const char *what = i ? "dependencies" : kw;
+
+			if (i && !!json_is_array(v) != required)
+				continue;
+			if (required) {
+				n->depreq[n->ndepreq].key = key;
+				rc = compile_strings(cs, info, what, v, &n->depreq[n->ndepreq].names,
+						     &n->depreq[n->ndepreq].n);
+				n->ndepreq++;
+			} else {
+				n->depsch[n->ndepsch].key = key;
+				rc = child(cs, info, v, what, &n->depsch[n->ndepsch].node);
+				n->ndepsch++;
+			}
+			if (rc < 0)
+				return rc;
+			n->groups |= N_OBJ;
+		}
+	}
+	return 0;
+}
+
 static int compile_object_kw(struct cstate *cs, struct sinfo *info, struct snode *n)
 {
-	const json_t *js = info->js, *m, *v, *d;
+	const json_t *js = info->js, *m, *v;
 	struct arena *a = &cs->s->arena;
 	const char *k;
 	size_t i;
@@ -247,55 +303,20 @@ static int compile_object_kw(struct cstate *cs, struct sinfo *info, struct snode
 			return rc;
 		n->groups |= N_OBJ;
 	}
-	/* "dependencies" (draft 2019-09 and before) is still honoured: its
-	 * schema-valued entries act as dependentSchemas, its arrays as
-	 * dependentRequired. */
-	m = json_object_get(js, "dependentSchemas");
-	d = json_object_get(js, "dependencies");
-	if (m && !json_is_object(m))
-		return schema_cerr(cs, EINVAL, "%s: \"dependentSchemas\" must be an object", info->loc);
-	if (!json_is_object(d))
-		d = NULL;
-	if (m || d) {
-		n->depsch = schema_arena_alloc(a, (json_object_size(m) + json_object_size(d) + 1) *
-					   sizeof(*n->depsch));
-		if (!n->depsch)
-			return -ENOMEM;
-	}
-	for (i = 0; i < 2; i++) {
-		const json_t *src = i ? d : m;
-
-		json_object_foreach((json_t *)src, k, v) {
-			struct depsch *e = &n->depsch[n->ndepsch];
-
-			if (src == d && json_is_array(v))
-				continue;
-			e->key.key = k;
-			e->key.len = json_object_iter_key_len(json_object_key_to_iter(k));
-			if ((rc = child(cs, info, v, i ? "dependencies" : "dependentSchemas",
-					&e->node)) < 0)
-				return rc;
-			n->ndepsch++;
-			n->groups |= N_OBJ;
-		}
-	}
-	return 0;
+	return compile_dependent(cs, info, n, false);
 }
 
-static int compile_validation_kw(struct cstate *cs, struct sinfo *info, struct snode *n)
+static int compile_type(struct cstate *cs, struct sinfo *info, struct snode *n)
 {
 	static const struct { const char *name; uint8_t bits; } tnames[] = {
 		{ "null", T_NULL }, { "boolean", T_BOOL }, { "object", T_OBJ },
 		{ "array", T_ARR }, { "string", T_STR }, { "integer", T_INT },
 		{ "number", T_INT | T_NUM },
 	};
-	const json_t *js = info->js, *v, *m, *d;
-	struct arena *a = &cs->s->arena;
-	const char *k;
+	const json_t *v;
 	size_t i, j;
-	int rc;
 
-	v = json_object_get(js, "type");
+	v = json_object_get(info->js, "type");
 	if (v) {
 		size_t cnt = json_is_array(v) ? json_array_size(v) : 1;
 
@@ -313,6 +334,48 @@ static int compile_validation_kw(struct cstate *cs, struct sinfo *info, struct s
 		if (!n->types)
 			return schema_cerr(cs, EINVAL, "%s: \"type\" must not be empty", info->loc);
 	}
+	return 0;
+}
+
+/* The size limits: where each goes, and which group of checks it wakes (none
+ * for min/maxContains, which only count beside "contains"). */
+static int compile_counts(struct cstate *cs, struct sinfo *info, struct snode *n)
+{
+	static const struct { const char *kw; size_t off; unsigned group; } counts[] = {
+		{ "minLength", offsetof(struct snode, min_len), N_STR },
+		{ "maxLength", offsetof(struct snode, max_len), N_STR },
+		{ "minItems", offsetof(struct snode, min_items), N_ARR },
+		{ "maxItems", offsetof(struct snode, max_items), N_ARR },
+		{ "minContains", offsetof(struct snode, min_contains), 0 },
+		{ "maxContains", offsetof(struct snode, max_contains), 0 },
+		{ "minProperties", offsetof(struct snode, min_props), N_OBJ },
+		{ "maxProperties", offsetof(struct snode, max_props), N_OBJ },
+	};
+	size_t i;
+	int rc;
+
+	n->max_len = n->max_items = n->max_props = n->max_contains = SIZE_MAX;
+	n->min_contains = 1;
+	for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		rc = get_count(cs, info, counts[i].kw, (size_t *)((char *)n + counts[i].off));
+		if (rc < 0)
+			return rc;
+		if (rc && counts[i].group)
+			n->groups |= counts[i].group;
+		else if (rc)
+			n->has_contains_limits = true;
+	}
+	return 0;
+}
+
+static int compile_validation_kw(struct cstate *cs, struct sinfo *info, struct snode *n)
+{
+	const json_t *js = info->js, *v;
+	struct arena *a = &cs->s->arena;
+	int rc;
+
+	if ((rc = compile_type(cs, info, n)) < 0)
+		return rc;
 	if ((v = json_object_get(js, "const"))) {
 		n->has_const = true;
 		n->constv = v;
@@ -335,41 +398,8 @@ static int compile_validation_kw(struct cstate *cs, struct sinfo *info, struct s
 		return schema_cerr(cs, EINVAL, "%s: \"multipleOf\" must be greater than 0", info->loc);
 	if (n->has_min || n->has_max || n->has_exmin || n->has_exmax || n->has_mult)
 		n->groups |= N_NUM;
-
-	n->max_len = n->max_items = n->max_props = n->max_contains = SIZE_MAX;
-	n->min_contains = 1;
-	if ((rc = get_count(cs, info, "minLength", &n->min_len)) < 0)
+	if ((rc = compile_counts(cs, info, n)) < 0)
 		return rc;
-	if (rc)
-		n->groups |= N_STR;
-	if ((rc = get_count(cs, info, "maxLength", &n->max_len)) < 0)
-		return rc;
-	if (rc)
-		n->groups |= N_STR;
-	if ((rc = get_count(cs, info, "minItems", &n->min_items)) < 0)
-		return rc;
-	if (rc)
-		n->groups |= N_ARR;
-	if ((rc = get_count(cs, info, "maxItems", &n->max_items)) < 0)
-		return rc;
-	if (rc)
-		n->groups |= N_ARR;
-	if ((rc = get_count(cs, info, "minContains", &n->min_contains)) < 0)
-		return rc;
-	if (rc)
-		n->has_contains_limits = true;
-	if ((rc = get_count(cs, info, "maxContains", &n->max_contains)) < 0)
-		return rc;
-	if (rc)
-		n->has_contains_limits = true;
-	if ((rc = get_count(cs, info, "minProperties", &n->min_props)) < 0)
-		return rc;
-	if (rc)
-		n->groups |= N_OBJ;
-	if ((rc = get_count(cs, info, "maxProperties", &n->max_props)) < 0)
-		return rc;
-	if (rc)
-		n->groups |= N_OBJ;
 	v = json_object_get(js, "uniqueItems");
 	if (v) {
 		if (!json_is_boolean(v))
@@ -396,36 +426,7 @@ static int compile_validation_kw(struct cstate *cs, struct sinfo *info, struct s
 			return rc;
 		n->groups |= N_OBJ;
 	}
-	m = json_object_get(js, "dependentRequired");
-	d = json_object_get(js, "dependencies");
-	if (m && !json_is_object(m))
-		return schema_cerr(cs, EINVAL, "%s: \"dependentRequired\" must be an object", info->loc);
-	if (!json_is_object(d))
-		d = NULL;
-	if (m || d) {
-		n->depreq = schema_arena_alloc(a, (json_object_size(m) + json_object_size(d) + 1) *
-					   sizeof(*n->depreq));
-		if (!n->depreq)
-			return -ENOMEM;
-	}
-	for (i = 0; i < 2; i++) {
-		const json_t *src = i ? d : m;
-
-		json_object_foreach((json_t *)src, k, v) {
-			struct depreq *e = &n->depreq[n->ndepreq];
-
-			if (src == d && !json_is_array(v))
-				continue;
-			e->key.key = k;
-			e->key.len = json_object_iter_key_len(json_object_key_to_iter(k));
-			if ((rc = compile_strings(cs, info, i ? "dependencies" : "dependentRequired",
-						  v, &e->names, &e->n)) < 0)
-				return rc;
-			n->ndepreq++;
-			n->groups |= N_OBJ;
-		}
-	}
-	return 0;
+	return compile_dependent(cs, info, n, true);
 }
 
 static int add_pending(struct cstate *cs, struct snode *n, const json_t *ref, const char *base,
@@ -449,6 +450,51 @@ static int add_pending(struct cstate *cs, struct snode *n, const json_t *ref, co
 	cs->pend[cs->npend].dynamic = dynamic;
 	cs->npend++;
 	return 0;
+}
+
+/* allOf, anyOf, oneOf, not, if/then/else, prefixItems, items, contains and
+ * the object applicators. */
+static int compile_applicator_kw(struct cstate *cs, struct sinfo *info, struct snode *n)
+{
+	const json_t *js = info->js, *v;
+	int rc;
+
+	if ((rc = schema_array(cs, info, "allOf", &n->allof, &n->nallof)) < 0 ||
+	    (rc = schema_array(cs, info, "anyOf", &n->anyof, &n->nanyof)) < 0 ||
+	    (rc = schema_array(cs, info, "oneOf", &n->oneof, &n->noneof)) < 0 ||
+	    (rc = schema_array(cs, info, "prefixItems", &n->prefix, &n->nprefix)) < 0)
+		return rc;
+	if (n->nallof || n->nanyof || n->noneof)
+		n->groups |= N_APPLY;
+	if (n->nprefix)
+		n->groups |= N_ARR;
+	if ((v = json_object_get(js, "not"))) {
+		if ((rc = child(cs, info, v, "not", &n->not_)) < 0)
+			return rc;
+		n->groups |= N_APPLY;
+	}
+	if ((v = json_object_get(js, "if"))) {
+		if ((rc = child(cs, info, v, "if", &n->if_)) < 0)
+			return rc;
+		n->groups |= N_APPLY;
+		if ((v = json_object_get(js, "then")) &&
+		    (rc = child(cs, info, v, "then", &n->then_)) < 0)
+			return rc;
+		if ((v = json_object_get(js, "else")) &&
+		    (rc = child(cs, info, v, "else", &n->else_)) < 0)
+			return rc;
+	}
+	if ((v = json_object_get(js, "items"))) {
+		if ((rc = child(cs, info, v, "items", &n->items)) < 0)
+			return rc;
+		n->groups |= N_ARR;
+	}
+	if ((v = json_object_get(js, "contains"))) {
+		if ((rc = child(cs, info, v, "contains", &n->contains)) < 0)
+			return rc;
+		n->groups |= N_ARR;
+	}
+	return compile_object_kw(cs, info, n);
 }
 
 /* Compile one schema; $ref targets are queued rather than followed, so a
@@ -487,45 +533,8 @@ static int compile_node(struct cstate *cs, struct sinfo *info, struct snode **ou
 	if (json_object_get(js, "$ref") || json_object_get(js, "$dynamicRef"))
 		n->groups |= N_APPLY;
 
-	if (vocab & V_APPLICATOR) {
-		if ((rc = schema_array(cs, info, "allOf", &n->allof, &n->nallof)) < 0 ||
-		    (rc = schema_array(cs, info, "anyOf", &n->anyof, &n->nanyof)) < 0 ||
-		    (rc = schema_array(cs, info, "oneOf", &n->oneof, &n->noneof)) < 0 ||
-		    (rc = schema_array(cs, info, "prefixItems", &n->prefix, &n->nprefix)) < 0)
-			return rc;
-		if (n->nallof || n->nanyof || n->noneof)
-			n->groups |= N_APPLY;
-		if (n->nprefix)
-			n->groups |= N_ARR;
-		if ((v = json_object_get(js, "not"))) {
-			if ((rc = child(cs, info, v, "not", &n->not_)) < 0)
-				return rc;
-			n->groups |= N_APPLY;
-		}
-		if ((v = json_object_get(js, "if"))) {
-			if ((rc = child(cs, info, v, "if", &n->if_)) < 0)
-				return rc;
-			n->groups |= N_APPLY;
-			if ((v = json_object_get(js, "then")) &&
-			    (rc = child(cs, info, v, "then", &n->then_)) < 0)
-				return rc;
-			if ((v = json_object_get(js, "else")) &&
-			    (rc = child(cs, info, v, "else", &n->else_)) < 0)
-				return rc;
-		}
-		if ((v = json_object_get(js, "items"))) {
-			if ((rc = child(cs, info, v, "items", &n->items)) < 0)
-				return rc;
-			n->groups |= N_ARR;
-		}
-		if ((v = json_object_get(js, "contains"))) {
-			if ((rc = child(cs, info, v, "contains", &n->contains)) < 0)
-				return rc;
-			n->groups |= N_ARR;
-		}
-		if ((rc = compile_object_kw(cs, info, n)) < 0)
-			return rc;
-	}
+	if ((vocab & V_APPLICATOR) && (rc = compile_applicator_kw(cs, info, n)) < 0)
+		return rc;
 	if (vocab & V_UNEVALUATED) {
 		if ((v = json_object_get(js, "unevaluatedItems"))) {
 			if ((rc = child(cs, info, v, "unevaluatedItems", &n->uneval_items)) < 0)
@@ -783,6 +792,32 @@ out:
 	return 0;
 }
 
+/* A custom metaschema named by "$schema" @muri: it must itself be a 2020-12
+ * schema, and it decides what a valid schema is for the document.  On
+ * success *@out is a new schema the caller frees. */
+static int compile_custom_meta(const char *muri, const char *label, stash_schema_loader loader,
+			       void *ctx, struct stash_schema **out, struct stash_error *err)
+{
+	struct stash_error merr;
+	json_t *mdoc;
+	int rc;
+
+	if (strstr(muri, "json-schema.org/") &&
+	    (strstr(muri, "/draft-0") || strstr(muri, "/draft/2019-09")))
+		return stash_error_set(err, EINVAL,
+				       "schema %s: \"$schema\" %s: only draft 2020-12 is supported",
+				       label, muri);
+	mdoc = loader ? loader(ctx, muri) : NULL;
+	if (!mdoc)
+		return stash_error_set(err, EINVAL, "schema %s: unknown metaschema %s", label, muri);
+	rc = stash_schema_compile(mdoc, muri, muri, loader, ctx, NULL, out, &merr);
+	json_decref(mdoc);
+	if (rc < 0)
+		return stash_error_set(err, merr.code ? merr.code : -rc,
+				       "schema %s: metaschema %s: %.300s", label, muri, merr.text);
+	return 0;
+}
+
 int stash_schema_compile(const json_t *doc, const char *name, const char *base_uri,
 			 stash_schema_loader loader, void *ctx,
 			 const struct stash_schema_options *opts,
@@ -823,36 +858,11 @@ int stash_schema_compile(const json_t *doc, const char *name, const char *base_u
 					   !strcmp(json_string_value(sk), DRAFT_2020_12 "#")))) {
 		meta = meta_schema;
 	} else if (json_is_string(sk)) {
-		/* A custom metaschema: it must itself be a 2020-12 schema, and it
-		 * decides what a valid schema is for this document. */
-		const char *muri = json_string_value(sk);
-		json_t *mdoc = NULL;
-		struct stash_schema *tmp;
-
-		if (strstr(muri, "json-schema.org/") &&
-		    (strstr(muri, "/draft-0") || strstr(muri, "/draft/2019-09"))) {
-			rc = stash_error_set(err, EINVAL,
-					     "schema %s: \"$schema\" %s: only draft 2020-12 is supported",
-					     label, muri);
-			json_decref(copy);
-			return rc;
-		}
-		mdoc = loader ? loader(ctx, muri) : NULL;
-		if (!mdoc) {
-			rc = stash_error_set(err, EINVAL, "schema %s: unknown metaschema %s",
-					     label, muri);
-			json_decref(copy);
-			return rc;
-		}
-		rc = stash_schema_compile(mdoc, muri, muri, loader, ctx, NULL, &tmp, &merr);
-		json_decref(mdoc);
+		rc = compile_custom_meta(json_string_value(sk), label, loader, ctx, &meta, err);
 		if (rc < 0) {
-			rc = stash_error_set(err, merr.code ? merr.code : -rc,
-					     "schema %s: metaschema %s: %.300s", label, muri, merr.text);
 			json_decref(copy);
 			return rc;
 		}
-		meta = tmp;
 	} else {
 		json_decref(copy);
 		return stash_error_set(err, EINVAL, "schema %s: \"$schema\" must be a string", label);

@@ -475,6 +475,78 @@ static int eval_quiet(struct vctx *c, const struct snode *n, const json_t *inst,
 	return r;
 }
 
+/* propertyNames, properties, patternProperties and additionalProperties for
+ * the property @key (@klen bytes, the @i-th of the object) of value @val. */
+static int eval_property(struct vctx *c, const struct snode *n, const char *key, size_t klen,
+			 const json_t *val, size_t i, const struct ipath *path,
+			 const struct dscope *scope, struct ann *ann)
+{
+	struct ipath p = { path, key, klen, 0 };
+	bool matched = false;
+	size_t j;
+	int r;
+
+	if (n->propnames) {
+		json_t *ks = json_stringn_nocheck(key, klen);
+
+		if (!ks)
+			return -ENOMEM;
+		c->quiet++;
+		r = eval(c, n->propnames, ks, &p, scope, NULL);
+		c->quiet--;
+		json_decref(ks);
+		if (r < 0)
+			return r;
+		if (r)
+			return vfail(c, n, &p, "propertyNames",
+				     "property name \"%s\" is not allowed", key);
+	}
+	if (n->props) {
+		uint32_t h = schema_hash(key, klen);
+		size_t mask = n->props_cap - 1;
+
+		for (j = h & mask; n->props[j].key; j = (j + 1) & mask) {
+			const struct pentry *e = &n->props[j];
+
+			if (e->hash == h && e->len == klen && !memcmp(e->key, key, klen)) {
+				matched = true;
+				ann_set(ann, i);
+				if ((r = eval(c, e->node, val, &p, scope, NULL)))
+					return r;
+				break;
+			}
+		}
+	}
+	for (j = 0; j < n->npatprops; j++) {
+		r = regex_match(c, &n->patprops[j].re, key, klen);
+		if (r < 0)
+			return r;
+		if (!r)
+			continue;
+		matched = true;
+		ann_set(ann, i);
+		if ((r = eval(c, n->patprops[j].node, val, &p, scope, NULL)))
+			return r;
+	}
+	if (!matched && n->addprops) {
+		ann_set(ann, i);
+		c->quiet++;
+		r = eval(c, n->addprops, val, &p, scope, NULL);
+		c->quiet--;
+		if (r < 0)
+			return r;
+		if (r) {
+			/* Re-run loudly for the precise reason, unless the
+			 * schema is plain false: then say so here. */
+			if (n->addprops->is_bool)
+				return vfail(c, n, &p, "additionalProperties",
+					     "property \"%s\" is not allowed", key);
+			return eval(c, n->addprops, val, &p, scope, NULL);
+		}
+	}
+	return 0;
+}
+
 static int eval_object(struct vctx *c, const struct snode *n, const json_t *inst,
 		       const struct ipath *path, const struct dscope *scope, struct ann *ann)
 {
@@ -508,70 +580,10 @@ static int eval_object(struct vctx *c, const struct snode *n, const json_t *inst
 		i = 0;
 		for (it = json_object_iter((json_t *)inst); it;
 		     it = json_object_iter_next((json_t *)inst, it), i++) {
-			const char *key = json_object_iter_key(it);
-			size_t klen = json_object_iter_key_len(it);
-			const json_t *val = json_object_iter_value(it);
-			struct ipath p = { path, key, klen, 0 };
-			bool matched = false;
-
-			if (n->propnames) {
-				json_t *ks = json_stringn_nocheck(key, klen);
-
-				if (!ks)
-					return -ENOMEM;
-				c->quiet++;
-				r = eval(c, n->propnames, ks, &p, scope, NULL);
-				c->quiet--;
-				json_decref(ks);
-				if (r < 0)
-					return r;
-				if (r)
-					return vfail(c, n, &p, "propertyNames",
-						     "property name \"%s\" is not allowed", key);
-			}
-			if (n->props) {
-				uint32_t h = schema_hash(key, klen);
-				size_t mask = n->props_cap - 1;
-
-				for (j = h & mask; n->props[j].key; j = (j + 1) & mask) {
-					const struct pentry *e = &n->props[j];
-
-					if (e->hash == h && e->len == klen && !memcmp(e->key, key, klen)) {
-						matched = true;
-						ann_set(ann, i);
-						if ((r = eval(c, e->node, val, &p, scope, NULL)))
-							return r;
-						break;
-					}
-				}
-			}
-			for (j = 0; j < n->npatprops; j++) {
-				r = regex_match(c, &n->patprops[j].re, key, klen);
-				if (r < 0)
-					return r;
-				if (!r)
-					continue;
-				matched = true;
-				ann_set(ann, i);
-				if ((r = eval(c, n->patprops[j].node, val, &p, scope, NULL)))
-					return r;
-			}
-			if (!matched && n->addprops) {
-				ann_set(ann, i);
-				c->quiet++;
-				r = eval(c, n->addprops, val, &p, scope, NULL);
-				c->quiet--;
-				if (r < 0)
-					return r;
-				if (r) {
-					/* Re-run loudly for the precise reason, unless the
-					 * schema is plain false: then say so here. */
-					if (n->addprops->is_bool)
-						return vfail(c, n, &p, "additionalProperties",
-							     "property \"%s\" is not allowed", key);
-					return eval(c, n->addprops, val, &p, scope, NULL);
-				}
-			}
+			r = eval_property(c, n, json_object_iter_key(it), json_object_iter_key_len(it),
+					  json_object_iter_value(it), i, path, scope, ann);
+			if (r)
+				return r;
 		}
 	}
 	for (i = 0; i < n->ndepsch; i++) {
@@ -725,11 +737,81 @@ static const struct snode *dyn_target(const struct snode *n, const struct dscope
 	return best ? best : n->dynref;
 }
 
+/* Evaluate @m quietly; when it passes and @keep, its annotations join @ann. */
+static int probe(struct vctx *c, const struct snode *m, const json_t *inst,
+		 const struct ipath *path, const struct dscope *scope, struct ann *ann,
+		 size_t asize, bool keep)
+{
+	struct ann tmp;
+	int r;
+
+	if (!ann)
+		return eval_quiet(c, m, inst, path, scope, NULL);
+	if ((r = ann_init(&tmp, asize)) < 0)
+		return r;
+	r = eval_quiet(c, m, inst, path, scope, &tmp);
+	if (!r && keep)
+		ann_merge(ann, &tmp);
+	ann_free(&tmp);
+	return r;
+}
+
+static int eval_anyof(struct vctx *c, const struct snode *n, const json_t *inst,
+		      const struct ipath *path, const struct dscope *scope, struct ann *ann,
+		      size_t asize)
+{
+	size_t i, passed = 0;
+	int r;
+
+	for (i = 0; i < n->nanyof; i++) {
+		r = probe(c, n->anyof[i], inst, path, scope, ann, asize, true);
+		if (r < 0)
+			return r;
+		if (!r) {
+			passed++;
+			/* Every passing branch adds annotations; else one is enough. */
+			if (!ann)
+				break;
+		}
+	}
+	if (passed)
+		return 0;
+	if (n->nanyof == 1)
+		return eval(c, n->anyof[0], inst, path, scope, NULL);
+	return vfail(c, n, path, "anyOf", "value matches none of the %zu anyOf schemas", n->nanyof);
+}
+
+static int eval_oneof(struct vctx *c, const struct snode *n, const json_t *inst,
+		      const struct ipath *path, const struct dscope *scope, struct ann *ann,
+		      size_t asize)
+{
+	size_t i, first = 0, passed = 0;
+	int r;
+
+	for (i = 0; i < n->noneof && passed < 2; i++) {
+		r = probe(c, n->oneof[i], inst, path, scope, ann, asize, !passed);
+		if (r < 0)
+			return r;
+		if (!r && !passed++)
+			first = i;
+	}
+	if (!passed) {
+		if (n->noneof == 1)
+			return eval(c, n->oneof[0], inst, path, scope, NULL);
+		return vfail(c, n, path, "oneOf", "value matches none of the %zu oneOf schemas",
+			     n->noneof);
+	}
+	if (passed > 1)
+		return vfail(c, n, path, "oneOf",
+			     "value matches oneOf schemas %zu and %zu, but must match exactly one",
+			     first, i - 1);
+	return 0;
+}
+
 static int eval_apply(struct vctx *c, const struct snode *n, const json_t *inst,
 		      const struct ipath *path, const struct dscope *scope, struct ann *ann)
 {
-	size_t i, asize = ann ? ann_size(inst) : 0, passed;
-	struct ann tmp;
+	size_t i, asize = ann ? ann_size(inst) : 0;
 	int r;
 
 	if (n->ref && (r = eval(c, n->ref, inst, path, scope, ann)))
@@ -743,62 +825,10 @@ static int eval_apply(struct vctx *c, const struct snode *n, const json_t *inst,
 	for (i = 0; i < n->nallof; i++)
 		if ((r = eval(c, n->allof[i], inst, path, scope, ann)))
 			return r;
-	if (n->nanyof) {
-		passed = 0;
-		for (i = 0; i < n->nanyof; i++) {
-			if (ann && (r = ann_init(&tmp, asize)) < 0)
-				return r;
-			r = eval_quiet(c, n->anyof[i], inst, path, scope, ann ? &tmp : NULL);
-			if (ann) {
-				if (!r)
-					ann_merge(ann, &tmp);
-				ann_free(&tmp);
-			}
-			if (r < 0)
-				return r;
-			if (!r) {
-				passed++;
-				/* Every passing branch adds annotations; else one is enough. */
-				if (!ann)
-					break;
-			}
-		}
-		if (!passed) {
-			if (n->nanyof == 1)
-				return eval(c, n->anyof[0], inst, path, scope, NULL);
-			return vfail(c, n, path, "anyOf", "value matches none of the %zu anyOf schemas",
-				     n->nanyof);
-		}
-	}
-	if (n->noneof) {
-		size_t first = 0;
-
-		passed = 0;
-		for (i = 0; i < n->noneof && passed < 2; i++) {
-			if (ann && (r = ann_init(&tmp, asize)) < 0)
-				return r;
-			r = eval_quiet(c, n->oneof[i], inst, path, scope, ann ? &tmp : NULL);
-			if (ann) {
-				if (!r && !passed)
-					ann_merge(ann, &tmp);
-				ann_free(&tmp);
-			}
-			if (r < 0)
-				return r;
-			if (!r && !passed++)
-				first = i;
-		}
-		if (!passed) {
-			if (n->noneof == 1)
-				return eval(c, n->oneof[0], inst, path, scope, NULL);
-			return vfail(c, n, path, "oneOf", "value matches none of the %zu oneOf schemas",
-				     n->noneof);
-		}
-		if (passed > 1)
-			return vfail(c, n, path, "oneOf",
-				     "value matches oneOf schemas %zu and %zu, but must match exactly one",
-				     first, i - 1);
-	}
+	if (n->nanyof && (r = eval_anyof(c, n, inst, path, scope, ann, asize)))
+		return r;
+	if (n->noneof && (r = eval_oneof(c, n, inst, path, scope, ann, asize)))
+		return r;
 	if (n->not_) {
 		r = eval_quiet(c, n->not_, inst, path, scope, NULL);
 		if (r < 0)
@@ -807,14 +837,7 @@ static int eval_apply(struct vctx *c, const struct snode *n, const json_t *inst,
 			return vfail(c, n, path, "not", "value must not match the \"not\" schema");
 	}
 	if (n->if_ && (n->then_ || n->else_ || ann)) {
-		if (ann && (r = ann_init(&tmp, asize)) < 0)
-			return r;
-		r = eval_quiet(c, n->if_, inst, path, scope, ann ? &tmp : NULL);
-		if (ann) {
-			if (!r)
-				ann_merge(ann, &tmp);
-			ann_free(&tmp);
-		}
+		r = probe(c, n->if_, inst, path, scope, ann, asize, true);
 		if (r < 0)
 			return r;
 		if (!r && n->then_ && (r = eval(c, n->then_, inst, path, scope, ann)))

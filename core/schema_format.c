@@ -6,8 +6,6 @@
  * when the schema or the caller asks; otherwise formats are annotations.
  */
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

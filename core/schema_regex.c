@@ -5,7 +5,6 @@
  * ".").  Compiling and matching are left to the callers.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +78,10 @@ static int parse_hex(const char *s, size_t n, unsigned *out)
 	return 0;
 }
 
-/* Translate an ECMA-262 pattern into PCRE2 syntax; returns a new string. */
+/* Translate an ECMA-262 pattern into PCRE2 syntax; returns a new string.
+ * Longer than most functions here on purpose: one pass that reads each
+ * escape in place and knows whether it is inside a character class; split
+ * up, every piece would need that state and the read position back. */
 char *schema_regex_translate(const char *src, size_t len)
 {
 	struct buf out = {0};

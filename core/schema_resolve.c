@@ -190,67 +190,49 @@ static const char *const kw_array[] = {
 	"allOf", "anyOf", "oneOf", "prefixItems",
 };
 
-static int gather(struct cstate *cs, const json_t *js, const char *base, struct resource *res,
-		  const char *loc, int depth)
+/* A subschema with "$id" @id starts a new resource: it and what lies below
+ * resolve relative to its URI, with the vocabularies its "$schema" names. */
+static int enter_resource(struct cstate *cs, struct sinfo *info, const char *id)
 {
-	struct stash_schema *s = cs->s;
-	struct sinfo *info;
+	char *uri = schema_uri_resolve(info->base, id);
+	struct resource *res;
+	char *hash;
+	unsigned vocab;
+	int rc;
+
+	if (!uri)
+		return -ENOMEM;
+	hash = strchr(uri, '#');
+	if (hash && hash[1]) {
+		free(uri);
+		return schema_cerr(cs, EINVAL, "%s: \"$id\" must not have a fragment", info->loc);
+	}
+	if (hash)
+		*hash = '\0';
+	rc = vocab_for(cs, json_object_get(info->js, "$schema"), info->res->vocab, &vocab);
+	if (rc < 0) {
+		free(uri);
+		return rc;
+	}
+	res = add_resource(cs, uri, info->js, vocab);
+	free(uri);
+	if (!res)
+		return -ENOMEM;
+	info->base = res->uri;
+	info->res = res;
+	return 0;
+}
+
+static int gather(struct cstate *cs, const json_t *js, const char *base, struct resource *res,
+		  const char *loc, int depth);
+
+/* The subschemas below @js, in the keywords that hold schemas. */
+static int gather_children(struct cstate *cs, const json_t *js, const char *base,
+			   struct resource *res, const char *loc, int depth)
+{
 	const json_t *v;
 	size_t i;
 	int rc;
-
-	if (!json_is_object(js) && !json_is_boolean(js))
-		return 0;
-	if (schema_hmap_get(&cs->infos, js, 0))
-		return 0;
-	if (depth > MAX_SCHEMA_NESTING)
-		return schema_cerr(cs, E2BIG, "schema nested deeper than %d levels", MAX_SCHEMA_NESTING);
-	info = schema_arena_alloc(&s->arena, sizeof(*info));
-	if (!info)
-		return -ENOMEM;
-	info->js = js;
-	info->base = base;
-	info->res = res;
-	info->loc = loc;
-	if (schema_hmap_put(&cs->infos, js, 0, info) < 0)
-		return -ENOMEM;
-	if (!json_is_object(js))
-		return 0;
-
-	v = json_object_get(js, "$id");
-	if (json_is_string(v)) {
-		char *uri = schema_uri_resolve(base, json_string_value(v));
-		char *hash;
-		unsigned vocab;
-
-		if (!uri)
-			return -ENOMEM;
-		hash = strchr(uri, '#');
-		if (hash && hash[1]) {
-			free(uri);
-			return schema_cerr(cs, EINVAL, "%s: \"$id\" must not have a fragment", loc);
-		}
-		if (hash)
-			*hash = '\0';
-		rc = vocab_for(cs, json_object_get(js, "$schema"), res->vocab, &vocab);
-		if (rc < 0) {
-			free(uri);
-			return rc;
-		}
-		res = add_resource(cs, uri, js, vocab);
-		free(uri);
-		if (!res)
-			return -ENOMEM;
-		base = res->uri;
-		info->base = base;
-		info->res = res;
-	}
-	v = json_object_get(js, "$anchor");
-	if (json_is_string(v) && (rc = add_anchor(cs, info, json_string_value(v), false)) < 0)
-		return rc;
-	v = json_object_get(js, "$dynamicAnchor");
-	if (json_is_string(v) && (rc = add_anchor(cs, info, json_string_value(v), true)) < 0)
-		return rc;
 
 	for (i = 0; i < sizeof(kw_single) / sizeof(kw_single[0]); i++) {
 		v = json_object_get(js, kw_single[i]);
@@ -302,6 +284,44 @@ static int gather(struct cstate *cs, const json_t *js, const char *base, struct 
 		}
 	}
 	return 0;
+}
+
+static int gather(struct cstate *cs, const json_t *js, const char *base, struct resource *res,
+		  const char *loc, int depth)
+{
+	struct stash_schema *s = cs->s;
+	struct sinfo *info;
+	const json_t *v;
+	int rc;
+
+	if (!json_is_object(js) && !json_is_boolean(js))
+		return 0;
+	if (schema_hmap_get(&cs->infos, js, 0))
+		return 0;
+	if (depth > MAX_SCHEMA_NESTING)
+		return schema_cerr(cs, E2BIG, "schema nested deeper than %d levels", MAX_SCHEMA_NESTING);
+	info = schema_arena_alloc(&s->arena, sizeof(*info));
+	if (!info)
+		return -ENOMEM;
+	info->js = js;
+	info->base = base;
+	info->res = res;
+	info->loc = loc;
+	if (schema_hmap_put(&cs->infos, js, 0, info) < 0)
+		return -ENOMEM;
+	if (!json_is_object(js))
+		return 0;
+
+	v = json_object_get(js, "$id");
+	if (json_is_string(v) && (rc = enter_resource(cs, info, json_string_value(v))) < 0)
+		return rc;
+	v = json_object_get(js, "$anchor");
+	if (json_is_string(v) && (rc = add_anchor(cs, info, json_string_value(v), false)) < 0)
+		return rc;
+	v = json_object_get(js, "$dynamicAnchor");
+	if (json_is_string(v) && (rc = add_anchor(cs, info, json_string_value(v), true)) < 0)
+		return rc;
+	return gather_children(cs, js, info->base, info->res, loc, depth);
 }
 
 /* Register a whole document retrieved as @uri. */
@@ -392,6 +412,93 @@ static const json_t *find_metaschema(struct cstate *cs, const char *uri)
 	return doc;
 }
 
+/* Follow the JSON pointer @tok (after its leading '/', changed in place)
+ * from @cur, the root of a resource whose info is @info; *@out is the
+ * schema it names, or NULL. */
+static int follow_pointer(struct cstate *cs, const json_t *cur, struct sinfo *info, char *tok,
+			  struct sinfo **out)
+{
+	char *next;
+	const char *loc = info ? info->loc : "";
+
+	for (;;) {
+		next = strchr(tok, '/');
+		if (next)
+			*next = '\0';
+		/* RFC 6901: ~1 before ~0. */
+		char *r = tok, *w = tok;
+
+		for (; *r; r++) {
+			if (r[0] == '~' && r[1] == '1')
+				*w++ = '/', r++;
+			else if (r[0] == '~' && r[1] == '0')
+				*w++ = '~', r++;
+			else
+				*w++ = *r;
+		}
+		*w = '\0';
+		if (json_is_object(cur)) {
+			cur = json_object_get(cur, tok);
+		} else if (json_is_array(cur)) {
+			char *end;
+			unsigned long idx = strtoul(tok, &end, 10);
+
+			cur = (*tok && !*end && (tok[0] != '0' || !tok[1])) ?
+				json_array_get(cur, idx) : NULL;
+		} else {
+			cur = NULL;
+		}
+		if (!cur)
+			break;
+		struct sinfo *ci = schema_hmap_get(&cs->infos, cur, 0);
+
+		if (ci) {
+			info = ci;
+			loc = ci->loc;
+		} else {
+			loc = loc_child(cs, loc, tok, 0);
+			if (!loc)
+				return -ENOMEM;
+		}
+		if (!next)
+			break;
+		tok = next + 1;
+	}
+	if (cur && !schema_hmap_get(&cs->infos, cur, 0) && info) {
+		/* A schema outside the keywords we walk ("$ref" into an
+		 * unknown keyword): register it on the spot. */
+		int rc = gather(cs, cur, info->base, info->res, loc, 0);
+
+		if (rc < 0)
+			return rc;
+	}
+	*out = cur ? schema_hmap_get(&cs->infos, cur, 0) : NULL;
+	return 0;
+}
+
+/* The plain-name fragment @frag of document @full: an $anchor or a
+ * $dynamicAnchor (then *@dyn_anchor is set); *@out NULL when none. */
+static int find_anchor(struct cstate *cs, const struct resource *res, const char *full,
+		       const char *frag, struct sinfo **out, bool *dyn_anchor)
+{
+	size_t n = strlen(full) + strlen(frag) + 2;
+	char *key = malloc(n);
+
+	if (!key)
+		return -ENOMEM;
+	snprintf(key, n, "%s#%s", full, frag);
+	*out = schema_hmap_get(&cs->anchors, key, n - 1);
+	free(key);
+	if (*out) {
+		size_t i;
+
+		for (i = 0; i < res->ndyn; i++)
+			if (res->dyn[i].info == *out && !strcmp(res->dyn[i].name, frag))
+				*dyn_anchor = true;
+	}
+	return 0;
+}
+
 /* Resolve @ref against @base to the schema it names. */
 int schema_resolve_ref(struct cstate *cs, const char *base, const char *ref,
 		       struct sinfo **out, bool *dyn_anchor)
@@ -418,81 +525,10 @@ int schema_resolve_ref(struct cstate *cs, const char *base, const char *ref,
 	if (!frag || !*frag) {
 		*out = info;
 	} else if (frag[0] == '/') {
-		const json_t *cur = res->root;
-		char *tok = frag + 1, *next;
-		const char *loc = info ? info->loc : "";
-
-		for (;;) {
-			next = strchr(tok, '/');
-			if (next)
-				*next = '\0';
-			/* RFC 6901: ~1 before ~0. */
-			char *r = tok, *w = tok;
-
-			for (; *r; r++) {
-				if (r[0] == '~' && r[1] == '1')
-					*w++ = '/', r++;
-				else if (r[0] == '~' && r[1] == '0')
-					*w++ = '~', r++;
-				else
-					*w++ = *r;
-			}
-			*w = '\0';
-			if (json_is_object(cur)) {
-				cur = json_object_get(cur, tok);
-			} else if (json_is_array(cur)) {
-				char *end;
-				unsigned long idx = strtoul(tok, &end, 10);
-
-				cur = (*tok && !*end && (tok[0] != '0' || !tok[1])) ?
-					json_array_get(cur, idx) : NULL;
-			} else {
-				cur = NULL;
-			}
-			if (!cur)
-				break;
-			struct sinfo *ci = schema_hmap_get(&cs->infos, cur, 0);
-
-			if (ci) {
-				info = ci;
-				loc = ci->loc;
-			} else {
-				loc = loc_child(cs, loc, tok, 0);
-				if (!loc) {
-					rc = -ENOMEM;
-					goto out;
-				}
-			}
-			if (!next)
-				break;
-			tok = next + 1;
-		}
-		if (cur && !schema_hmap_get(&cs->infos, cur, 0) && info) {
-			/* A schema outside the keywords we walk ("$ref" into an
-			 * unknown keyword): register it on the spot. */
-			rc = gather(cs, cur, info->base, info->res, loc, 0);
-			if (rc < 0)
-				goto out;
-		}
-		*out = cur ? schema_hmap_get(&cs->infos, cur, 0) : NULL;
-	} else {
-		size_t n = strlen(full) + strlen(frag) + 2;
-		char *key = malloc(n);
-
-		if (!key) {
-			rc = -ENOMEM;
+		if ((rc = follow_pointer(cs, res->root, info, frag + 1, out)) < 0)
 			goto out;
-		}
-		snprintf(key, n, "%s#%s", full, frag);
-		*out = schema_hmap_get(&cs->anchors, key, n - 1);
-		free(key);
-		if (*out) {
-			size_t i;
-
-			for (i = 0; i < res->ndyn; i++)
-				if (res->dyn[i].info == *out && !strcmp(res->dyn[i].name, frag))
-					*dyn_anchor = true;
-		}
+	} else if ((rc = find_anchor(cs, res, full, frag, out, dyn_anchor)) < 0) {
+		goto out;
 	}
 	if (!*out)
 		rc = schema_cerr(cs, EINVAL, "cannot resolve reference \"%s\"", ref);

@@ -5,8 +5,6 @@
  * Never fetches anything.
  */
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,7 +92,9 @@ static void remove_dots(struct buf *out, const char *in, size_t n)
 	}
 }
 
-/* Resolve @ref against @base (may be NULL).  Returns a new string. */
+/* Resolve @ref against @base (may be NULL).  Returns a new string.  It
+ * follows RFC 3986 5.2.2's pseudocode branch for branch, which is why it is
+ * kept whole. */
 char *schema_uri_resolve(const char *base, const char *ref)
 {
 	struct uri b, r;
