@@ -78,3 +78,22 @@ def test_order_env_then_submodule_then_beside(tmp_path):
     sub.mkdir()
     rc, out = runner(*args)
     assert rc == 0 and out.startswith("suite: %s (directory)" % beside), out
+
+
+@pytest.mark.parametrize("foreign", [
+    '[{"description": "no tests", "schema": true}]',
+    '[{"description": "no schema", "tests": [{"description": "c", "data": 1, "valid": true}]}]',
+    '[{"description": "no valid", "schema": false, "tests": [{"description": "c", "data": 1}]}]',
+    '[{"description": "no data", "schema": true, "tests": [{"description": "c", "valid": true}]}]',
+    '[{"description": "empty", "schema": true, "tests": []}]',
+    '[1]',
+    '{"tests": []}',
+])
+def test_foreign_file_beside_real_ones_fails(tmp_path, foreign):
+    """One file that is not shaped like the suite's fails the run, even
+    next to a file whose cases all pass: it checked nothing."""
+    suite = tiny_suite(tmp_path / "suite")
+    (suite / "tests" / "draft2020-12" / "other.json").write_text(foreign)
+    rc, out = runner(suite)
+    assert rc == 1, out
+    assert out.splitlines()[-1] == "2 passed, 1 failed", out

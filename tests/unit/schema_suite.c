@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * schema_suite.c - run the official JSON-Schema-Test-Suite (draft2020-12)
- * against core/schema.c.
+ * against core/schema_*.c.
  *
  * Usage: schema_suite [-v] [SUITE_DIR] [--if-fetched DIR] [--if-exists DIR]...
  * The suite is SUITE_DIR when given, else $STASHFS_SCHEMA_SUITE when set
@@ -9,8 +9,10 @@
  * --if-fetched names a git submodule (an empty directory is a submodule not
  * fetched yet), --if-exists a directory that counts once it exists.  With
  * no suite the run is skipped (exit 77, meson's SKIP) with the reason and
- * the command that fetches it; a suite folder that is empty or has
- * no .json file in tests/draft2020-12 fails.
+ * the command that fetches it; a suite folder that is empty, has no .json
+ * file in tests/draft2020-12, or holds a file not shaped like the suite's
+ * (a group without "schema" or "tests", a case without "data" or a boolean
+ * "valid") fails.
  * Runs the .json files of tests/draft2020-12 (required: any failure makes
  * the exit status 1) and everything under tests/draft2020-12/optional
  * (reported, counted
@@ -62,6 +64,30 @@ struct counts {
 	int passed, failed;
 };
 
+/* Why @g is not a test group of the suite ({"description", "schema",
+ * "tests": [{"description", "data", "valid": true|false}, ...]}), or NULL. */
+static const char *foreign_group(const json_t *g)
+{
+	const json_t *tests = json_object_get(g, "tests"), *t;
+	size_t i;
+
+	if (!json_is_object(g))
+		return "not an object";
+	if (!json_is_string(json_object_get(g, "description")))
+		return "no \"description\" string";
+	if (!json_object_get(g, "schema"))
+		return "no \"schema\"";
+	if (!json_is_array(tests) || !json_array_size(tests))
+		return "no \"tests\" array of cases";
+	json_array_foreach(tests, i, t) {
+		if (!json_is_object(t) || !json_object_get(t, "data"))
+			return "a case without \"data\"";
+		if (!json_is_boolean(json_object_get(t, "valid")))
+			return "a case without \"valid\": true or false";
+	}
+	return NULL;
+}
+
 static void run_file(const char *path, const char *label, int format_assert, struct counts *total)
 {
 	struct stash_schema_options opts = { .format_assert = format_assert };
@@ -80,9 +106,17 @@ static void run_file(const char *path, const char *label, int format_assert, str
 		json_t *tests = json_object_get(g, "tests"), *t;
 		struct stash_schema *s = NULL;
 		struct stash_error err;
+		const char *bad;
 		size_t ti;
 		int rc;
 
+		if ((bad = foreign_group(g))) {
+			/* Not the suite's shape: counting nothing here would let a
+			 * foreign file pass as an empty one. */
+			printf("%-50s group %zu: not a test-suite group: %s\n", label, gi, bad);
+			c.failed++;
+			continue;
+		}
 		rc = stash_schema_compile(json_object_get(g, "schema"), gdesc, NULL, remote_loader,
 					  NULL, &opts, &s, &err);
 		json_array_foreach(tests, ti, t) {
