@@ -400,6 +400,79 @@ static uint64_t rng(void)
 	return rng_state;
 }
 
+/*
+ * Hard cases for the real printer, by bit pattern: the extremes, subnormals,
+ * powers of two (a wider gap above than below), integers past 2^53, where
+ * positional turns to exponent, and values whose shortest text is 16 or 17
+ * digits.  Each must print as exactly the shortest text that reads back
+ * (what Python's repr prints, the reference here), and read back bit for bit.
+ */
+static void test_real_hard_cases(void)
+{
+	static const struct { uint64_t bits; const char *want; } cases[] = {
+		{ 0x0000000000000001ull, "5e-324" },                   /* least subnormal */
+		{ 0x8000000000000001ull, "-5e-324" },
+		{ 0x0000000000000002ull, "1e-323" },
+		{ 0x00005c0ab9347ed7ull, "5e-310" },
+		{ 0x000fffffffffffffull, "2.225073858507201e-308" },   /* greatest subnormal */
+		{ 0x0010000000000000ull, "2.2250738585072014e-308" },  /* least normal */
+		{ 0x7fefffffffffffffull, "1.7976931348623157e+308" },  /* greatest */
+		{ 0xffefffffffffffffull, "-1.7976931348623157e+308" },
+		{ 0x7fe1ccf385ebc8a0ull, "1e+308" },
+		{ 0x7fe0000000000000ull, "8.98846567431158e+307" },    /* 2^1023 */
+		{ 0x3d30000000000000ull, "5.684341886080802e-14" },    /* 2^-44 */
+		{ 0x3eb0000000000000ull, "9.5367431640625e-07" },      /* 2^-20 */
+		{ 0x3fb999999999999aull, "0.1" },
+		{ 0x3fc999999999999aull, "0.2" },
+		{ 0x3fd3333333333333ull, "0.3" },
+		{ 0x3fd3333333333334ull, "0.30000000000000004" },      /* 0.1 + 0.2 */
+		{ 0x3fd5555555555555ull, "0.3333333333333333" },
+		{ 0x3fe5555555555555ull, "0.6666666666666666" },
+		{ 0x4011666666666666ull, "4.35" },
+		{ 0x433fffffffffffffull, "9007199254740991.0" },       /* 2^53 - 1 */
+		{ 0x4340000000000000ull, "9007199254740992.0" },       /* 2^53, and 2^53 + 1 */
+		{ 0x4340000000000001ull, "9007199254740994.0" },       /* 2^53 + 2 */
+		{ 0x4341c37937e07fffull, "9999999999999998.0" },
+		{ 0x4341c37937e08000ull, "1e+16" },
+		{ 0x430c6bf526340000ull, "1000000000000000.0" },
+		{ 0x437b69b4ba630f35ull, "1.2345678901234568e+17" },
+		{ 0x43e0000000000000ull, "9.223372036854776e+18" },    /* 2^63 */
+		{ 0x43f0000000000000ull, "1.8446744073709552e+19" },   /* 2^64 */
+		{ 0x444b1ae4d6e2ef50ull, "1e+21" },
+		{ 0x4480f0cf064dd592ull, "1e+22" },
+		{ 0x44b52d02c7e14af6ull, "1e+23" },                    /* not 9.999999999999999e+22 */
+		{ 0x447c7e83209e90b2ull, "8.41e+21" },
+		{ 0x3810000000000000ull, "1.1754943508222875e-38" },
+		{ 0x47efffffe0000000ull, "3.4028234663852886e+38" },
+		{ 0x3ee4f8b588e368f1ull, "1e-05" },
+		{ 0x3f1a36e2eb1c432dull, "0.0001" },
+		{ 0x3e7ad7f29abcaf48ull, "1e-07" },
+		{ 0x4059000000000000ull, "100.0" },
+		{ 0x0000000000000000ull, "0.0" },
+		{ 0x8000000000000000ull, "-0.0" },
+	};
+	char want[64];
+	size_t i, len;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		double d, back;
+		json_t *v;
+		char *out;
+
+		memcpy(&d, &cases[i].bits, sizeof(d));
+		v = json_real(d);
+		out = stash_json_dump(v, 0, &len);
+		snprintf(want, sizeof(want), "%s\n", cases[i].want);
+		CHECK_MSG(out && !strcmp(out, want), "%016llx printed as %s, not %s",
+			  (unsigned long long)cases[i].bits, out ? out : "(null)", cases[i].want);
+		back = out ? strtod(out, NULL) : 1;
+		CHECK_MSG(out && !memcmp(&back, &d, sizeof(d)), "%s did not read back as %016llx",
+			  out ? out : "(null)", (unsigned long long)cases[i].bits);
+		free(out);
+		json_decref(v);
+	}
+}
+
 /* Shortest form must still read back bit for bit, for any finite double. */
 static void test_real_roundtrip(void)
 {
@@ -970,6 +1043,7 @@ int main(void)
 	test_scan_feed();
 	test_locations();
 	test_dump();
+	test_real_hard_cases();
 	test_real_roundtrip();
 	test_merge_direct();
 	test_merge_keeps_text();
