@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""Finding the build's tools for the suites that run stashctl."""
+"""Finding the build's tools for the suites that run stashctl, and the
+README's sections whose commands tests run as written."""
 import os
+import re
 
 from conftest import ROOT, stashfs_bin
 
@@ -24,3 +26,23 @@ def stashctl_bin():
 
 def source_root():
     return ROOT
+
+
+def readme_section(title):
+    """The text of the README section whose heading starts with @title, up to
+    the next heading of the same or a higher level."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    m = re.search(r"^(#+) %s.*$" % re.escape(title), text, re.M)
+    if not m:
+        raise RuntimeError("README.md has no section %r" % title)
+    rest = text[m.end():]
+    # Headings only outside code blocks: a "# comment" line in a block is not one.
+    pos, fence = 0, False
+    for line in rest.splitlines(True):
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,%d} " % len(m.group(1)), line):
+            return rest[:pos]
+        pos += len(line)
+    return rest

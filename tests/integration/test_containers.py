@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""The podman recipe of docs/deployment.md, run as written, with a real engine.
+"""The podman recipe of the README ("Deploying"), run as written, with a real
+engine.
 
-The section "Step by step with podman" is read from the guide: its
+The section "Step by step with podman" is read from README.md: its
 containers.conf and its sh blocks (each named by its first comment line) run
 with /mnt/stash, /srv/stash-backing and /var/tmp/agent-root replaced by
 temporary directories.  The daemon line runs through the harness (in the
@@ -28,17 +29,14 @@ import time
 import pytest
 
 from conftest import Daemon, mounted
-from stashctl_util import source_root
+from stashctl_util import readme_section
 
-ROOT = source_root()
 SBIN = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def recipe():
-    """{first comment line: block} of the guide's podman section."""
-    with open(os.path.join(ROOT, "docs", "deployment.md")) as f:
-        text = f.read()
-    section = text.split("### Step by step with podman", 1)[1].split("\n### ", 1)[0]
+    """{first comment line: block} of the README's podman section."""
+    section = readme_section("Step by step with podman")
     named = {}
     for body in re.findall(r"^```\w+\n(.*?)^```", section, re.S | re.M):
         first = body.splitlines()[0]

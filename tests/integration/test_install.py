@@ -18,11 +18,13 @@ import time
 import pytest
 
 from conftest import mounted
-from stashctl_util import source_root
+from stashctl_util import readme_section, source_root
 
 ROOT = source_root()
 PREFIX = "/usr"
 UNIT = "lib/systemd/system/stashfs@.service"
+# Each manual page sits beside the program it describes.
+MAN_SOURCE = {"stashfs.1": "fs", "stashctl.1": "tools"}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def need(tool, package):
 def test_man_page_renders_without_warnings(page, installed):
     need("man", "man-db")
     need("groff", "groff-base")
-    for path in (os.path.join(ROOT, "doc", page),
+    for path in (os.path.join(ROOT, MAN_SOURCE[page], page),
                  str(inst(installed, "share/man/man1/" + page))):
         r = subprocess.run(["man", "--warnings", "-l", path], capture_output=True, text=True,
                            timeout=60, env=dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8"))
@@ -96,7 +98,7 @@ def test_man_page_lists_every_daemon_option(installed):
                                capture_output=True, text=True, timeout=30).stdout
     opts = set(re.findall(r"^\s+-o ([a-z_]+)", help_text, re.M))
     assert {"persistent", "sync", "max_size", "json_indent", "allow_other"} <= opts
-    page = subprocess.run(["man", "-l", os.path.join(ROOT, "doc", "stashfs.1")],
+    page = subprocess.run(["man", "-l", os.path.join(ROOT, "fs", "stashfs.1")],
                           capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, MANWIDTH="200", LC_ALL="C.UTF-8")).stdout
     missing = [o for o in sorted(opts) if not re.search(r"-o %s\b" % o, page)]
@@ -127,10 +129,9 @@ def test_unit_verifies(installed, tmp_path):
 
 
 def test_deployment_mount_unit_verifies(tmp_path):
-    """The .mount unit of docs/deployment.md is a valid unit under its own name."""
+    """The .mount unit of the README's "Deploying" is a valid unit under its own name."""
     need("systemd-analyze", "systemd")
-    with open(os.path.join(ROOT, "docs", "deployment.md")) as f:
-        blocks = re.findall(r"^```ini\n(.*?)^```", f.read(), re.S | re.M)
+    blocks = re.findall(r"^```ini\n(.*?)^```", readme_section("Deploying"), re.S | re.M)
     units = [b for b in blocks if b.startswith("# /etc/systemd/system/")]
     assert units
     for b in units:

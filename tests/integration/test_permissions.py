@@ -32,7 +32,7 @@ except OSError as e:
 def shared_store(env, public_dir):  # noqa: F811
     mnt = os.path.join(public_dir, "mnt")
     env.mount(opts=["allow_other", "default_permissions"], mnt=mnt)
-    os.chmod(os.path.join(mnt, "streams"), 0o1777)      # as docs/deployment.md suggests
+    os.chmod(os.path.join(mnt, "streams"), 0o1777)      # as the README's "Deploying" suggests
     return mnt
 
 
