@@ -3,7 +3,7 @@
  * schema_meta.h - the JSON Schema draft 2020-12 metaschemas, built in so that
  * nothing is ever fetched from the network.  Specification data, transcribed
  * from https://json-schema.org/draft/2020-12/ (schema and the meta/ vocabularies); included
- * only by core/schema.c.
+ * only by core/schema_meta.c.
  */
 #ifndef STASHFS_SCHEMA_META_H
 #define STASHFS_SCHEMA_META_H
