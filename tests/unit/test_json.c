@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * test_json.c - unit tests of core/json.c: the merge cases in
+ * test_json.c - unit tests of core/json.c and json_scan.c: the merge cases in
  * $STASHFS_TEST_DATA/merge/<case>/ (see the README there), then direct tests
  * of progress, the incremental scanner, error locations, the printer and a
  * differential run against jansson's own parser.
