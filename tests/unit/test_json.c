@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * test_json.c - unit tests of core/json.c and json_scan.c: the merge cases in
- * $STASHFS_TEST_DATA/merge/<case>/ (see the README there), then direct tests
- * of progress, the incremental scanner, error locations, the printer and a
+ * test_json.c - unit tests of core/json.c, json_text.c and json_merge.c:
+ * the merge cases in $STASHFS_TEST_DATA/merge/<case>/ (see the README there),
+ * then direct tests of progress, the incremental scanner, error locations, the printer and a
  * differential run against jansson's own parser.
  */
 #include <dirent.h>
