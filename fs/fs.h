@@ -38,15 +38,15 @@ struct fh;
 struct node {
 	fuse_ino_t ino;
 	uint64_t nlookup;
-	unsigned refs;          /* children + open handles */
 	struct node *parent;
 	char *name;             /* NULL once unlinked */
-	bool is_dir;
-	enum stash_kind kind;
 	struct fh *handles;     /* its open files (fh->next), under stashfs.lock */
 
 	struct node *ino_next;
 	struct node *name_next;
+	unsigned refs;          /* children + open handles */
+	enum stash_kind kind;
+	bool is_dir;            /* last: the fields above pack without holes */
 };
 
 struct dir_handle;
@@ -62,7 +62,8 @@ struct stashfs {
 	struct node root;
 	struct node **ino_hash;
 	struct node **name_hash;
-	size_t nbuckets;
+	size_t nbuckets;        /* of both hashes; doubled as nodes outgrow it */
+	size_t nnodes;          /* in ino_hash, root included */
 	uint64_t next_ino;
 
 	/* The sweeper thread (expiry). */

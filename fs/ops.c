@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,8 @@ static void caller_with_groups(fuse_req_t req, struct stash_caller *who)
 
 /* ---- node table ------------------------------------------------------- */
 
+#define NODE_BUCKETS_MIN ((size_t)1 << 16)
+
 static size_t hash_ino(struct stashfs *fs, fuse_ino_t ino)
 {
 	return (size_t)(ino * 11400714819323198485ull >> 20) % fs->nbuckets;
@@ -119,9 +122,59 @@ static size_t hash_name(struct stashfs *fs, const struct node *parent, const cha
 	return (size_t)(h % fs->nbuckets);
 }
 
+/*
+ * Both hashes follow the number of nodes: doubled once there are more nodes
+ * than buckets, so a lookup stays one or two steps whatever the number of
+ * stashes the kernel holds; halved once a quarter of the buckets would do,
+ * and then the freed nodes' memory goes back to the system (glibc keeps
+ * small freed blocks otherwise), so a million stashes the kernel has
+ * forgotten cost nothing.  Holds fs->lock.  Out of memory, the tables stay
+ * as they are (longer chains, nothing lost).
+ */
+static void nodes_resize(struct stashfs *fs)
+{
+	struct node **old = fs->ino_hash, **ino_hash, **name_hash;
+	size_t oldn = fs->nbuckets, newn, b;
+
+	if (fs->nnodes > oldn)
+		newn = oldn * 2;
+	else if (oldn > NODE_BUCKETS_MIN && fs->nnodes < oldn / 4)
+		newn = oldn / 2;
+	else
+		return;
+	ino_hash = calloc(newn, sizeof(*ino_hash));
+	name_hash = calloc(newn, sizeof(*name_hash));
+	if (!ino_hash || !name_hash) {
+		free(ino_hash);
+		free(name_hash);
+		return;
+	}
+	free(fs->name_hash);
+	fs->ino_hash = ino_hash;
+	fs->name_hash = name_hash;
+	fs->nbuckets = newn;
+	for (size_t i = 0; i < oldn; i++) {
+		for (struct node *n = old[i], *next; n; n = next) {
+			next = n->ino_next;
+			b = hash_ino(fs, n->ino);
+			n->ino_next = ino_hash[b];
+			ino_hash[b] = n;
+			if (n == &fs->root || !n->name)
+				continue;
+			b = hash_name(fs, n->parent, n->name);
+			n->name_next = name_hash[b];
+			name_hash[b] = n;
+		}
+	}
+	free(old);
+	if (newn < oldn)
+		malloc_trim(0);
+}
+
 int stashfs_nodes_init(struct stashfs *fs)
 {
-	fs->nbuckets = 1 << 16;
+	fs->nbuckets = NODE_BUCKETS_MIN;
+	fs->nnodes = 1;
 	fs->ino_hash = calloc(fs->nbuckets, sizeof(*fs->ino_hash));
 	fs->name_hash = calloc(fs->nbuckets, sizeof(*fs->name_hash));
 	if (!fs->ino_hash || !fs->name_hash)
@@ -252,9 +305,11 @@ static void node_maybe_free(struct stashfs *fs, struct node *n)
 		if (*pp)
 			*pp = n->ino_next;
 		node_free(n);
+		fs->nnodes--;
 		parent->refs--;
 		n = parent;
 	}
+	nodes_resize(fs);
 }
 
 /* Find or make the node for @name in @parent; nlookup + 1.  Holds fs->lock. */
@@ -286,6 +341,8 @@ static struct node *node_get(struct stashfs *fs, struct node *parent, const char
 		fs->ino_hash[b] = n;
 		node_set_name(fs, n, parent, copy);
 		parent->refs++;
+		fs->nnodes++;
+		nodes_resize(fs);
 	}
 	n->nlookup++;
 	return n;

@@ -74,7 +74,7 @@ enum mode { MODE_AUTO, MODE_PLAIN, MODE_STASHFS };
 
 enum workload {
 	WL_READ, WL_STAT, WL_REPLACE, WL_REPLACE_FSYNC, WL_APPEND,
-	WL_CREATE_UNLINK, WL_MERGE, WL_MERGE_SHARED, WL_MERGE_SCHEMA,
+	WL_CREATE_UNLINK, WL_CREATE_NEW, WL_MERGE, WL_MERGE_SHARED, WL_MERGE_SCHEMA,
 	WL_MERGE_STREAM, WL_READ_CHANGED, WL_ROUNDTRIP, WL_READ_BIG, WL_REPLACE_BIG,
 };
 
@@ -85,6 +85,7 @@ static const char *const workload_names[] = {
 	[WL_REPLACE_FSYNC] = "replace-fsync",
 	[WL_APPEND] = "append",
 	[WL_CREATE_UNLINK] = "create-unlink",
+	[WL_CREATE_NEW] = "create-new",
 	[WL_MERGE] = "merge",
 	[WL_MERGE_SHARED] = "merge-shared",
 	[WL_MERGE_SCHEMA] = "merge-schema",
@@ -122,6 +123,7 @@ struct worker {
 	uint64_t rng;
 	char path[PATH_MAX];     /* the file this thread works on */
 	char tmp[PATH_MAX];      /* careful client's temp file, or the .json view */
+	char stem[PATH_MAX - 32]; /* create-new: names are STEM<op> */
 	char *buf;               /* data written / read */
 	size_t bufcap;
 	int err;                 /* errno of the failed op, 0 if none */
@@ -421,6 +423,32 @@ static int op_create_unlink(struct worker *w)
 }
 
 /*
+ * `echo x > NAME` for a NAME nobody has used: a new file each op, left in
+ * place (removed after the run, untimed).  stashfs: open(O_CREAT|O_TRUNC),
+ * write, close; plain: the careful client's temp file renamed to NAME.
+ */
+static int op_create_new(struct worker *w)
+{
+	snprintf(w->path, sizeof(w->path), "%s%llu", w->stem, (unsigned long long)w->ops);
+	stamp(w, CREATE_SIZE);
+	return put_file(w, w->path, w->buf, CREATE_SIZE, false);
+}
+
+/* Removes what create-new made: not part of the measured run. */
+static void remove_created(struct worker *ws)
+{
+	char path[PATH_MAX];
+
+	for (int i = 0; i < cfg.threads; i++) {
+		for (uint64_t n = 0; n < ws[i].ops; n++) {
+			snprintf(path, sizeof(path), "%s%llu", ws[i].stem, (unsigned long long)n);
+			if (unlink(path) < 0 && errno != ENOENT)
+				die("unlink %s: %s", path, strerror(errno));
+		}
+	}
+}
+
+/*
  * The keys one merge sets: a unique "u<thread>_<op>" (merge-shared only,
  * it is what the lost-update count looks for) and MERGE_KEYS rotating
  * per-thread keys "t<thread>k<j>", so a plain merge keeps the document at
@@ -533,6 +561,8 @@ static int run_op(struct worker *w)
 		return op_append(w);
 	case WL_CREATE_UNLINK:
 		return op_create_unlink(w);
+	case WL_CREATE_NEW:
+		return op_create_new(w);
 	case WL_MERGE:
 	case WL_MERGE_SHARED:
 	case WL_MERGE_SCHEMA:
@@ -818,6 +848,10 @@ static void setup(struct worker *ws)
 			path_join(w->path, name);
 			if (unlink(w->path) < 0 && errno != ENOENT)
 				die("unlink %s: %s", w->path, strerror(errno));
+			break;
+		case WL_CREATE_NEW:
+			snprintf(name, sizeof(name), "new-%ld-%d-", (long)getpid(), i);
+			path_join(w->stem, name);
 			break;
 		case WL_MERGE:
 		case WL_MERGE_SHARED:
@@ -1168,6 +1202,8 @@ int main(int argc, char **argv)
 	t_end = now_ns();
 	elapsed = (double)(t_end - t_start) / 1e9;
 	counts_after = request_counts();
+	if (cfg.wl == WL_CREATE_NEW)
+		remove_created(ws);
 
 	for (int i = 0; i < cfg.threads; i++) {
 		if (ws[i].err) {
