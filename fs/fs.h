@@ -64,6 +64,7 @@ struct stashfs {
 	struct node **name_hash;
 	size_t nbuckets;        /* of both hashes; doubled as nodes outgrow it */
 	size_t nnodes;          /* in ino_hash, root included */
+	size_t nodes_freed;     /* since the last malloc_trim */
 	uint64_t next_ino;
 
 	/* The sweeper thread (expiry). */

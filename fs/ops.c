@@ -107,6 +107,7 @@ static void caller_with_groups(fuse_req_t req, struct stash_caller *who)
 /* ---- node table ------------------------------------------------------- */
 
 #define NODE_BUCKETS_MIN ((size_t)1 << 16)
+#define NODE_TRIM_BATCH 4096
 
 static size_t hash_ino(struct stashfs *fs, fuse_ino_t ino)
 {
@@ -125,11 +126,9 @@ static size_t hash_name(struct stashfs *fs, const struct node *parent, const cha
 /*
  * Both hashes follow the number of nodes: doubled once there are more nodes
  * than buckets, so a lookup stays one or two steps whatever the number of
- * stashes the kernel holds; halved once a quarter of the buckets would do,
- * and then the freed nodes' memory goes back to the system (glibc keeps
- * small freed blocks otherwise), so a million stashes the kernel has
- * forgotten cost nothing.  Holds fs->lock.  Out of memory, the tables stay
- * as they are (longer chains, nothing lost).
+ * stashes the kernel holds; halved once a quarter of the buckets would do.
+ * Holds fs->lock.  Out of memory, the tables stay as they are (longer
+ * chains, nothing lost).
  */
 static void nodes_resize(struct stashfs *fs)
 {
@@ -167,7 +166,24 @@ static void nodes_resize(struct stashfs *fs)
 		}
 	}
 	free(old);
-	if (newn < oldn)
+}
+
+/*
+ * glibc keeps small freed blocks for reuse, and pages where one node is
+ * left stay whole: once many nodes went (the kernel forgot them), the
+ * sweeper hands the free pages back to the system, so a million stashes
+ * the kernel has forgotten cost nothing.  Not under fs->lock.
+ */
+static void nodes_trim(struct stashfs *fs)
+{
+	bool trim;
+
+	pthread_mutex_lock(&fs->lock);
+	trim = fs->nodes_freed >= NODE_TRIM_BATCH;
+	if (trim)
+		fs->nodes_freed = 0;
+	pthread_mutex_unlock(&fs->lock);
+	if (trim)
 		malloc_trim(0);
 }
 
@@ -306,6 +322,7 @@ static void node_maybe_free(struct stashfs *fs, struct node *n)
 			*pp = n->ino_next;
 		node_free(n);
 		fs->nnodes--;
+		fs->nodes_freed++;
 		parent->refs--;
 		n = parent;
 	}
@@ -1851,6 +1868,7 @@ static void *sweeper_main(void *arg)
 
 		pthread_mutex_unlock(&fs->sweep_lock);
 		stash_store_sweep(fs->store, expired, fs, &next);
+		nodes_trim(fs);
 		pthread_mutex_lock(&fs->sweep_lock);
 		clock_gettime(CLOCK_REALTIME, &until);
 		if (next) {

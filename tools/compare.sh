@@ -4,13 +4,17 @@
 # compare.sh - stashfs next to a plain ext4 directory and next to libfuse's
 # passthrough_ll, on the same disk, with tools/bench.
 #
-# Usage: tools/compare.sh [--quick] [--out DIR] [--report DIR]
+# Usage: tools/compare.sh [--quick] [--out DIR] [--report DIR] [--readme FILE]
 #   --quick    1 round of 0.5 s per cell (a smoke run, numbers mean little)
 #   --out DIR  where results go (default /var/tmp/stashfs-bench-results-DATE)
-#   --report DIR  run nothing: the table, JSON and plot again from the runs
+#   --report DIR  run nothing: the table, JSON and chart again from the runs
 #              a previous run left in DIR (runs.jsonl, env.sh), into DIR
+#   --readme FILE  also put the table and chart into FILE (the README), in
+#              place of what stands between its "bench-table" markers
 # Environment: ROUNDS (3), BENCH_SECONDS (2), MERGE_SHARED_OPS (3000),
-#   BENCH_TMP (/var/tmp: the disk everything runs on), STASHFS_BUILD (build/).
+#   BENCH_TMP (/var/tmp: the disk everything runs on), STASHFS_BUILD (build/),
+#   WORKLOADS (every row; or a list such as "roundtrip create-unlink
+#   create-new", where merge-shared and read-big:100M etc. name those rows).
 #
 # Every cell runs the systems interleaved (ext4, passthrough_ll, stashfs,
 # ext4, ...) so drift hits all of them alike, and the table shows medians
@@ -28,13 +32,15 @@ MERGE_SHARED_OPS=${MERGE_SHARED_OPS:-3000}
 BUILD=${STASHFS_BUILD:-$ROOT/build}
 OUT=""
 REPORT=""
+README=""
 
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) ROUNDS=1; BENCH_SECONDS=0.5; MERGE_SHARED_OPS=300 ;;
 	--out) OUT=$2; shift ;;
 	--report) REPORT=$(cd "$2" && pwd); shift ;;
-	-h|--help) sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--readme) README=$(realpath "$2"); shift ;;
+	-h|--help) sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -58,7 +64,6 @@ need_pkg() {    # need_pkg TEST-COMMAND PACKAGE...
 	fi
 }
 need_pkg 'test -f /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c' libfuse3-dev
-need_pkg 'command -v gnuplot' gnuplot-nox
 need_pkg 'command -v gcc' gcc
 need_pkg 'command -v pkg-config' pkg-config
 need_pkg 'command -v fusermount3' fuse3
@@ -179,7 +184,13 @@ for l in sys.stdin:
 }
 
 SYSTEMS=(ext4 passthrough_ll stashfs)
-for wl in roundtrip read read-changed stat replace replace-fsync append create-unlink merge merge-schema merge-stream; do
+ALL="roundtrip read read-changed stat replace replace-fsync append create-unlink create-new merge
+     merge-schema merge-stream merge-shared read-big:100M replace-big:100M read-big:1G replace-big:1G"
+# shellcheck disable=SC2086
+WANT=" $(echo ${WORKLOADS:-$ALL}) "
+wanted() { [[ "$WANT" == *" $1 "* ]]; }
+for wl in roundtrip read read-changed stat replace replace-fsync append create-unlink create-new merge merge-schema merge-stream; do
+	wanted "$wl" || continue
 	for t in 1 2; do
 		log "$wl threads=$t"
 		if [ "$wl" = replace-fsync ]; then
@@ -190,11 +201,13 @@ for wl in roundtrip read read-changed stat replace replace-fsync append create-u
 	done
 done
 for t in 1 2 8; do
+	wanted merge-shared || continue
 	log "merge-shared threads=$t"
 	run_cell merge-shared "$t" "${SYSTEMS[@]}"
 done
 # Big files: written once in 1 MiB calls, then read (hot caches) or replaced whole.
 for cell in read-big:100M replace-big:100M read-big:1G replace-big:1G; do
+	wanted "$cell" || continue
 	log "$cell threads=1"
 	run_cell "$cell" 1 "${SYSTEMS[@]}"
 done
@@ -225,7 +238,7 @@ else
 	source "$REPORT/env.sh"
 	RESULTS=$REPORT/runs.jsonl
 fi
-python3 - "$RESULTS" "$OUT" <<'PY'
+README_FILE=$README python3 - "$RESULTS" "$OUT" <<'PY'
 import json, os, statistics, sys
 from collections import defaultdict
 
@@ -405,6 +418,9 @@ target("merge / passthrough_ll", ("merge", 1, "stashfs"), ("merge", 1, "passthro
 target("merge / ext4 careful client", ("merge", 1, "stashfs"), ("merge", 1, "ext4"), 1.0)
 target("merge, 8 writers / ext4 careful client", ("merge-shared", 8, "stashfs"),
        ("merge-shared", 8, "ext4"), 3)
+target("create+unlink / passthrough_ll", ("create-unlink", 1, "stashfs"),
+       ("create-unlink", 1, "passthrough_ll"), 1.3)
+target("echo > new name / ext4 careful client", ("create-new", 1, "stashfs"), ("create-new", 1, "ext4"), 1.0)
 for wl in ("read", "replace", "merge"):
     target(f"{wl}: 2 threads / 1 thread", (wl, 2, "stashfs"), (wl, 1, "stashfs"), 1.3)
 for size in ("100M", "1G"):
@@ -437,37 +453,35 @@ json.dump({"machine": {"nproc": int(E["NPROC"]), "cpu": E["CPU"], "kernel": E["K
            "medians": medians, "runs": runs},
           open(os.path.join(out, "results.json"), "w"), indent=1)
 
-# gnuplot data: one row per workload and thread count, one column per system
-with open(os.path.join(out, "plot.dat"), "w") as f:
-    f.write("# cell " + " ".join(SYS) + "\n")
-    for wl, t in order:
-        vals = [med((wl, t, s)) for s in SYS]
-        if not any(isinstance(x, (int, float)) for x in vals):
-            continue
-        f.write(f"{wl.replace(' ', '-')}/T{t} " + " ".join(f"{x:.1f}" if isinstance(x, (int, float)) else "?"
-                                          for x in vals) + "\n")
-sys.stdout.write(table)
+# The gap to the floor as text: one bar per row, | at 1.0 and : at 1.5.
+WIDTH, TOP = 40, 4.0
+chart = ["stashfs p50 / floor (0 to 4×; `|` = at the floor, `:` = 1.5×, `>` = beyond 4×)", ""]
+for wl, t in order:
+    g = med((wl, t, "stashfs"), "p50_us")
+    f = floor(wl, t)
+    if not isinstance(g, (int, float)) or not f:
+        continue
+    x = g / f
+    n = min(WIDTH, round(x / TOP * WIDTH))
+    bar = ["#" if i < n else " " for i in range(WIDTH)]
+    for mark, at in (("|", 1.0), (":", 1.5)):
+        i = round(at / TOP * WIDTH) - 1
+        bar[i] = mark if i >= n else bar[i]
+    chart.append(f"{wl + ' T=' + str(t):<22} {''.join(bar)}{'>' if x > TOP else ' '} {x:.2f}")
+chart_text = "\n".join(chart) + "\n"
+open(os.path.join(out, "chart.txt"), "w").write(chart_text)
+
+readme = E.get("README_FILE")
+if readme:
+    begin, end_mark = "<!-- bench-table: tools/compare.sh --readme writes from here -->", "<!-- bench-table end -->"
+    text = open(readme).read()
+    if begin not in text or end_mark not in text:
+        sys.exit(f"compare.sh: no bench-table markers in {readme}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end_mark, 1)
+    open(readme, "w").write(head + begin + "\n\n" + table + "\n```\n" + chart_text + "```\n\n"
+                            + end_mark + tail)
+sys.stdout.write(table + "\n" + chart_text)
 PY
 
-gnuplot <<EOF
-set terminal pngcairo size 1600,800 font ",10" noenhanced
-set output "$OUT/plot.png"
-set title "Throughput by workload and thread count (median of $ROUNDS rounds, same disk)"
-set ylabel "ops/s (log scale)"
-set logscale y
-set grid ytics
-set datafile missing "?"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.85 border -1
-set boxwidth 0.9
-set xtics rotate by -35 left
-set rmargin 8
-set bmargin 7
-set key top right
-plot "$OUT/plot.dat" using 2:xtic(1) title "ext4 (careful client)", \
-     "" using 3 title "passthrough_ll (careful client)", \
-     "" using 4 title "stashfs sync=never", \
-     "" using 5 title "stashfs sync=always"
-EOF
-log "results: $OUT/table.md $OUT/results.json $OUT/plot.png"
+log "results: $OUT/table.md $OUT/chart.txt $OUT/results.json${README:+, and in $README}"

@@ -113,6 +113,7 @@ print("daemon RSS idle: %.1f MiB" % rss(daemon.pid))
 big = stash_dir(0)
 for where, root in (("stashfs", mnt), ("backing", backing)):
     ls = lambda: subprocess.run(["ls", os.path.join(root, big)], stdout=subprocess.DEVNULL, check=True)
+    drop_caches()   # both start from the disk
     first = timed(ls)
     again = timed(ls)
     print("ls of %s, %d entries (%s): %.3f s first, %.3f s again"
@@ -122,6 +123,7 @@ order = list(names)
 random.Random(1).shuffle(order)
 sample = order[:10000]
 for where, root in (("stashfs", mnt), ("backing", backing)):
+    drop_caches()   # both start from the disk
     cold = timed(lambda: [os.stat(os.path.join(root, s)) for s in sample])
     warm = timed(lambda: [os.stat(os.path.join(root, s)) for s in sample])
     print("lookup (%s): first stat %.1f us, cached %.1f us" %

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, stashfs_bin
 
 WORKLOADS = ["read", "read-changed", "stat", "replace", "replace-fsync", "append",
-             "create-unlink", "merge", "merge-shared"]
+             "create-unlink", "create-new", "merge", "merge-shared"]
 
 
 def bench_bin():
@@ -161,3 +161,19 @@ def test_bench_big_files(mnt, tmp_path, workload):
     # The file the runs read and replace is whole on both sides.
     assert os.path.getsize(mnt.path("big-0")) == 4 << 20
     assert os.path.getsize(plain / "big-0") == 4 << 20
+
+
+def test_bench_create_new_makes_new_names_and_removes_them(mnt, tmp_path):
+    """create-new is `echo > NAME` for a new NAME each op: on stashfs one
+    CREATE per op (no name reused), on a plain directory the careful
+    client's temp file renamed to the new name; after the run nothing it
+    made is left, in the mount or behind it."""
+    out = bench(mnt.mnt, "create-new")
+    assert out["requests"]["create"] == 1.0 and out["requests"]["flush"] == 1.0
+    assert [n for n in os.listdir(str(mnt.mnt)) if n.startswith(("new-", ".bench"))] == []
+    assert [n for n in os.listdir(str(mnt.backing)) if n.startswith("new-")] == []
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    out = bench(plain, "create-new", "--threads", "2")
+    assert out["mode"] == "plain" and out["ops"] == 200
+    assert list(plain.iterdir()) == []
