@@ -65,6 +65,7 @@ struct stashfs {
 	size_t nbuckets;        /* of both hashes; doubled as nodes outgrow it */
 	size_t nnodes;          /* in ino_hash, root included */
 	size_t nodes_freed;     /* since the last malloc_trim */
+	size_t nodes_freed_seen;        /* nodes_freed at the sweep before */
 	uint64_t next_ino;
 
 	/* The sweeper thread (expiry). */

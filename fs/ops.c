@@ -172,14 +172,18 @@ static void nodes_resize(struct stashfs *fs)
  * glibc keeps small freed blocks for reuse, and pages where one node is
  * left stay whole: once many nodes went (the kernel forgot them), the
  * sweeper hands the free pages back to the system, so a million stashes
- * the kernel has forgotten cost nothing.  Not under fs->lock.
+ * the kernel has forgotten cost nothing: after 4,096 went, or a sweep after
+ * the last went.  Not under fs->lock.
  */
 static void nodes_trim(struct stashfs *fs)
 {
 	bool trim;
 
 	pthread_mutex_lock(&fs->lock);
-	trim = fs->nodes_freed >= NODE_TRIM_BATCH;
+	/* Many gone, or the last few once the forgetting has stopped. */
+	trim = fs->nodes_freed >= NODE_TRIM_BATCH ||
+	       (fs->nodes_freed && fs->nodes_freed == fs->nodes_freed_seen);
+	fs->nodes_freed_seen = trim ? 0 : fs->nodes_freed;
 	if (trim)
 		fs->nodes_freed = 0;
 	pthread_mutex_unlock(&fs->lock);
