@@ -368,9 +368,27 @@ static void log_flush(time_t now, bool all)
 	}
 }
 
+/*
+ * Copy @in to @out (of @size bytes) with its control characters written as
+ * \xHH, all but a newline that ends it: names come from users, and a name
+ * holding a newline must not start a forged line of its own in the log.
+ */
+static void log_escape(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (const unsigned char *c = (const unsigned char *)in; *c && o + 5 < size; c++) {
+		if ((*c < 0x20 || *c == 0x7f) && !(*c == '\n' && c[1] == '\0'))
+			o += (size_t)snprintf(out + o, size - o, "\\x%02x", *c);
+		else
+			out[o++] = (char)*c;
+	}
+	out[o] = '\0';
+}
+
 static void log_func(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	char text[1024];
+	char raw[1024], text[4096];
 	uint64_t h = 1469598103934665603ull;
 	time_t now = time(NULL);
 	struct log_slot *s;
@@ -383,7 +401,8 @@ static void log_func(enum fuse_log_level level, const char *fmt, va_list ap)
 			vfprintf(stderr, fmt, ap);
 		return;
 	}
-	vsnprintf(text, sizeof(text), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	log_escape(raw, text, sizeof(text));
 	for (const char *c = text; *c; c++)
 		h = (h ^ (unsigned char)*c) * 1099511628211ull;
 	h |= 1;

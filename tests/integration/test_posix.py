@@ -203,3 +203,18 @@ def test_repeated_refusals_do_not_flood_the_log(env):
     assert summaries, "\n".join(lines[:20])
     held = sum(int(l.split("repeated ")[1].split()[0]) for l in summaries)
     assert held >= tries - 1
+
+
+def test_control_characters_in_names_are_escaped_in_the_log(env):
+    """A name is the user's: one holding a newline must not forge a line."""
+    d = env.mount(opts=["max_size=10"])
+    name = "p\nstashfs: forged line\x1b[2J"
+    with pytest.raises(OSError) as e:
+        with open(env.path(name), "w") as f:
+            f.write("0" * 100)
+    assert e.value.errno == errno.EFBIG
+    d.stop()
+    lines = d.read_log().splitlines()
+    assert not [l for l in lines if l.startswith("stashfs: forged")], lines
+    refused = [l for l in lines if "refused" in l]
+    assert refused and "p\\x0astashfs: forged line\\x1b[2J" in refused[0], lines
