@@ -690,6 +690,32 @@ static void fh_put(struct stashfs *fs, struct fh *h)
 	}
 }
 
+/*
+ * Every file of @n that process @pid has open for writing, each with a
+ * reference (fh_put): a new array in *@out (caller frees), its length
+ * returned; 0 (and NULL) when there is none or no memory for the array.
+ */
+static size_t fh_writers(struct stashfs *fs, struct node *n, pid_t pid, struct fh ***out)
+{
+	struct fh **all = NULL;
+	size_t count = 0, i = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	for (struct fh *h = n->handles; h; h = h->next)
+		count += h->writer && pid && (h->opener.pid == pid || h->wpid == pid);
+	if (count && (all = calloc(count, sizeof(*all)))) {
+		for (struct fh *h = n->handles; h; h = h->next) {
+			if (h->writer && pid && (h->opener.pid == pid || h->wpid == pid)) {
+				h->refs++;
+				all[i++] = h;
+			}
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	*out = all;
+	return all ? count : 0;
+}
+
 /* Does @n have files open for writing (attributes that may change at any close)? */
 static bool has_writers(struct stashfs *fs, struct node *n)
 {
@@ -847,22 +873,34 @@ static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr
 	struct stash_caller who;
 	REQ_PATH(path);
 	struct node *n;
-	struct fh *h = NULL, *mine = fi ? (struct fh *)(uintptr_t)fi->fh : NULL;
-	int r, w;
+	struct fh *mine = fi ? (struct fh *)(uintptr_t)fi->fh : NULL;
+	struct fh **hs = NULL;
+	size_t nh = 0;
+	int r, w = 0;
 
 	stash_error_clear(&err);
 	caller_of(req, &who);
 	r = ino_path(fs, ino, NULL, &path, &n);
+	/*
+	 * ftruncate brings its handle; fchmod, fchown and futimens come
+	 * without one and go to every writer of the caller's process, as on
+	 * ext4 where they change the one inode all its descriptors share.
+	 */
 	if (mine && mine->writer)
-		h = mine;
+		hs = &mine, nh = 1;
 	else if (!mine && n)
-		h = fh_get(fs, n, who.pid, false);
-	if (h) {
-		bool fresh = stash_file_fresh(h->f);
+		nh = fh_writers(fs, n, who.pid, &hs);
+	if (nh) {
+		bool fresh = stash_file_fresh(hs[0]->f);
 
-		w = setattr_writer(h, attr, to_set, &err);
-		if (h != mine)
-			fh_put(fs, h);
+		for (size_t i = 0; i < nh; i++) {
+			if (w == 0)
+				w = setattr_writer(hs[i], attr, to_set, &err);
+			if (hs[i] != mine)
+				fh_put(fs, hs[i]);
+		}
+		if (hs != &mine)
+			free(hs);
 		if (w < 0) {
 			log_refusal("setattr", path, w, &err);
 			return reply_err(req, w);

@@ -177,6 +177,23 @@ class Plain(Side):
         self.objects = {}           # inode of the committed file -> object id
         self.next_obj = 1
         self.gen = {}               # object id -> commits since it appeared
+        # Inode numbers name objects: while a handle may still use an
+        # object, an O_PATH descriptor keeps its current inode alive so the
+        # number is not handed to a new file.
+        self.held = {}              # object id -> [O_PATH fd, handles]
+
+    def hold(self, obj, fd):
+        if obj in self.held:
+            self.held[obj][1] += 1
+        else:
+            self.held[obj] = [os.open("/proc/self/fd/%d" % fd, os.O_PATH), 1]
+
+    def release(self, obj):
+        entry = self.held[obj]
+        entry[1] -= 1
+        if not entry[1]:
+            os.close(entry[0])
+            del self.held[obj]
 
     def obj_of(self, ino):
         if ino not in self.objects:
@@ -220,6 +237,9 @@ class Plain(Side):
         self.gen[obj] = self.gen.get(obj, 0) + 1
         self.objects.pop(st.st_ino, None)
         self.objects[self.call(os.stat, path).st_ino] = obj
+        if obj in self.held:
+            os.close(self.held[obj][0])
+            self.held[obj][0] = self.call(os.open, path, os.O_PATH)
 
 
 class Handle:
@@ -354,6 +374,7 @@ class Model:
         created = existed[0] != "ok"
         st = os.fstat(pfd)
         obj = self.p.obj_of(st.st_ino)
+        self.p.hold(obj, pfd)
         writer = acc != os.O_RDONLY
         base = st.st_size
         if writer:
@@ -478,6 +499,7 @@ class Model:
         if not h:
             return
         self.handles.remove(h)
+        self.p.release(h.obj)
         self.note("close #%d %r%s" % (h.id, h.path, " (moved)" if h.moved else ""))
         late = h.writer and h.dirty and not h.wrote and not h.moved
         before = outcome(self.s.call, os.stat, h.path) if late else None
@@ -542,7 +564,9 @@ class Model:
             time.sleep(0.002)
 
     def op_fmeta(self):
-        """fchmod or futimens through a descriptor (cp -p, tar -x, rsync -a)."""
+        """fchmod or futimens through a descriptor (cp -p, tar -x, rsync -a).
+        As on ext4 (one inode), it reaches every writer of the file: the
+        versions they commit carry it."""
         h = self.pick_handle()
         if not h or stat.S_ISDIR(os.fstat(h.pfd).st_mode):
             return
@@ -552,19 +576,23 @@ class Model:
             mode = self.rng.choice(MODES)
             self.note("fchmod #%d %r %o" % (h.id, h.path, mode))
             a = outcome(os.fchmod, h.sfd, mode)
-            if h.writer:
-                b, h.mode = ("ok", None), mode
-            else:
-                b = outcome(os.fchmod, h.pfd, mode)
+            b = ("ok", None) if h.writer else outcome(os.fchmod, h.pfd, mode)
+            for w in self.writers_of(h, b):
+                w.mode = mode
         else:
             t = self.rng.randint(10**9, 2 * 10**9) * 10**9 + self.rng.randint(0, 10**9 - 1)
             self.note("futimens #%d %r %d" % (h.id, h.path, t))
             a = outcome(os.utime, h.sfd, ns=(t, t))
-            if h.writer:
-                b, h.mtime = ("ok", None), t
-            else:
-                b = outcome(os.utime, h.pfd, ns=(t, t))
+            b = ("ok", None) if h.writer else outcome(os.utime, h.pfd, ns=(t, t))
+            for w in self.writers_of(h, b):
+                w.mtime = t
         self.same("fchmod/futimens %r" % h.path, a, b)
+
+    def writers_of(self, h, result):
+        """The writers a metadata change through @h reaches, if it succeeded."""
+        if result[0] != "ok":
+            return []
+        return [w for w in self.handles if w.writer and w.obj == h.obj]
 
     def op_stat(self):
         path = self.pick_path()
@@ -842,6 +870,8 @@ def run_model(env, seed, count):
                     os.close(fd)
                 except OSError:
                     pass
+        for fd, _ in m.p.held.values():
+            os.close(fd)
         m.s.close()
         m.p.close()
     return m

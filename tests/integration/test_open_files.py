@@ -206,3 +206,30 @@ def test_cp_tar_rsync_keep_size_mode_mtime(mnt, tmp_path):
             assert got == (s.st_size, stat.S_IMODE(s.st_mode), int(s.st_mtime)), (dest, name)
             b = os.stat(os.path.join(str(mnt.backing), dest, name))
             assert (b.st_size, int(b.st_mtime)) == (s.st_size, int(s.st_mtime)), (dest, name)
+
+
+@pytest.mark.parametrize("through", [0, 1], ids=["first", "second"])
+def test_fchmod_futimens_reach_every_writer_of_the_process(mnt, through):
+    """One process, two descriptors open for writing on one file: fchmod and
+    futimens through either are the file's (one inode on ext4), whichever
+    of them commits last."""
+    mnt.sh("echo base > p && chmod 644 p")
+    t = 1_200_000_000_000_000_000
+    fds = [os.open(mnt.path("p"), os.O_WRONLY) for _ in range(2)]
+    try:
+        for i, fd in enumerate(fds):
+            os.write(fd, b"w%d\n" % i)
+        os.fchmod(fds[through], 0o600)
+        os.utime(fds[through], ns=(t, t))
+        os.close(fds[through])
+        os.close(fds[1 - through])
+    finally:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    assert mnt.sh("cat p").stdout == "w%d\ne\n" % (1 - through)
+    for path in (mnt.path("p"), backing(mnt, "p")):
+        st = os.stat(path)
+        assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o600, t), path
