@@ -493,7 +493,7 @@ int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 {
 	const char *leaf;
 	int k = stash_store_classify(path);
-	int dirfd, r = 0, fd;
+	int dirfd, r = 0, fd, reserved;
 
 	if (k < 0)
 		return k;
@@ -511,7 +511,15 @@ int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 	close(dirfd);
 	if (fd < 0)
 		return -errno;
-	if (mkdirat(fd, leaf, mode & 07777) < 0) {
+	/*
+	 * A stash being created has its name already, as on ext4 where the
+	 * create made it: the exclusive reservation, held across the mkdir,
+	 * fails with EEXIST while its first writer is open.
+	 */
+	reserved = reserve_name(st, path, true);
+	if (reserved < 0) {
+		r = reserved;
+	} else if (mkdirat(fd, leaf, mode & 07777) < 0) {
 		r = -errno;
 	} else {
 		int sub = openat(fd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -532,10 +540,24 @@ int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 			close(sub);
 		}
 	}
+	if (reserved >= 0)
+		close(reserved);
 	if (r == 0)
 		mark_ephemeral_dir(st, path, fd, leaf);
 	close(fd);
 	return r;
+}
+
+int stash_store_reserved(struct stash_store *st, const char *path)
+{
+	int fd = reserve_name(st, path, true);
+
+	if (fd == -EEXIST)
+		return 1;
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
 }
 
 int stash_store_rmdir(struct stash_store *st, const char *path)

@@ -1080,16 +1080,32 @@ static void stashfs_op_refuse_entry(fuse_req_t req)
 	fuse_reply_err(req, EPERM);
 }
 
+/*
+ * A link or symlink named like a stash being created: the name is taken
+ * (EEXIST, as on ext4, which checks that before anything else); otherwise
+ * refused.
+ */
+static void refuse_entry_at(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct stashfs *fs = fs_of(req);
+	REQ_PATH(path);
+
+	if (ino_path(fs, parent, name, &path, NULL) == 0 &&
+	    stash_store_reserved(fs->store, path) == 1)
+		return reply_err(req, -EEXIST);
+	stashfs_op_refuse_entry(req);
+}
+
 static void stashfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 			    const char *newname)
 {
-	stashfs_op_refuse_entry(req);
+	refuse_entry_at(req, newparent, newname);
 }
 
 static void stashfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 			       const char *name)
 {
-	stashfs_op_refuse_entry(req);
+	refuse_entry_at(req, parent, name);
 }
 
 /* A regular file from mknod is an empty stash, as on ext4; nothing else is offered. */
@@ -1105,7 +1121,7 @@ static void stashfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name
 	int kind, r;
 
 	if (!S_ISREG(mode))
-		return stashfs_op_refuse_entry(req);
+		return refuse_entry_at(req, parent, name);
 	stash_error_clear(&err);
 	caller_of(req, &who);
 	r = ino_path(fs, parent, name, &path, NULL);

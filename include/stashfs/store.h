@@ -115,8 +115,15 @@ int stash_store_classify(const char *path);
 int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
 		     time_t *expires);
 
+/* mkdir; -EEXIST also while a stash of that name is being created. */
 int stash_store_mkdir(struct stash_store *st, const char *path, mode_t mode,
 		      const struct stash_caller *who);
+/*
+ * Is a stash named @path being created (its first writer still open, here
+ * or in another daemon on the backing directory)?  1 if so, 0 if not, or
+ * a negative errno.
+ */
+int stash_store_reserved(struct stash_store *st, const char *path);
 int stash_store_rmdir(struct stash_store *st, const char *path);
 /* Delete a stash or a stream. */
 int stash_store_unlink(struct stash_store *st, const char *path,

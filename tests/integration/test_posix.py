@@ -218,3 +218,23 @@ def test_control_characters_in_names_are_escaped_in_the_log(env):
     assert not [l for l in lines if l.startswith("stashfs: forged")], lines
     refused = [l for l in lines if "refused" in l]
     assert refused and "p\\x0astashfs: forged line\\x1b[2J" in refused[0], lines
+
+
+def test_a_name_being_created_is_taken(mnt):
+    """The create made the name, as on ext4: mkdir, mknod, symlink and link
+    of it fail with EEXIST while its first writer is open, and the writer's
+    close commits its data."""
+    mnt.sh("echo t > other")
+    fd = os.open(mnt.path("n"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"first\n")
+        r = mnt.sh("mkdir n; mknod n p; ln -s other n; ln other n; mkdir -p n/sub",
+                   check=False)
+        assert r.stderr.count("File exists") == 5, r.stderr
+        assert not os.path.exists(mnt.backing / "n")
+    finally:
+        os.close(fd)
+    assert read(mnt.path("n")) == b"first\n"
+    assert read(mnt.backing / "n") == b"first\n"
+    assert sorted(os.listdir(str(mnt.backing))) == [".stashfs", "n", "other", "schemas",
+                                                     "streams"]
