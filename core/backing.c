@@ -391,13 +391,18 @@ int stash_store_classify(const char *path)
 		return stem ? STASH_KIND_VERSION : -EINVAL;
 	if (strncmp(path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) == 0)
 		return STASH_KIND_STREAM;
-	if (backing_has_suffix(leaf, STASH_VIEW_SUFFIX) && strlen(leaf) > strlen(STASH_VIEW_SUFFIX)) {
+	if (backing_has_suffix(leaf, STASH_VIEW_SUFFIX)) {
 		size_t vstem = strlen(leaf) - strlen(STASH_VIEW_SUFFIX);
 
-		/* X.json.json would be the view of X.json, itself a view: no such stash. */
-		if (vstem > strlen(STASH_VIEW_SUFFIX) &&
-		    strncmp(leaf + vstem - strlen(STASH_VIEW_SUFFIX), STASH_VIEW_SUFFIX,
-			    strlen(STASH_VIEW_SUFFIX)) == 0)
+		/*
+		 * No stash could have these views: .json would be the view of
+		 * a stash with no name, ..json and ...json those of . and ..,
+		 * X.json.json (and .json.json) that of X.json, itself a view.
+		 */
+		if (vstem == 0 || (vstem <= 2 && strspn(leaf, ".") >= vstem) ||
+		    (vstem >= strlen(STASH_VIEW_SUFFIX) &&
+		     strncmp(leaf + vstem - strlen(STASH_VIEW_SUFFIX), STASH_VIEW_SUFFIX,
+			     strlen(STASH_VIEW_SUFFIX)) == 0))
 			return -EINVAL;
 		return STASH_KIND_VIEW;
 	}

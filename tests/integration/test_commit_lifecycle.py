@@ -234,9 +234,15 @@ def test_threaded_writer_exiting_normally_commits(mnt):
     assert mnt.sh("cat out0").stdout == '{"n": 1}\n'
 
 
-def test_view_of_a_view_name_is_refused(mnt):
+@pytest.mark.parametrize("name", ["y.json.json", ".json", "..json", "...json", ".json.json"])
+def test_view_of_no_possible_stash_is_refused(mnt, name):
+    """Views of a view, of a stash with no name, of . and ..: no stash
+    could be behind them, so the names are refused (and .json is no stash
+    name either: its view would be ..json)."""
     mnt.sh("mkdir d")
-    r = mnt.sh("""echo '{"x":1}' > d/y.json.json""", check=False)
+    r = mnt.sh("""echo '{"x":1}' > d/%s""" % name, check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    r = mnt.sh("cat d/%s" % name, check=False)
     assert r.returncode != 0 and "Invalid argument" in r.stderr
     assert backing_names(mnt, "d") == []
     assert mnt.sh("ls -l d").stdout.strip() == "total 0"

@@ -46,7 +46,12 @@ static void test_classify(void)
 	CHECK(stash_store_classify("") == STASH_KIND_DIR);
 	CHECK(stash_store_classify("p") == STASH_KIND_STASH);
 	CHECK(stash_store_classify("team/p.json") == STASH_KIND_VIEW);
-	CHECK(stash_store_classify(".json") == STASH_KIND_STASH);
+	CHECK(stash_store_classify(".json") == -EINVAL);    /* the view of "" */
+	CHECK(stash_store_classify("d/..json") == -EINVAL);  /* the view of . */
+	CHECK(stash_store_classify("...json") == -EINVAL);   /* the view of .. */
+	CHECK(stash_store_classify(".json.json") == -EINVAL);
+	CHECK(stash_store_classify(".a.json") == STASH_KIND_VIEW);
+	CHECK(stash_store_classify("a.json") == STASH_KIND_VIEW);
 	CHECK(stash_store_classify("streams/log") == STASH_KIND_STREAM);
 	CHECK(stash_store_classify(".stashfs") == -EPERM);
 	CHECK(stash_store_classify("a/.stashfs-x") == -EPERM);
