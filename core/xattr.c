@@ -293,12 +293,27 @@ static int check_binding(struct stash_store *st, const char *path, int fd, const
 	return r;
 }
 
+/* The store's own attributes: setting or removing one changes nothing. */
+static bool derived_xattr(const char *name)
+{
+	return xattr_readonly(name) || strcmp(name, XATTR_SHA256) == 0 ||
+	       strcmp(name, XATTR_EXPIRES) == 0;
+}
+
 int stash_store_check_xattr(const char *name, const void *value, size_t size,
 			    struct stash_error *err)
 {
+	int r;
+
 	if (!user_xattr(name))
 		return -EOPNOTSUPP;
-	return life_check_xattr(name, value, size, err);
+	r = life_check_xattr(name, value, size, err);
+	/* The store's own (a copy's source had them): the new stash gets its own. */
+	if (r == -EPERM && derived_xattr(name)) {
+		stash_error_clear(err);
+		return 1;
+	}
+	return r;
 }
 
 int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,
@@ -315,6 +330,16 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 	if (r < 0)
 		return r;
 	r = life_check_xattr(name, value, size, err);
+	/*
+	 * The store's own attributes are set by its commits alone; a copy
+	 * that brings its source's (rsync -X restoring a copy of the store,
+	 * to a stash that it has just committed) goes through, the store's
+	 * values kept.
+	 */
+	if (r == -EPERM && derived_xattr(name)) {
+		stash_error_clear(err);
+		return 0;
+	}
 	if (r < 0) {
 		if (err && err->code && backing_path(path, &bpath, &kind) == 0) {
 			note_error(st, bpath, err);
@@ -398,8 +423,14 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 
 	if (!user_xattr(name))
 		return -ENODATA;
-	if (xattr_readonly(name) || strcmp(name, XATTR_SHA256) == 0 ||
-	    strcmp(name, XATTR_EXPIRES) == 0 || life_hidden_xattr(name))
+	/*
+	 * The store's own attributes stay: removing one does nothing, so
+	 * that a copy that drops what its source lacks (rsync -X) goes
+	 * through.
+	 */
+	if (derived_xattr(name))
+		return 0;
+	if (life_hidden_xattr(name))
 		return -EPERM;
 	if (strcmp(name, XATTR_LINKED) == 0)
 		return set_link(st, path, NULL, 0, 0, NULL, NULL);

@@ -1375,8 +1375,8 @@ static int kept_set(struct stashfs *fs, struct fh *h, const char *name, const ch
 	struct kept_xattr *k, **at;
 	int r = stash_store_check_xattr(name, value, size, err);
 
-	if (r < 0)
-		return r;
+	if (r != 0)
+		return r < 0 ? r : 0;
 	k = malloc(sizeof(*k) + size);
 	if (!k || !(k->name = strdup(name))) {
 		free(k);

@@ -149,7 +149,12 @@ int stash_store_statfs(struct stash_store *st, struct statvfs *out);
  */
 int stash_store_getxattr(struct stash_store *st, const char *path, const char *name,
 			 void *value, size_t size);
-/* Would setxattr take @name = @value on some stash (its value's form only)? */
+/*
+ * Would setxattr take @name = @value on some stash (its value's form only)?
+ * 0 if so; 1 for one of the store's own read-only attributes (version,
+ * sha256, ...), which setxattr lets through and ignores; else a negative
+ * errno.
+ */
 int stash_store_check_xattr(const char *name, const void *value, size_t size,
 			    struct stash_error *err);
 int stash_store_setxattr(struct stash_store *st, const char *path, const char *name,

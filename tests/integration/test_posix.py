@@ -3,6 +3,7 @@
 against what ext4 does, on the mount and in the backing directory."""
 import ctypes
 import errno
+import hashlib
 import os
 import stat
 import subprocess
@@ -238,3 +239,38 @@ def test_a_name_being_created_is_taken(mnt):
     assert read(mnt.backing / "n") == b"first\n"
     assert sorted(os.listdir(str(mnt.backing))) == [".stashfs", "n", "other", "schemas",
                                                      "streams"]
+
+
+def test_rsync_xattrs_onto_the_store_and_back(mnt, tmp_path):
+    """rsync -aX copies every user.* attribute both ways: the store's own
+    (version, sha256) are read-only, yet setting or removing them succeeds
+    and changes nothing, so a copy onto the store and a restore of a copy
+    of the store both go through."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a").write_bytes(b"alpha\n")
+    (src / "sub" / "b").write_bytes(b"beta\n")
+    os.setxattr(src / "a", "user.note", b"hi")
+    run = lambda *a: subprocess.run(["rsync", "-aX"] + [str(x) for x in a],
+                                    capture_output=True, text=True)
+    r = run(str(src) + "/", mnt.mnt)
+    assert r.returncode == 0, r.stderr
+    assert read(mnt.path("sub/b")) == b"beta\n" and read(mnt.backing / "a") == b"alpha\n"
+    assert os.getxattr(mnt.path("a"), "user.note") == b"hi"
+    backup = tmp_path / "backup"
+    r = run(str(mnt.mnt) + "/", backup)
+    assert r.returncode == 0, r.stderr
+    assert os.getxattr(backup / "a", "user.stash.version") == b"1"
+    with open(backup / "a", "ab") as f:
+        f.write(b"more\n")
+    r = run(str(backup) + "/", mnt.mnt)
+    assert r.returncode == 0, r.stderr
+    assert read(mnt.path("a")) == b"alpha\nmore\n"
+    assert os.getxattr(mnt.path("a"), "user.note") == b"hi"
+    version = os.getxattr(mnt.path("a"), "user.stash.version")
+    digest = os.getxattr(mnt.path("a"), "user.stash.sha256")
+    assert digest == hashlib.sha256(b"alpha\nmore\n").hexdigest().encode()
+    mnt.sh("setfattr -n user.stash.version -v 99 a && setfattr -x user.stash.sha256 a")
+    assert os.getxattr(mnt.path("a"), "user.stash.version") == version
+    assert os.getxattr(mnt.path("a"), "user.stash.sha256") == digest
+    assert "user.stash.error" not in os.listxattr(mnt.path("a"))
