@@ -72,6 +72,8 @@ static void kept_free(struct kept_xattr *k)
 /* An open directory, listed so that one the kernel never released is closed at exit. */
 struct dir_handle {
 	struct stash_dir *d;
+	fuse_ino_t ino;
+	struct stat sb;         /* the directory at opendir, for fstat once it is removed */
 	struct dir_handle *prev, *next;
 };
 
@@ -764,6 +766,27 @@ static void handles_below_renamed(struct stashfs *fs, const struct node *dir)
 	}
 }
 
+/*
+ * A directory removed while open still answers fstat, as on ext4: as it
+ * was at opendir, empty and with no links.  False when none is open.
+ */
+static bool removed_dir_stat(struct stashfs *fs, fuse_ino_t ino, struct stat *sb)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&fs->lock);
+	for (struct dir_handle *dh = fs->dirs; dh && !found; dh = dh->next) {
+		if (dh->ino == ino) {
+			*sb = dh->sb;
+			sb->st_nlink = 0;
+			sb->st_size = 0;
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return found;
+}
+
 static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
@@ -808,6 +831,8 @@ static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 				fh_put(fs, h);
 			}
 		}
+		if (r == -ENOENT && n && n->is_dir && removed_dir_stat(fs, ino, &sb))
+			r = 0;
 		if (r == -ENOENT && n && n->kind == STASH_KIND_VIEW && view_open(fs, n)) {
 			/* Being written: its stash comes with the merge at close. */
 			memset(&sb, 0, sizeof(sb));
@@ -1700,6 +1725,9 @@ static void stashfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 		free(dh);
 		return reply_err(req, r);
 	}
+	dh->ino = ino;
+	if (stash_store_stat(fs->store, path, &dh->sb, NULL) < 0)
+		dh->sb.st_mode = S_IFDIR | 0755;
 	pthread_mutex_lock(&fs->lock);
 	dh->next = fs->dirs;
 	if (fs->dirs)

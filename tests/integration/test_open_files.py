@@ -233,3 +233,19 @@ def test_fchmod_futimens_reach_every_writer_of_the_process(mnt, through):
     for path in (mnt.path("p"), backing(mnt, "p")):
         st = os.stat(path)
         assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o600, t), path
+
+
+def test_directory_removed_while_open(mnt):
+    """fstat of a directory's descriptor after rmdir, as on ext4: still a
+    directory, empty, no links; its listing is empty too."""
+    mnt.sh("mkdir -m 750 d")
+    fd = os.open(mnt.path("d"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.rmdir(mnt.path("d"))
+        st = os.fstat(fd)
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o750
+        assert (st.st_nlink, st.st_size) == (0, 0)
+        assert os.listdir(fd) == []
+    finally:
+        os.close(fd)
+    assert not os.path.exists(backing(mnt, "d"))
