@@ -5,20 +5,29 @@ Seeded random sequences of file operations run on a stashfs mount and on a
 plain directory of the same disk side by side; every result and errno is
 compared, and so are both trees (content, size, mode, mtime) after every
 close.  The plain side is ext4 (or whatever the temp directory is on) with
-the README's documented differences applied on top, explicitly:
+the README's "Differences from a local file system" applied on top,
+explicitly (numbers as in that list):
 
-- commit at close, snapshot per open: a writer works on a private copy of
-  the file (``Plain`` keeps it in a shadow file outside the tree) that
-  replaces the file by rename when the writer closes (``>>`` appends its
-  bytes to what is committed then); truncating by name commits a new
-  version the same way, so readers keep the version they opened;
-- a name exists only from its first commit: a name being created is left
-  alone by the generator until its writer closes;
-- no links or special files except regular files from mknod (``EPERM``);
-- names beginning with ``.stashfs`` are reserved (``EPERM``); names ending
-  in ``.json`` are views (never generated here, and not listed).
+1. commit at close, snapshot per open: a writer works on a private copy of
+   the file (``Plain`` keeps it in a shadow file outside the tree) that
+   replaces the file by rename when the writer closes (``>>`` appends its
+   bytes to what is committed then); truncating by name commits a new
+   version the same way, so readers keep the version they opened; a
+   writer that only truncated commits at its last close (waited for);
+2. a name exists only from its first commit: a name being created is left
+   alone by the generator until its writer closes, but for mkdir and mknod
+   over it (``EEXIST``, as on ext4);
+3. a reader's fstat/SEEK_END after its version was replaced, and a
+   writer's while another writer of the file is open here, are not
+   compared (one size per inode); fchmod/futimens through any descriptor
+   reach every writer of the file;
+4. no links or special files except regular files from mknod (``EPERM``);
+5. names beginning with ``.stashfs`` are reserved (``EPERM``); names ending
+   in ``.json`` are views (never generated here, and not listed);
+   ``NAME.json`` exists exactly when stash ``NAME`` does.
 
-Everything else must match the plain directory exactly.
+Refused writes (6), xattrs (7), expiry (8) and mmap/telldir (9) are not
+generated.  Everything else must match the plain directory exactly.
 
 Knobs (environment):
   STASHFS_MODEL_SEED=N      run only seed N (default: a few fixed seeds)
@@ -629,9 +638,12 @@ class Model:
         self.same("truncate %r" % path, a, b)
 
     def op_mkdir(self):
-        path = self.pick_path("dir")
-        if self.busy(path):
-            return
+        # Also over a name being created: the create made it (EEXIST).
+        pend = sorted(self.pending())
+        if pend and self.rng.random() < 0.2:
+            path = self.rng.choice(pend)
+        else:
+            path = self.pick_path("dir")
         mode = self.rng.choice(DIR_MODES)
         self.note("mkdir %r %o" % (path, mode))
         self.same("mkdir %r" % path, outcome(self.s.call, os.mkdir, path, mode),
@@ -718,9 +730,8 @@ class Model:
         os.umask(m)
 
     def op_mknod(self):
+        # Also over a name being created or written: EEXIST, as on ext4.
         path = self.pick_path("file")
-        if self.busy(path) or path in self.unseen():
-            return
         kind = self.rng.choice([stat.S_IFREG, stat.S_IFREG, stat.S_IFIFO])
         mode = kind | self.rng.choice(MODES)
         self.note("mknod %r %o" % (path, mode))
