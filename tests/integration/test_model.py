@@ -44,6 +44,7 @@ import errno
 import os
 import random
 import stat
+import subprocess
 import time
 
 import pytest
@@ -511,7 +512,7 @@ class Model:
         self.p.release(h.obj)
         self.note("close #%d %r%s" % (h.id, h.path, " (moved)" if h.moved else ""))
         late = h.writer and h.dirty and not h.wrote and not h.moved
-        before = outcome(self.s.call, os.stat, h.path) if late else None
+        before = self.committed(h.path) if late else None
         a = outcome(os.close, h.sfd)
         where = None
         if h.writer and h.dirty:
@@ -546,20 +547,38 @@ class Model:
             # Documented: a writer that only truncated (`: > f`) commits at
             # the last close, which FUSE delivers after close() returned.
             old = [m[0] for k, m in self.mtimes.items() if k[0] == where]
-            if before and before[0] == "ok":
-                old.append(before[1].st_mtime_ns)
+            if before:
+                old.append(before[1])
             if h.mtime is not None:
                 old = []        # the commit keeps the futimens time: wait for the size only
-            if where not in self.unseen():     # else stat shows another writer's version
-                self.settle(where, len(content), old)
+            self.settle(where, len(content), old)
         self.compare_trees()
+
+    def committed(self, path):
+        """(size, mtime_ns) of what is committed as @path, or None.  While
+        a writer of it is open here, this process sees the version that
+        writer writes: ask another process then."""
+        if path not in self.unseen():
+            st = outcome(self.s.call, os.stat, path)
+            return (st[1].st_size, st[1].st_mtime_ns) if st[0] == "ok" else None
+        fd, rest, fds = self.s.at(path)
+        try:
+            r = subprocess.run(["stat", "-c", "%s %.9Y", "--", rest], capture_output=True,
+                               text=True, cwd="/proc/%d/fd/%d" % (os.getpid(), fd))
+        finally:
+            for f in fds:
+                os.close(f)
+        if r.returncode != 0:
+            return None
+        size, mtime = r.stdout.split()
+        return int(size), int(mtime.replace(".", ""))
 
     def settle_mtime(self, path, mtime, timeout=5.0):
         """Wait for a futimens-only writer's mtime, applied at its release."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            st = outcome(self.s.call, os.stat, path)
-            if st[0] != "ok" or st[1].st_mtime_ns == mtime:
+            st = self.committed(path)
+            if st is None or st[1] == mtime:
                 return
             time.sleep(0.002)
 
@@ -567,8 +586,8 @@ class Model:
         """Wait for the commit at release: the size, and an mtime not in @old."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            st = outcome(self.s.call, os.stat, path)
-            if st[0] == "ok" and st[1].st_size == size and st[1].st_mtime_ns not in old:
+            st = self.committed(path)
+            if st is not None and st[0] == size and st[1] not in old:
                 return
             time.sleep(0.002)
 
