@@ -654,6 +654,12 @@ static bool view_open(struct stashfs *fs, struct node *n)
 	return open;
 }
 
+/* Is @h open for writing by process @pid (opened or written through there)? */
+static bool writes_for(const struct fh *h, pid_t pid)
+{
+	return h->writer && pid && (h->opener.pid == pid || h->wpid == pid);
+}
+
 /*
  * The open file of @n that speaks for the process @pid: one it opened for
  * writing or wrote through (a writer sees its own file, also through
@@ -667,7 +673,7 @@ static struct fh *fh_get(struct stashfs *fs, struct node *n, pid_t pid, bool any
 
 	pthread_mutex_lock(&fs->lock);
 	for (struct fh *h = n->handles; h && !found; h = h->next) {
-		if (h->writer && pid && (h->opener.pid == pid || h->wpid == pid))
+		if (writes_for(h, pid))
 			found = h;
 	}
 	if (!found && any)
@@ -704,10 +710,10 @@ static size_t fh_writers(struct stashfs *fs, struct node *n, pid_t pid, struct f
 
 	pthread_mutex_lock(&fs->lock);
 	for (struct fh *h = n->handles; h; h = h->next)
-		count += h->writer && pid && (h->opener.pid == pid || h->wpid == pid);
+		count += writes_for(h, pid);
 	if (count && (all = calloc(count, sizeof(*all)))) {
 		for (struct fh *h = n->handles; h; h = h->next) {
-			if (h->writer && pid && (h->opener.pid == pid || h->wpid == pid)) {
+			if (writes_for(h, pid)) {
 				h->refs++;
 				all[i++] = h;
 			}
