@@ -1663,6 +1663,24 @@ static bool still_open_by(struct stashfs *fs, pid_t pid, fuse_ino_t ino)
 	return held;
 }
 
+/* The thread group (process) of task @tid, from /proc/TID/status; 0 if unknown. */
+static pid_t tgid_of(pid_t tid)
+{
+	char path[64], line[128];
+	pid_t tgid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (!tgid && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %d", &tgid) != 1)
+			tgid = 0;
+	fclose(f);
+	return tgid;
+}
+
 static void stashfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
@@ -1676,6 +1694,18 @@ static void stashfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	 */
 	if (!h->writer || (h->owner && fi->lock_owner != h->owner))
 		return (void)fuse_reply_err(req, 0);
+	/*
+	 * Nothing written through it yet, so no fd table to compare: a flush
+	 * from a process other than the opener's is a copy's close too.
+	 * (Its /proc/PID/stat must not be read either: a child closing its
+	 * copies at exec holds a lock that reading it waits for.)
+	 */
+	if (!h->owner && pid && pid != h->opener.pid) {
+		pid_t g = tgid_of(pid);
+
+		if (!g || g != tgid_of(h->opener.pid))
+			return (void)fuse_reply_err(req, 0);
+	}
 	/*
 	 * The writer was killed before it closed (its descriptors close as it
 	 * exits): what it wrote is not a finished document.

@@ -5,6 +5,7 @@ writer's descriptor (README "Open files")."""
 import os
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -249,3 +250,30 @@ def test_directory_removed_while_open(mnt):
     finally:
         os.close(fd)
     assert not os.path.exists(backing(mnt, "d"))
+
+
+def test_a_childs_exec_does_not_commit_a_truncating_writer(mnt):
+    """A child that inherited a writer's descriptor closes its copy at exec
+    (close-on-exec): that is not the writer's close, also for a writer that
+    has only truncated so far (no fd table to compare yet).  It committed
+    the truncation there, before the other writer's commit, and could hang
+    the child's exec."""
+    mnt.sh("printf %0300d 0 > f")
+    a = os.open(mnt.path("f"), os.O_WRONLY | os.O_TRUNC)
+    b = os.open(mnt.path("f"), os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(a, b"a" * 100)
+        subprocess.run(["true"], timeout=10)       # forks with both open, execs
+        os.close(a)
+        assert os.path.getsize(backing(mnt, "f")) == 100
+    finally:
+        for fd in (a, b):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for _ in range(100):                             # b commits at its release
+        if os.path.getsize(backing(mnt, "f")) == 0:
+            break
+        time.sleep(0.02)
+    assert mnt.sh("wc -c < f").stdout.strip() == "0"
