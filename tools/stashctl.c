@@ -576,6 +576,21 @@ static const char *set_hint(const char *key, int e)
 	return "bad value";
 }
 
+/* Is the key (@klen bytes of @key) one of the store's own read-only attributes? */
+static bool read_only_key(const char *key, size_t klen)
+{
+	static const char *const names[] = { "version", "sha256", "expires", "error", "seq" };
+
+	if (klen > strlen(XATTR_PREFIX) && strncmp(key, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0) {
+		key += strlen(XATTR_PREFIX);
+		klen -= strlen(XATTR_PREFIX);
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (klen == strlen(names[i]) && strncmp(key, names[i], klen) == 0)
+			return true;
+	return false;
+}
+
 static int cmd_set(int argc, char **argv)
 {
 	const char *path;
@@ -604,6 +619,10 @@ static int cmd_set(int argc, char **argv)
 			   (klen == 4 && strncmp(argv[i], "link", 4) == 0) ||
 			   (klen == 12 && strncmp(argv[i], "linked_stash", 12) == 0)) {
 			/* The daemon judges names; it knows which schemas exist. */
+		} else if (read_only_key(argv[i], klen)) {
+			/* The daemon takes and ignores them (copies carry them): say so here. */
+			return fail_usage("set: %.*s is read-only: only commits change it",
+					  (int)klen, argv[i]);
 		} else if (!(klen > 5 && strncmp(argv[i], "user.", 5) == 0)) {
 			return fail_usage("set: unknown key \"%.*s\" (ttl, persistent, schema, link, "
 					  "or a user.* xattr name)", (int)klen, argv[i]);

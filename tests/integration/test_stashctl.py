@@ -131,8 +131,12 @@ def test_set_refusals(mnt):
     r = ctl("set", mnt.path("p"), "schema=need-z")
     assert r.returncode == 1 and "Invalid argument" in r.stderr
     assert "user.stash.schema" not in os.listxattr(mnt.path("p"))
-    r = ctl("set", mnt.path("p"), "user.stash.version=7")
-    assert r.returncode == 1 and "Operation not permitted" in r.stderr
+    # The store's own attributes: the daemon ignores them (copies carry
+    # them), stashctl says they are read-only.
+    for key in ("user.stash.version", "sha256"):
+        r = ctl("set", mnt.path("p"), key + "=7")
+        assert r.returncode == 2 and "read-only" in r.stderr, key
+    assert os.getxattr(mnt.path("p"), "user.stash.version") == b"1"
     r = ctl("set", mnt.path("p"), "link=q")
     assert r.returncode == 1 and "streams/" in r.stderr
     r = ctl("set", mnt.path("nope"), "ttl=1")
