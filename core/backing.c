@@ -336,6 +336,9 @@ bool backing_meta_path(const char *path)
 {
 	size_t n = strlen(STASH_META_DIR);
 
+	/* The guide (guide.c) is a read-only document like the view's, of the store itself. */
+	if (strcmp(path, ".stashfs-guide") == 0)
+		return true;
 	return strncmp(path, STASH_META_DIR, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 

@@ -130,22 +130,27 @@ static int open_new(struct stash_file *f, int flags, const struct stash_caller *
 	return 0;
 }
 
-/* Open NAME@V for writing: NAME, on the condition that it is at V until the commit. */
+/*
+ * Open NAME@V for writing: NAME, on the condition that it is at V until the
+ * commit.  NAME@V.json (@merge) is NAME.json on the same condition.
+ */
 static int open_cas(struct stash_store *st, const char *path, int flags, mode_t mode,
 		    const struct stash_caller *who, struct stash_file **out,
-		    struct stash_error *err)
+		    struct stash_error *err, bool merge)
 {
 	const char *at = strrchr(path, '@');
 	char stash[PATH_MAX];
 	uint64_t v;
 	int r;
 
-	if (strcmp(at, "@next") == 0 || !(flags & O_TRUNC) || (flags & O_APPEND))
+	/* A merge may come in several writes (>>); a replacement is one whole document. */
+	if (strncmp(at, "@next", 5) == 0 || (!merge && (!(flags & O_TRUNC) || (flags & O_APPEND))))
 		return backing_refuse_version(path, err);
 	v = strtoull(at + 1, NULL, 10);
 	if (!v || v == UINT64_MAX)
 		return backing_refuse_version(path, err);
-	snprintf(stash, sizeof(stash), "%.*s", (int)(at - path), path);
+	snprintf(stash, sizeof(stash), "%.*s%s", (int)(at - path), path,
+		 merge ? STASH_VIEW_SUFFIX : "");
 	r = stash_file_open(st, stash, flags & ~(O_CREAT | O_EXCL), mode, who, out, err);
 	if (r == -ENOENT)
 		return stash_error_set(err, STASH_CAS_ERRNO, "%s: not written: %s does not exist",
@@ -273,7 +278,10 @@ int stash_file_open(struct stash_store *st, const char *path, int flags, mode_t 
 
 	if (!backing_meta_path(path)) {
 		if (writable && stash_store_classify(path) == STASH_KIND_VERSION)
-			return open_cas(st, path, flags, mode, who, out, err);
+			return open_cas(st, path, flags, mode, who, out, err, false);
+		if (writable && backing_refuse_version(path, NULL) < 0 &&
+		    stash_store_classify(path) == STASH_KIND_VIEW)
+			return open_cas(st, path, flags, mode, who, out, err, true);
 		if (writable || (flags & (O_CREAT | O_TRUNC))) {
 			r = backing_refuse_version(path, err);
 			if (r < 0)

@@ -426,6 +426,10 @@ static bool merge_together(struct stash_store *st, struct merge_req *batch, unsi
 	/* Schemas must compile after each change: they go one at a time. */
 	if (backing_is_schema_path(f->path))
 		return false;
+	/* So do conditional merges: each checks the version the one before made. */
+	for (struct merge_req *m = batch; m; m = m->next)
+		if (m->f->expect)
+			return false;
 	cur = open_content(st, f->path, &sb);
 	if (cur < 0 || sb.st_size == 0 || stream_linked(st, f->path))
 		goto out;
@@ -510,8 +514,14 @@ static struct merge_req *merge_round(struct stash_store *st, struct merge_queue 
 	}
 	pthread_mutex_unlock(&st->merge->merge_lock);
 	if (n == 1 || !merge_together(st, batch, n)) {
-		for (struct merge_req *m = batch; m; m = m->next)
-			m->result = merge_one(m->f, m->patch, m->who, m->err);
+		for (struct merge_req *m = batch; m; m = m->next) {
+			/* NAME@V.json: under the name lock, the commit's condition. */
+			m->result = check_expected(m->f, m->err);
+			if (m->result == 0)
+				m->result = merge_one(m->f, m->patch, m->who, m->err);
+			if (m->result == 0 && m->f->expect)
+				m->f->expect = m->f->base_version;
+		}
 	}
 	store_unlock_name(st, s);
 	return batch;

@@ -29,6 +29,7 @@
 #include "file.h"
 #include "meta.h"
 #include "pending.h"
+#include "guide.h"
 #include "store_priv.h"
 #include "versions.h"
 
@@ -184,8 +185,23 @@ int meta_stat(struct stash_store *st, const char *path, struct stat *out)
 	bool dir_file;
 	size_t len;
 	char *text;
-	int fd, r = meta_target(path, target, sizeof(target), &dir_file);
+	int fd, r;
 
+	if (guide_path(path)) {
+		/* Read-only, the root's owner and times; its size is the text's now. */
+		text = guide_render(st, &len, &r);
+		free(text);
+		if (r < 0)
+			return r;
+		if (fstat(st->root_fd, out) < 0)
+			return -errno;
+		out->st_mode = S_IFREG | 0444;
+		out->st_nlink = 1;
+		out->st_size = (off_t)len;
+		out->st_blocks = ((off_t)len + 511) / 512;
+		return 0;
+	}
+	r = meta_target(path, target, sizeof(target), &dir_file);
 	if (r < 0)
 		return r;
 	fd = open_target(st, target, out);
@@ -318,11 +334,14 @@ static int meta_file_open(struct stash_file *f, const char *path, int flags, mod
 {
 	char target[PATH_MAX];
 	struct stat sb;
-	bool dir_file;
-	int r = meta_target(path, target, sizeof(target), &dir_file);
+	bool dir_file, guide = guide_path(path);
+	int r = guide ? 0 : meta_target(path, target, sizeof(target), &dir_file);
 
 	(void)mode;
 	(void)err;
+	/* The guide is only read. */
+	if (guide && ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)))
+		return -EACCES;
 	if (r == 0)
 		r = meta_stat(f->st, path, &sb);
 	if (r == 0 && S_ISDIR(sb.st_mode))
@@ -335,10 +354,11 @@ static int meta_file_open(struct stash_file *f, const char *path, int flags, mod
 	else
 		f->meta_who.uid = 0;    /* the daemon's own: no check */
 	free(f->path);
-	f->path = strdup(target);
+	f->path = strdup(guide ? "" : target);
 	if (!f->path)
 		return -ENOMEM;
-	f->meta = meta_render(f->st, target, &f->meta_len, &r);
+	f->meta = guide ? guide_render(f->st, &f->meta_len, &r) :
+		meta_render(f->st, target, &f->meta_len, &r);
 	return f->meta ? 0 : r < 0 ? r : -ENOMEM;
 }
 

@@ -73,6 +73,8 @@ struct stashfs {
 	pthread_mutex_t sweep_lock;
 	pthread_cond_t sweep_cond;
 	bool sweep_stop;
+
+	struct waits *waits;    /* parked opens of future versions (waits.c) */
 };
 
 /* Note the device of the mount just made (for telling which descriptors are ours). */
@@ -94,6 +96,28 @@ void stashfs_fit_requests_to_pipe(struct fuse_conn_info *conn);
 /* Start / stop the sweeper thread: scan at start, then expire on time. */
 int stashfs_sweeper_start(struct stashfs *fs);
 void stashfs_sweeper_stop(struct stashfs *fs);
+
+/*
+ * waits.c: waiting reads.  Start / stop the thread that answers parked
+ * opens (stop answers those left with ENOTCONN).
+ */
+int stashfs_waits_start(struct stashfs *fs);
+void stashfs_waits_stop(struct stashfs *fs);
+
+/*
+ * Park the open @req of @path (NAME@V or NAME@next, on node @n), a version
+ * not committed yet (@target): it is answered when the version exists,
+ * NAME is gone, or the reader is interrupted.  @fi is copied.
+ */
+void stashfs_waits_park(struct stashfs *fs, fuse_req_t req, struct node *n, const char *path,
+			uint64_t target, const struct fuse_file_info *fi);
+
+/* @path (a stash, its view or a version of it) changed or went: answer its waiters. */
+void stashfs_waits_changed(struct stashfs *fs, const char *path);
+
+/* ops.c: the work of an open of @path for @req on @n, into @fi, without the reply. */
+int stashfs_open_parked(fuse_req_t req, struct node *n, const char *path,
+			struct fuse_file_info *fi);
 
 /* Set up the node table (root only). */
 int stashfs_nodes_init(struct stashfs *fs);

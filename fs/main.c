@@ -508,6 +508,11 @@ int main(int argc, char *argv[])
 		LOG(FUSE_LOG_ERR, "cannot start the sweeper thread\n");
 		goto out_unmount;
 	}
+	if (stashfs_waits_start(&fs) < 0) {
+		LOG(FUSE_LOG_ERR, "cannot start the waits thread\n");
+		stashfs_sweeper_stop(&fs);
+		goto out_unmount;
+	}
 	LOG(FUSE_LOG_INFO, "serving %s on %s\n", backing, fo.mountpoint);
 	if (fo.singlethread) {
 		ret = fuse_session_loop(fs.se);
@@ -528,7 +533,9 @@ int main(int argc, char *argv[])
 	}
 	/* A signal (SIGTERM, SIGINT, SIGHUP) ends the loop with its number: a clean stop. */
 	ret = ret < 0 ? 1 : 0;
+	/* The sweeper first: its expiries still tell the waits. */
 	stashfs_sweeper_stop(&fs);
+	stashfs_waits_stop(&fs);
 out_unmount:
 	fuse_session_unmount(fs.se);
 	stash_store_shutdown(fs.store);

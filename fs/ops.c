@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "stashfs/waits.h"
+
 #include "fs.h"
 
 /* Reads up to this size are answered from the stack. */
@@ -475,8 +477,9 @@ static void view_target_changed(struct stashfs *fs, struct node *view)
  */
 static double timeout_for(struct stashfs *fs, int kind)
 {
-	return kind == STASH_KIND_VIEW || kind == STASH_KIND_STREAM || kind == STASH_KIND_META ?
-		0.0 : fs->cfg.cache_timeout;
+	/* NAME@next and a version still to come change size when the version comes. */
+	return kind == STASH_KIND_VIEW || kind == STASH_KIND_STREAM || kind == STASH_KIND_META ||
+		kind == STASH_KIND_VERSION ? 0.0 : fs->cfg.cache_timeout;
 }
 
 static double entry_timeout_for(struct stashfs *fs, int kind)
@@ -517,6 +520,13 @@ static int do_lookup(struct stashfs *fs, fuse_ino_t parent, const char *name,
 		return kind == -EPERM ? -ENOENT : kind;
 	memset(e, 0, sizeof(*e));
 	r = stash_store_stat(fs->store, path, &e->attr, &expires);
+	/* A version still to come: its name is there to be waited for. */
+	if (r == -ENOENT && kind == STASH_KIND_VERSION) {
+		uint64_t target;
+
+		r = stash_waits_future(fs->store, path, &target, &e->attr);
+		r = r == 1 ? 0 : r == 0 ? -ENOENT : r;
+	}
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&fs->lock);
@@ -818,6 +828,12 @@ static void stashfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 			fh_put(fs, h);
 		} else if (r == 0) {
 			r = stash_store_stat(fs->store, path, &sb, NULL);
+			if (r == -ENOENT && n && n->kind == STASH_KIND_VERSION) {
+				uint64_t target;
+
+				r = stash_waits_future(fs->store, path, &target, &sb);
+				r = r == 1 ? 0 : r == 0 ? -ENOENT : r;
+			}
 			/*
 			 * Removed or expired behind the kernel, yet open: it still
 			 * works.  A new stash not committed yet is a name for no
@@ -1026,8 +1042,10 @@ static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *nam
 	r = ino_path(fs, parent, name, &path, NULL);
 	if (r == 0)
 		r = stash_store_unlink(fs->store, path, &who, &err);
-	if (r == 0)
+	if (r == 0) {
 		unname(fs, parent, name);
+		stashfs_waits_changed(fs, path);
+	}
 	reply_err(req, r);
 }
 
@@ -1067,6 +1085,8 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 			log_refusal("rename", from, r, &err);
 		return reply_err(req, r);
 	}
+	stashfs_waits_changed(fs, from);
+	stashfs_waits_changed(fs, to);
 	pthread_mutex_lock(&fs->lock);
 	p = node_by_ino(fs, parent);
 	np = node_by_ino(fs, newparent);
@@ -1245,18 +1265,47 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct node *n, const char *p
 	return 0;
 }
 
+int stashfs_open_parked(fuse_req_t req, struct node *n, const char *path,
+			struct fuse_file_info *fi)
+{
+	return do_open(req, n->ino, n, path, fi->flags, 0, fi);
+}
+
 static void stashfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
 	REQ_PATH(path);
 	struct node *n;
+	uint64_t target;
 	int r = ino_path(fs, ino, NULL, &path, &n);
 
 	if (r == 0)
 		r = do_open(req, ino, n, path, fi->flags, 0, fi);
+	/* Reading a version still to come waits for it (see waits.c). */
+	if (r == -ENOENT && n->kind == STASH_KIND_VERSION &&
+	    (fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC)) {
+		int f = stash_waits_future(fs->store, path, &target, NULL);
+
+		if (f == 1 && (fi->flags & O_NONBLOCK))
+			r = -EAGAIN;
+		else if (f == 1)
+			return stashfs_waits_park(fs, req, n, path, target, fi);
+		else if (f == 0)        /* committed since the first try */
+			r = do_open(req, ino, n, path, fi->flags, 0, fi);
+	}
 	if (r < 0)
 		return reply_err(req, r);
 	fuse_reply_open(req, fi);
+}
+
+/* Is @path NAME@V.json, a merge on the condition that NAME is at V? */
+static bool conditional_merge(const char *path)
+{
+	char *target = stash_view_target(path);
+	bool r = target && stash_store_classify(target) == STASH_KIND_VERSION;
+
+	free(target);
+	return r;
 }
 
 static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -1303,8 +1352,12 @@ static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *nam
 	e.ino = n->ino;
 	e.attr_timeout = timeout_for(fs, n->kind);
 	e.entry_timeout = entry_timeout_for(fs, n->kind);
-	/* Not a name for anyone else until its first commit: no caching it. */
-	if (stash_file_fresh(h->f))
+	/*
+	 * Not a name for anyone else until its first commit: no caching it.
+	 * Nor NAME@V.json, a condition rather than a file: the next writer of
+	 * it is to create it again, not to find it by a getattr that fails.
+	 */
+	if (stash_file_fresh(h->f) || conditional_merge(path))
 		e.attr_timeout = e.entry_timeout = 0;
 	fuse_reply_create(req, &e, fi);
 }
@@ -1502,6 +1555,10 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 	 * no pages, and dropping them would take locks a closing writer holds).
 	 */
 	if (stash_file_version(h->f) != before) {
+		REQ_PATH(path);
+
+		if (ino_path(fs, h->node->ino, NULL, &path, NULL) == 0)
+			stashfs_waits_changed(fs, path);
 		if (h->node->kind == STASH_KIND_VIEW || h->node->kind == STASH_KIND_VERSION)
 			view_target_changed(fs, h->node);
 		else
@@ -1959,6 +2016,7 @@ static void expired(void *ctx, const char *path)
 	char *comp, *save = NULL, *leaf = NULL;
 	fuse_ino_t parent = 0;
 
+	stashfs_waits_changed(fs, path);
 	buf = strdup(path);
 	if (!buf)
 		return;

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""docs/agents.md is given to agents as-is: every ```sh block in it must work.
+"""core/guide.md (the agent's guide, also .stashfs-guide on every mount) is given to agents as-is: every ```sh block in it must work.
 
 The blocks run in order, each in its own bash, on one fresh mount named by
 $STASH, with stashctl on PATH (and nothing else prepared).
@@ -13,7 +13,7 @@ import pytest
 
 from stashctl_util import source_root, stashctl_bin
 
-GUIDE = os.path.join(source_root(), "docs", "agents.md")
+GUIDE = os.path.join(source_root(), "core", "guide.md")
 
 
 def sh_blocks(text):
@@ -91,6 +91,11 @@ def test_guide_runs_in_order(env, tmp_path, opts):
         "# FUSE filesystems: a survey", "VERSION", "2", "1",
         "# FUSE filesystems: a survey"]
     assert out("changed meanwhile").strip() == "written"
+    # A conditional merge claimed the handoff once; the late one was refused and said why.
+    assert out("someone was first").splitlines() == ["someone was first", "agent-1"]
+    assert "not written: handoff is at version 2" in out('jq -r .error "$STASH/.stashfs-meta/handoff"')
+    # A reader waited for the next version, and a wait with nothing coming timed out.
+    assert out("timeout 1 cat").splitlines() == ["done", "nothing new within a second"]
     # Good habits: a whole-file rewrite, namespaces, mv and rm.
     listing = out("rm \"$STASH/scratch\"")
     assert "research-progress" in listing and "scratch\n" not in listing
@@ -107,3 +112,41 @@ def test_guide_runs_in_order(env, tmp_path, opts):
     assert json.loads(log[-1])["data"]["step"] == 4      # the jq rewrite, recorded whole
     assert (mnt.mnt / "research-report").read_text().startswith("# FUSE filesystems")
     assert os.getxattr(mnt.path("streams/scratch-log"), "user.stash.linked_stash") == b"scratch"
+
+
+BEGIN = "<!-- stashfs:settings -->\n"
+END = "<!-- /stashfs:settings -->\n"
+
+
+def test_mount_prints_its_own_guide(env):
+    """cat MOUNT/.stashfs-guide is core/guide.md byte for byte, but for the
+    settings part, which holds this mount's settings as they are now."""
+    env.mount(opts=["ttl=7200", "versions=5", "max_size=1M", "shared"])
+    with open(GUIDE, "rb") as f:
+        source = f.read().decode()
+    assert source.count(BEGIN) == 1 and source.count(END) == 1
+    env.sh("""echo '{"type":"object"}' > schemas/zeta; echo '{"type":"string"}' > schemas/alpha""")
+    env.sh("setfattr -n user.stash.persistent -v 0 .")
+    r = env.sh("cat .stashfs-guide")
+    guide = r.stdout
+    head, rest = guide.split(BEGIN, 1)
+    settings, tail = rest.split(END, 1)
+    s_head, s_rest = source.split(BEGIN, 1)
+    assert head == s_head and tail == s_rest.split(END, 1)[1]
+    assert "ephemeral" in settings and "`user.stash.persistent` 0" in settings
+    assert "7200 seconds" in settings
+    assert "1048576 bytes" in settings
+    assert "Past versions kept per stash: 5 " in settings
+    assert "share this store: yes" in settings
+    assert "Schemas stored: `alpha`, `zeta`." in settings
+    # Read-only, found by name only, sized like its text.
+    st = os.stat(env.path(".stashfs-guide"))
+    assert st.st_size == len(guide.encode()) and not st.st_mode & 0o222
+    assert ".stashfs-guide" not in os.listdir(str(env.mnt))
+    w = env.sh("echo x > .stashfs-guide", check=False)
+    assert w.returncode != 0 and "Permission denied" in w.stderr
+    assert env.sh("cat .stashfs-guide").stdout == guide
+    # Settings are live: a new default shows at the next read.
+    env.sh("setfattr -n user.stash.persistent -v 1 .; rm schemas/zeta")
+    again = env.sh("cat .stashfs-guide").stdout
+    assert "persistent: they survive restarts" in again and "`zeta`" not in again

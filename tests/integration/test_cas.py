@@ -94,8 +94,8 @@ def test_cas_replaces_only_at_the_version(mnt):
         os.close(fd)
     assert e.value.errno == errno.ECANCELED
     assert mnt.sh("cat p; cat p@3").stdout == "sooner\nother\n"
-    # A version number does not take appends or merges.
-    for script in ("echo x >> p@4", "echo '{}' > p@4.json"):
+    # A version number does not take appends; @next takes nothing.
+    for script in ("echo x >> p@4", "echo '{}' > p@next.json", "echo x > p@next"):
         r = mnt.sh(script, check=False)
         assert r.returncode != 0 and "Read-only file system" in r.stderr, script
 
