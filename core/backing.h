@@ -7,7 +7,8 @@
  * how times are written.  The store and stashctl both use it; it holds no
  * store state (every function takes the descriptors it works on).
  *
- * Not a public header: core's files and tools/stashctl.c include it.
+ * Not a public header: core's files and tools/stashctl.c include it, and
+ * fs/ops.c for the xattr names.
  */
 #ifndef STASHFS_BACKING_H
 #define STASHFS_BACKING_H

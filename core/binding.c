@@ -410,16 +410,63 @@ int check_content_as(struct stash_store *st, const char *path, int fd, const cha
 	return r;
 }
 
+/*
+ * A rename over a stash replaces its content like a write does: the source
+ * must validate against the target's schema (and a file moved into schemas/
+ * must compile).  The target's binding carries over to the source, so an
+ * editor's or sed's save keeps the stash bound.
+ */
+static int check_rename(struct commit *c)
+{
+	char schema[256];
+	bool into_schemas = backing_is_schema_path(c->path);
+	ssize_t n = c->oldfd >= 0 ? fgetxattr(c->oldfd, XATTR_SCHEMA, schema, sizeof(schema) - 1) : -1;
+	struct stat sb;
+	int r = 0;
+
+	if ((c->flags & RENAME_EXCHANGE) && (n > 0 || into_schemas ||
+	    fgetxattr(c->srcfd, XATTR_SCHEMA, schema, sizeof(schema) - 1) > 0))
+		return stash_error_set(c->err, EPERM,
+			"%s: exchanging bound stashes or schemas is not supported", c->path);
+	if (into_schemas) {
+		char *text = NULL;
+		size_t len = 0;
+
+		r = fstat(c->srcfd, &sb) < 0 ? -errno : backing_slurp(c->srcfd, sb.st_size, &text, &len);
+		if (r == 0)
+			r = binding_compile(c->st, c->path + strlen(STASH_SCHEMAS_DIR) + 1, text, len,
+					    c->err);
+		free(text);
+		if (r < 0)
+			return r;
+	}
+	if (n > 0) {
+		schema[n] = '\0';
+		r = check_content_as(c->st, c->path, c->srcfd, schema, c->err);
+		if (r == 0 && fsetxattr(c->srcfd, XATTR_SCHEMA, schema, (size_t)n, 0) < 0)
+			r = -errno;
+	}
+	return r;
+}
+
 /* Commit hooks: a schema must compile, a bound stash must validate. */
 static int binding_commit_check(struct commit *c)
 {
+	if (c->op == COMMIT_RENAME)
+		return check_rename(c);
 	return c->validated ? 0 : check_content(c->st, c->path, c->tmpfd, c->doc, c->err);
+}
+
+/* Did the commit change a schema (or, by a rename, the schemas directory)? */
+static bool changes_schemas(const char *path)
+{
+	return backing_is_schema_path(path) || strcmp(path, STASH_SCHEMAS_DIR) == 0;
 }
 
 static void binding_commit_published(struct commit *c, void *state)
 {
 	(void)state;
-	if (backing_is_schema_path(c->path))
+	if (changes_schemas(c->path) || (c->op == COMMIT_RENAME && changes_schemas(c->from)))
 		binding_changed(c->st);
 }
 

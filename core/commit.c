@@ -271,6 +271,101 @@ out:
 }
 
 /*
+ * The files a rename moves and replaces: @c->srcfd when @c->from is a
+ * regular file (a directory moves as it is), @c->oldfd whatever is at
+ * @c->path.  A new stash name must be one the store takes.
+ */
+static int rename_base(struct commit *c)
+{
+	struct stat sb;
+	int fd = openat(c->from_dirfd, c->from_leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	c->oldfd = openat(c->dirfd, c->leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (c->oldfd >= 0)
+		c->old_version = backing_read_version(c->oldfd);
+	if (fd < 0)
+		return errno == ELOOP ? -ENOENT : (errno == EISDIR ? 0 : -errno);
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return 0;
+	}
+	c->srcfd = fd;
+	c->version = backing_read_version(fd);
+	return stash_store_classify(c->path) == STASH_KIND_STASH ?
+		backing_check_new_name(c->path, c->err) : 0;
+}
+
+/* Lock the names of a rename in stripe order, so that two renames never deadlock. */
+static void rename_lock(struct commit *c, unsigned s[2])
+{
+	s[0] = backing_stripe(c->from);
+	s[1] = backing_stripe(c->path);
+	if (s[0] > s[1]) {
+		unsigned t = s[0];
+
+		s[0] = s[1];
+		s[1] = t;
+	}
+	store_lock_stripe(c->st, s[0]);
+	if (s[1] != s[0])
+		store_lock_stripe(c->st, s[1]);
+}
+
+int commit_rename(struct commit *c)
+{
+	struct stash_store *st = c->st;
+	void *state[COMMIT_HOOKS_MAX] = { NULL };
+	unsigned s[2];
+	int r;
+
+	c->tmpfd = c->oldfd = c->srcfd = c->dirfd = -1;
+	c->old_version = c->version = 0;
+	c->from_dirfd = backing_open_parent(st->root_fd, c->from, &c->from_leaf);
+	if (c->from_dirfd < 0)
+		return c->from_dirfd;
+	c->dirfd = backing_open_parent(st->root_fd, c->path, &c->leaf);
+	if (c->dirfd < 0) {
+		r = c->dirfd;
+		goto out;
+	}
+	rename_lock(c, s);
+	r = rename_base(c);
+	for (unsigned i = 0; r == 0 && c->srcfd >= 0 && i < st->nhooks; i++)
+		r = st->hooks[i]->check ? st->hooks[i]->check(c) : 0;
+	/* The moved file counts on from the one it replaces, as a commit does. */
+	if (r == 0 && c->srcfd >= 0 && c->oldfd >= 0 && c->old_version >= c->version) {
+		c->version = c->old_version + 1;
+		r = backing_write_version(c->srcfd, c->version);
+	}
+	if (r < 0 && c->oldfd >= 0 && c->err && c->err->code)
+		fsetxattr(c->oldfd, XATTR_ERROR, c->err->text, strlen(c->err->text), 0);
+	if (r == 0)
+		r = commit_prepare(c, state);
+	if (r == 0 && syscall(SYS_renameat2, c->from_dirfd, c->from_leaf, c->dirfd, c->leaf,
+			      c->flags) < 0) {
+		r = -errno;
+		commit_aborted(c, state, st->nhooks);
+	} else if (r == 0) {
+		commit_published(c, state);
+	}
+	if (s[1] != s[0])
+		store_unlock_name(st, s[1]);
+	store_unlock_name(st, s[0]);
+	for (unsigned i = 0; r == 0 && i < st->nhooks; i++)
+		if (st->hooks[i]->unlocked)
+			st->hooks[i]->unlocked(c);
+out:
+	if (c->srcfd >= 0)
+		close(c->srcfd);
+	if (c->oldfd >= 0)
+		store_close_later(st, c->oldfd);
+	if (c->dirfd >= 0)
+		close(c->dirfd);
+	close(c->from_dirfd);
+	return r;
+}
+
+/*
  * A refused write: remember why, so that nothing this handle wrote is ever
  * committed, and leave the reason in user.stash.error for `getfattr`.
  */

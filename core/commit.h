@@ -35,6 +35,7 @@ enum commit_op {
 	COMMIT_MERGE,           /* new content from a merge patch */
 	COMMIT_DELETE,          /* rm */
 	COMMIT_EXPIRE,          /* its ttl ran out */
+	COMMIT_RENAME,          /* rename(2) of @from to @path */
 };
 
 /*
@@ -58,12 +59,18 @@ struct commit {
 	unsigned changes;               /* versions it counts for: merges committed as one (0 = 1) */
 	bool validated;                 /* the content was validated against this very file */
 	struct stash_error *err;        /* the reason of a refusal, or NULL */
-	/* Filled in by commit_publish / commit_remove for the hooks. */
+	const char *from;               /* a rename: the name it moves to @path */
+	int from_kind;                  /* a rename: stash_store_classify(@from) */
+	unsigned flags;                 /* a rename: RENAME_EXCHANGE, RENAME_NOREPLACE */
+	/* Filled in by commit_publish / commit_remove / commit_rename for the hooks. */
 	int dirfd;                      /* the stash's directory */
 	const char *leaf;               /* its name there */
 	int oldfd;                      /* the file it replaces, or -1 */
 	uint64_t old_version;           /* that file's version (or the name's last) */
 	uint64_t version;               /* the version it commits */
+	int from_dirfd;                 /* a rename: @from's directory */
+	const char *from_leaf;          /* a rename: @from's name there */
+	int srcfd;                      /* a rename: the file it moves, or -1 (a directory) */
 };
 
 /*
@@ -81,6 +88,8 @@ struct commit_hook {
 	int (*prepare)(struct commit *c, void **state);
 	void (*published)(struct commit *c, void *state);
 	void (*aborted)(struct commit *c, void *state);
+	/* A rename only: after published, once the names' locks are released. */
+	void (*unlocked)(struct commit *c);
 };
 
 /* Add @hook (borrowed for the store's life) after those registered before. */
@@ -104,6 +113,17 @@ int commit_publish(struct commit *c);
  * (-ENOENT when nothing is there, -EISDIR for a directory).
  */
 int commit_remove(struct commit *c);
+
+/*
+ * Rename @c->from to @c->path (@c->op COMMIT_RENAME) with renameat2(2)
+ * and @c->flags, taking both names' locks: the check hooks (with @c->srcfd
+ * the file that moves, @c->oldfd the one it replaces), the source's version
+ * carried past the target's, the prepare hooks, the rename, the published
+ * hooks (aborted if it failed), the unlocked hooks.  @c->version is the
+ * moved file's version.  0, or -errno; a refusal fills @c->err and the
+ * target's user.stash.error.
+ */
+int commit_rename(struct commit *c);
 
 /* Make the temp file holding @content the handle's new base. */
 void rebase(struct stash_file *f, int fd, off_t size, uint64_t version);

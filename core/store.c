@@ -607,127 +607,11 @@ int stash_store_unlink(struct stash_store *st, const char *path,
 	return r;
 }
 
-/*
- * A rename over a stash replaces its content like a write does: the source
- * must validate against the target's schema (and a file moved into schemas/
- * must compile).  The target's binding and version carry over to the
- * source, so an editor's or sed's save keeps the stash bound and its
- * version counting up.
- */
-static int check_rename(struct stash_store *st, int dfrom, const char *lfrom, int dto,
-			const char *lto, const char *to, unsigned flags, struct stash_error *err)
-{
-	char schema[256];
-	bool into_schemas = backing_is_schema_path(to);
-	int src = openat(dfrom, lfrom, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	int dst = openat(dto, lto, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	ssize_t n = dst >= 0 ? fgetxattr(dst, XATTR_SCHEMA, schema, sizeof(schema) - 1) : -1;
-	struct stat sb;
-	int r = 0;
-
-	if (src < 0) {
-		r = errno == ELOOP ? -ENOENT : (errno == EISDIR ? 0 : -errno);
-		goto out;
-	}
-	if (fstat(src, &sb) < 0 || !S_ISREG(sb.st_mode))
-		goto out;       /* directories move as they are */
-	if (stash_store_classify(to) == STASH_KIND_STASH) {
-		r = backing_check_new_name(to, err);
-		if (r < 0)
-			goto out;
-	}
-	if ((flags & RENAME_EXCHANGE) && (n > 0 || into_schemas ||
-	    fgetxattr(src, XATTR_SCHEMA, schema, sizeof(schema) - 1) > 0)) {
-		r = stash_error_set(err, EPERM, "%s: exchanging bound stashes or schemas is not supported", to);
-		goto out;
-	}
-	if (into_schemas) {
-		char *text = NULL;
-		size_t len = 0;
-
-		r = backing_slurp(src, sb.st_size, &text, &len);
-		if (r == 0)
-			r = binding_compile(st, to + strlen(STASH_SCHEMAS_DIR) + 1, text, len, err);
-		free(text);
-		if (r < 0)
-			goto out;
-	}
-	if (n > 0) {
-		schema[n] = '\0';
-		r = check_content_as(st, to, src, schema, err);
-		if (r == 0 && fsetxattr(src, XATTR_SCHEMA, schema, (size_t)n, 0) < 0)
-			r = -errno;
-	}
-	if (r == 0 && dst >= 0) {
-		uint64_t v = backing_read_version(dst), sv = backing_read_version(src);
-
-		if (v >= sv)
-			r = backing_write_version(src, v + 1);
-	}
-out:
-	if (r < 0 && dst >= 0 && err && err->code)
-		fsetxattr(dst, XATTR_ERROR, err->text, strlen(err->text), 0);
-	if (src >= 0)
-		close(src);
-	if (dst >= 0)
-		close(dst);
-	return r;
-}
-
-/* Journal the audit records of a rename: one for each name it changes. */
-static int audit_rename(struct stash_store *st, int dfrom, const char *lfrom, const char *from,
-			const char *to, const struct stash_caller *who, struct stream_audit *a[2])
-{
-	int fd = openat(dfrom, lfrom, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	struct stat sb;
-	uint64_t v;
-	json_t *d;
-	int r;
-
-	if (fd < 0)
-		return 0;
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-		close(fd);
-		return 0;
-	}
-	v = backing_read_version(fd);
-	close(fd);
-	d = json_pack("{s:s}", "from", from);
-	r = stream_audit_begin(st, to, "rename", v, d, -1, who, &a[0]);
-	json_decref(d);
-	if (r < 0)
-		return r;
-	d = json_pack("{s:s}", "to", to);
-	r = stream_audit_begin(st, from, "rename", v, d, -1, who, &a[1]);
-	json_decref(d);
-	return r;
-}
-
-/*
- * A rename over stash @to replaces its content as a commit does: the
- * replaced file becomes a past version of @to (the caller holds the lock).
- */
-static void keep_renamed_over(struct stash_store *st, int dto, const char *lto, const char *to)
-{
-	int fd = openat(dto, lto, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	struct stat sb;
-
-	if (fd < 0)
-		return;
-	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
-		versions_keep(st, to, dto, lto, fd, backing_read_version(fd));
-	close(fd);
-}
-
 int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 		       unsigned flags, const struct stash_caller *who,
 		       struct stash_error *err)
 {
-	const char *lfrom, *lto;
 	int kf = stash_store_classify(from), kt = stash_store_classify(to);
-	struct stream_audit *audits[2] = { NULL, NULL };
-	int dfrom = -1, dto = -1, r;
-	unsigned s1, s2;
 
 	if (kf < 0)
 		return kf;
@@ -744,57 +628,9 @@ int stash_store_rename(struct stash_store *st, const char *from, const char *to,
 			"a NAME.json view cannot be renamed or renamed over: rename the stash NAME");
 	if ((kf == STASH_KIND_STREAM) != (kt == STASH_KIND_STREAM))
 		return stash_error_set(err, EPERM, "streams stay under streams/");
-	dfrom = backing_open_parent(st->root_fd, from, &lfrom);
-	if (dfrom < 0)
-		return dfrom;
-	dto = backing_open_parent(st->root_fd, to, &lto);
-	if (dto < 0) {
-		close(dfrom);
-		return dto;
-	}
-	/* Lock both names in stripe order so two renames never deadlock. */
-	s1 = backing_stripe(from);
-	s2 = backing_stripe(to);
-	if (s1 > s2) {
-		unsigned t = s1;
-
-		s1 = s2;
-		s2 = t;
-	}
-	store_lock_stripe(st, s1);
-	if (s2 != s1)
-		store_lock_stripe(st, s2);
-	r = check_rename(st, dfrom, lfrom, dto, lto, to, flags, err);
-	if (r == 0 && kf == STASH_KIND_STASH)
-		r = audit_rename(st, dfrom, lfrom, from, to, who, audits);
-	if (r == 0 && kf == STASH_KIND_STASH && !(flags & RENAME_EXCHANGE))
-		keep_renamed_over(st, dto, lto, to);
-	if (r == 0)
-		r = syscall(SYS_renameat2, dfrom, lfrom, dto, lto, flags) < 0 ? -errno : 0;
-	if (r == 0 && kf == STASH_KIND_STASH && !(flags & RENAME_EXCHANGE))
-		versions_move(st, from, to);
-	if (r == 0 && (backing_is_schema_path(from) || backing_is_schema_path(to) ||
-		       strcmp(from, STASH_SCHEMAS_DIR) == 0 || strcmp(to, STASH_SCHEMAS_DIR) == 0))
-		binding_changed(st);
-	for (int i = 0; i < 2; i++) {
-		if (r == 0)
-			stream_audit_commit(st, audits[i]);
-		else
-			stream_audit_abort(st, audits[i]);
-	}
-	if (s2 != s1)
-		store_unlock_name(st, s2);
-	store_unlock_name(st, s1);
-	close(dfrom);
-	close(dto);
-	if (r == 0 && kf == STASH_KIND_STREAM) {
-		char target[PATH_MAX];
-
-		/* The link moves with the stream: index it under its new name. */
-		if (stream_read_link(st, to, target) == 0)
-			stream_index_update(st, target, to, true);
-	}
-	return r;
+	return commit_rename(&(struct commit){ .op = COMMIT_RENAME, .st = st, .path = to,
+					       .from = from, .from_kind = kf, .flags = flags,
+					       .curfd = -1, .tmpfd = -1, .who = who, .err = err });
 }
 
 /* Commit the first @size bytes of @fd's content (zero-extended) as @path. */

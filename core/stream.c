@@ -650,6 +650,36 @@ int stream_read_link(struct stash_store *st, const char *stream, char *buf)
 }
 
 /*
+ * A rename of a stash changes two names: journal one record for each (the
+ * moved file's version, where it came from, where it went).
+ */
+static int audit_rename(struct commit *c, struct stream_audit ***state)
+{
+	struct stream_audit **a = calloc(2, sizeof(*a));
+	json_t *d;
+	int r;
+
+	if (!a)
+		return -ENOMEM;
+	*state = a;
+	d = json_pack("{s:s}", "from", c->from);
+	r = stream_audit_begin(c->st, c->path, "rename", c->version, d, -1, c->who, &a[0]);
+	json_decref(d);
+	if (r == 0) {
+		d = json_pack("{s:s}", "to", c->path);
+		r = stream_audit_begin(c->st, c->from, "rename", c->version, d, -1, c->who, &a[1]);
+		json_decref(d);
+	}
+	if (r < 0) {
+		/* A refusing prepare is not aborted: drop what it began. */
+		stream_audit_abort(c->st, a[0]);
+		free(a);
+		*state = NULL;
+	}
+	return r;
+}
+
+/*
  * Commit hooks: before the rename, journal the record of the change for
  * every stream linked to the stash; after it, append them; if the rename
  * did not happen, drop the journal.
@@ -662,6 +692,9 @@ static int stream_commit_prepare(struct commit *c, void **state)
 	};
 	bool removal = c->op == COMMIT_DELETE || c->op == COMMIT_EXPIRE;
 
+	if (c->op == COMMIT_RENAME)
+		return c->from_kind == STASH_KIND_STASH && c->srcfd >= 0 ?
+			audit_rename(c, (struct stream_audit ***)state) : 0;
 	/* A stream's own changes are not audited (it is the audit). */
 	if (strncmp(c->path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) == 0)
 		return 0;
@@ -670,20 +703,46 @@ static int stream_commit_prepare(struct commit *c, void **state)
 				  (struct stream_audit **)state);
 }
 
+/* End the audit records of @state: appended (@commit) or dropped. */
+static void audit_end(struct commit *c, void *state, bool commit)
+{
+	struct stream_audit **a = c->op == COMMIT_RENAME ? state : (struct stream_audit **)&state;
+
+	for (int i = 0; a && i < (c->op == COMMIT_RENAME ? 2 : 1); i++) {
+		if (commit)
+			stream_audit_commit(c->st, a[i]);
+		else
+			stream_audit_abort(c->st, a[i]);
+	}
+	if (c->op == COMMIT_RENAME)
+		free(state);
+}
+
 static void stream_commit_published(struct commit *c, void *state)
 {
-	stream_audit_commit(c->st, state);
+	audit_end(c, state, true);
 }
 
 static void stream_commit_aborted(struct commit *c, void *state)
 {
-	stream_audit_abort(c->st, state);
+	audit_end(c, state, false);
+}
+
+/* The link moves with a renamed stream: index it under its new name. */
+static void stream_commit_unlocked(struct commit *c)
+{
+	char target[PATH_MAX];
+
+	if (c->op == COMMIT_RENAME && c->from_kind == STASH_KIND_STREAM &&
+	    stream_read_link(c->st, c->path, target) == 0)
+		stream_index_update(c->st, target, c->path, true);
 }
 
 const struct commit_hook stream_commit_hook = {
 	.prepare = stream_commit_prepare,
 	.published = stream_commit_published,
 	.aborted = stream_commit_aborted,
+	.unlocked = stream_commit_unlocked,
 };
 
 /* Streams are appended in place: the handle holds the backing file, O_APPEND. */

@@ -218,6 +218,34 @@ uint64_t versions_last(struct stash_store *st, const char *path)
 	return last;
 }
 
+/* Move the histories under @from's (of a directory's stashes) to @to's, one by one. */
+static void move_children(struct stash_store *st, const char *from, const char *to)
+{
+	char a[PATH_MAX], b[PATH_MAX], dir[PATH_MAX];
+	int h = open_history(st, from, false);
+	DIR *d = h >= 0 ? fdopendir(h) : NULL;
+	struct dirent *e;
+
+	if (!d) {
+		if (h >= 0)
+			close(h);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		/* "@V" is a version of a stash once named @from: it stays. */
+		if (e->d_name[0] == '.' || e->d_name[0] == '@' || e->d_type != DT_DIR ||
+		    snprintf(a, sizeof(a), "%s/%s", from, e->d_name) >= (int)sizeof(a) ||
+		    snprintf(b, sizeof(b), "%s/%s", to, e->d_name) >= (int)sizeof(b))
+			continue;
+		/* The stash moved here replaces the removed one's history. */
+		versions_drop(st, b);
+		versions_move(st, a, b);
+	}
+	closedir(d);
+	if (snprintf(dir, sizeof(dir), "%s/%s", VERSIONS_DIR, from) < (int)sizeof(dir))
+		unlinkat(st->root_fd, dir, AT_REMOVEDIR);
+}
+
 void versions_move(struct stash_store *st, const char *from, const char *to)
 {
 	char a[PATH_MAX], b[PATH_MAX];
@@ -245,7 +273,13 @@ void versions_move(struct stash_store *st, const char *from, const char *to)
 		return;
 	close(h);
 	unlinkat(st->root_fd, b, AT_REMOVEDIR);
-	(void)!renameat(st->root_fd, a, st->root_fd, b);
+	if (renameat(st->root_fd, a, st->root_fd, b) == 0 || (errno != ENOTEMPTY && errno != EEXIST))
+		return;
+	/*
+	 * A directory moved to a name whose history holds those of stashes
+	 * removed there: each stash's history follows it on its own.
+	 */
+	move_children(st, from, to);
 }
 
 void versions_drop(struct stash_store *st, const char *path)
@@ -375,10 +409,43 @@ static int versions_commit_prepare(struct commit *c, void **state)
 	if (c->oldfd < 0 || c->op == COMMIT_EXPIRE ||
 	    strncmp(c->path, STASH_STREAMS_DIR "/", strlen(STASH_STREAMS_DIR) + 1) == 0)
 		return 0;
-	if (c->op == COMMIT_DELETE && (fstat(c->oldfd, &sb) < 0 || !S_ISREG(sb.st_mode)))
+	/* An exchange replaces nothing: both files live on. */
+	if (c->op == COMMIT_RENAME &&
+	    (c->from_kind != STASH_KIND_STASH || (c->flags & RENAME_EXCHANGE)))
+		return 0;
+	if ((c->op == COMMIT_DELETE || c->op == COMMIT_RENAME) &&
+	    (fstat(c->oldfd, &sb) < 0 || !S_ISREG(sb.st_mode)))
 		return 0;
 	versions_keep(c->st, c->path, c->dirfd, c->leaf, c->oldfd, c->old_version);
 	return 0;
+}
+
+/*
+ * After a rename the histories follow the stashes: a stash's to its new
+ * name (unless the name it replaced has one), a directory's all those of
+ * the stashes under it; an exchange of two directories swaps theirs.
+ */
+static void rename_histories(struct commit *c)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+
+	if (c->from_kind != STASH_KIND_STASH)
+		return;
+	if (!(c->flags & RENAME_EXCHANGE)) {
+		versions_move(c->st, c->from, c->path);
+		return;
+	}
+	if (c->srcfd >= 0 ||
+	    snprintf(a, sizeof(a), "%s/%s", VERSIONS_DIR, c->from) >= (int)sizeof(a) ||
+	    snprintf(b, sizeof(b), "%s/%s", VERSIONS_DIR, c->path) >= (int)sizeof(b))
+		return;
+	if (renameat2(c->st->root_fd, a, c->st->root_fd, b, RENAME_EXCHANGE) < 0 && errno == ENOENT) {
+		/* One side has no history: the other's moves. */
+		if (faccessat(c->st->root_fd, a, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			versions_move(c->st, c->from, c->path);
+		else
+			versions_move(c->st, c->path, c->from);
+	}
 }
 
 static void versions_commit_published(struct commit *c, void *state)
@@ -386,6 +453,8 @@ static void versions_commit_published(struct commit *c, void *state)
 	(void)state;
 	if (c->op == COMMIT_EXPIRE)
 		versions_drop(c->st, c->path);
+	if (c->op == COMMIT_RENAME)
+		rename_histories(c);
 }
 
 const struct commit_hook versions_commit_hook = {

@@ -28,6 +28,7 @@
 
 #include "stashfs/waits.h"
 
+#include "backing.h"
 #include "fs.h"
 
 /* Reads up to this size are answered from the stack. */
@@ -1897,7 +1898,7 @@ static void stashfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name
 	int r;
 
 	stash_error_clear(&err);
-	if (strcmp(name, "user.stash.linked_stash") == 0 || strcmp(name, "user.stash.schema") == 0)
+	if (strcmp(name, XATTR_LINKED) == 0 || strcmp(name, XATTR_SCHEMA) == 0)
 		caller_with_groups(req, &who);
 	else
 		caller_of(req, &who);   /* cp -a, rsync -X: no /proc read per file */

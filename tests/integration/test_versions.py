@@ -2,6 +2,7 @@
 """Past versions, NAME@V (README "Past versions"): every commit keeps the
 version it replaces, readable by name, listed in the metadata view and by
 stashctl log, kept across restarts and renames, refused for writing."""
+import ctypes
 import errno
 import json
 import os
@@ -106,6 +107,22 @@ def test_versions_survive_restart_and_follow_mv(env):
     # A save by rename (editors, sed -i) keeps the history and adds the replaced content.
     env.sh("sed -i s/two/three/ q")
     assert env.sh("cat q@1 q@2 q").stdout == "one\ntwo\nthree\n"
+
+
+def test_directory_moves_carry_histories(mnt):
+    # e once held a stash e/p, removed: its history must not shadow d/p's.
+    mnt.sh("mkdir d e; echo old > e/p; rm e/p; echo one > d/p; echo two > d/p; "
+           "mv -T d e")
+    assert mnt.sh("cat e/p@1 e/p").stdout == "one\ntwo\n"
+    assert sorted(os.listdir(history(mnt, "e/p"))) == ["@1"]
+    assert not os.path.exists(history(mnt, "d"))
+    # RENAME_EXCHANGE of two directories swaps their histories.
+    mnt.sh("mkdir g; echo g1 > g/p; echo g2 > g/p")
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    assert libc.renameat2(at_fdcwd, mnt.path("e").encode(), at_fdcwd, mnt.path("g").encode(),
+                          rename_exchange) == 0
+    assert mnt.sh("cat g/p@1 e/p@1").stdout == "one\ng1\n"
 
 
 def test_rm_is_undone_by_cp(mnt):

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,29 @@ int main(void)
 	CHECK(stash_store_unlink(st, "p", &who, &err) == 0);
 	CHECK(reads_as(st, "p", NULL));
 	CHECK(reads_as(st, "p@4", "four"));
+	/* A rename takes the commit hooks: the history follows the stash. */
+	CHECK(put(st, "q", "q1", O_TRUNC) == 0);
+	CHECK(put(st, "q", "q2", O_TRUNC) == 0);
+	CHECK(stash_store_rename(st, "q", "r", 0, &who, &err) == 0);
+	CHECK(reads_as(st, "r@1", "q1"));
+	CHECK(reads_as(st, "q@1", NULL));
+	/* A directory moved over an empty one with a removed stash's history brings its own. */
+	CHECK(stash_store_mkdir(st, "e", 0755, &who) == 0);
+	CHECK(put(st, "e/s", "old", O_TRUNC) == 0);
+	CHECK(stash_store_unlink(st, "e/s", &who, &err) == 0);
+	CHECK(stash_store_mkdir(st, "d", 0755, &who) == 0);
+	CHECK(put(st, "d/s", "d1", O_TRUNC) == 0);
+	CHECK(put(st, "d/s", "d2", O_TRUNC) == 0);
+	CHECK(stash_store_rename(st, "d", "e", 0, &who, &err) == 0);
+	CHECK(reads_as(st, "e/s@1", "d1"));
+	CHECK(reads_as(st, "e/s", "d2"));
+	/* An exchange of two directories swaps their histories. */
+	CHECK(stash_store_mkdir(st, "g", 0755, &who) == 0);
+	CHECK(put(st, "g/s", "g1", O_TRUNC) == 0);
+	CHECK(put(st, "g/s", "g2", O_TRUNC) == 0);
+	CHECK(stash_store_rename(st, "e", "g", RENAME_EXCHANGE, &who, &err) == 0);
+	CHECK(reads_as(st, "g/s@1", "d1"));
+	CHECK(reads_as(st, "e/s@1", "g1"));
 	stash_store_close(st);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", backing);
 	if (system(cmd) != 0)
