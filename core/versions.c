@@ -219,6 +219,8 @@ uint64_t versions_last(struct stash_store *st, const char *path)
 }
 
 /* Move the histories under @from's (of a directory's stashes) to @to's, one by one. */
+static void move_history(struct stash_store *st, const char *from, const char *to);
+
 static void move_children(struct stash_store *st, const char *from, const char *to)
 {
 	char a[PATH_MAX], b[PATH_MAX], dir[PATH_MAX];
@@ -239,27 +241,23 @@ static void move_children(struct stash_store *st, const char *from, const char *
 			continue;
 		/* The stash moved here replaces the removed one's history. */
 		versions_drop(st, b);
-		versions_move(st, a, b);
+		move_history(st, a, b);
 	}
 	closedir(d);
 	if (snprintf(dir, sizeof(dir), "%s/%s", VERSIONS_DIR, from) < (int)sizeof(dir))
 		unlinkat(st->root_fd, dir, AT_REMOVEDIR);
 }
 
-void versions_move(struct stash_store *st, const char *from, const char *to)
+/*
+ * Move @from's history directory to @to's, made with its parents (an empty
+ * one is replaced); when @to's holds histories already, those under
+ * @from's one by one.
+ */
+static void move_history(struct stash_store *st, const char *from, const char *to)
 {
 	char a[PATH_MAX], b[PATH_MAX];
-	int h = open_history(st, to, false), n;
-	uint64_t *v;
+	int h;
 
-	if (h >= 0) {
-		/* @to keeps the history it has: @from's stays under @from. */
-		n = list_versions(h, &v);
-		free(v);
-		close(h);
-		if (n != 0)
-			return;
-	}
 	if (snprintf(a, sizeof(a), "%s/%s", VERSIONS_DIR, from) >= (int)sizeof(a) ||
 	    snprintf(b, sizeof(b), "%s/%s", VERSIONS_DIR, to) >= (int)sizeof(b))
 		return;
@@ -280,6 +278,22 @@ void versions_move(struct stash_store *st, const char *from, const char *to)
 	 * removed there: each stash's history follows it on its own.
 	 */
 	move_children(st, from, to);
+}
+
+void versions_move(struct stash_store *st, const char *from, const char *to)
+{
+	int h = open_history(st, to, false), n;
+	uint64_t *v;
+
+	if (h >= 0) {
+		/* @to keeps the history it has: @from's stays under @from. */
+		n = list_versions(h, &v);
+		free(v);
+		close(h);
+		if (n != 0)
+			return;
+	}
+	move_history(st, from, to);
 }
 
 void versions_drop(struct stash_store *st, const char *path)
@@ -432,7 +446,11 @@ static void rename_histories(struct commit *c)
 	if (c->from_kind != STASH_KIND_STASH)
 		return;
 	if (!(c->flags & RENAME_EXCHANGE)) {
-		versions_move(c->st, c->from, c->path);
+		/* A directory's stashes are not the stash once named @c->path. */
+		if (c->srcfd >= 0)
+			versions_move(c->st, c->from, c->path);
+		else
+			move_history(c->st, c->from, c->path);
 		return;
 	}
 	if (c->srcfd >= 0 ||

@@ -123,6 +123,9 @@ def test_directory_moves_carry_histories(mnt):
     assert libc.renameat2(at_fdcwd, mnt.path("e").encode(), at_fdcwd, mnt.path("g").encode(),
                           rename_exchange) == 0
     assert mnt.sh("cat g/p@1 e/p@1").stdout == "one\ng1\n"
+    # f was a stash once: its versions stay, the moved stashes' histories come along.
+    mnt.sh("echo s > f; rm f; mkdir f h; echo h1 > h/p; echo h2 > h/p; mv -T h f")
+    assert mnt.sh("cat f/p@1 f@1").stdout == "h1\ns\n"
 
 
 def test_rm_is_undone_by_cp(mnt):
