@@ -7,6 +7,7 @@
 #define STASHFS_STORE_UTIL_H
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -60,6 +61,18 @@ static inline int reads_as(struct stash_store *st, const char *path, const char 
 	const char *got = get(st, path);
 
 	return want ? got && strcmp(got, want) == 0 : got == NULL;
+}
+
+/* The user.stash.version of @path, or the -errno of reading it. */
+static inline long long version_of(struct stash_store *st, const char *path)
+{
+	char buf[32];
+	int n = stash_store_getxattr(st, path, "user.stash.version", buf, sizeof(buf) - 1);
+
+	if (n < 0)
+		return n;
+	buf[n] = '\0';
+	return atoll(buf);
 }
 
 #endif

@@ -72,17 +72,6 @@ static const struct commit_hook test_hook = {
 	.aborted = t_aborted,
 };
 
-static long long version_of(struct stash_store *st, const char *path)
-{
-	char buf[32];
-	int n = stash_store_getxattr(st, path, "user.stash.version", buf, sizeof(buf) - 1);
-
-	if (n < 0)
-		return n;
-	buf[n] = '\0';
-	return atoll(buf);
-}
-
 int main(void)
 {
 	char backing[] = "/tmp/stashfs-commit-XXXXXX", cmd[300], where[300];

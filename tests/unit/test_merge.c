@@ -50,17 +50,6 @@ static int holds(const char *path, const char *want)
 	return same;
 }
 
-static long long version_of(const char *path)
-{
-	char buf[32];
-	int n = stash_store_getxattr(st, path, "user.stash.version", buf, sizeof(buf) - 1);
-
-	if (n < 0)
-		return n;
-	buf[n] = '\0';
-	return atoll(buf);
-}
-
 static void *merge_key(void *arg)
 {
 	char patch[64];
@@ -76,11 +65,11 @@ static void test_view(void)
 	/* A missing stash counts as {} and is created. */
 	CHECK(put(st, "p.json", "{\"a\":1,\"b\":2}", O_TRUNC) == 0);
 	CHECK(holds("p", "{\"a\":1,\"b\":2}"));
-	CHECK(version_of("p") == 1);
+	CHECK(version_of(st, "p") == 1);
 	/* Replace, delete with null, append: existing keys keep their place. */
 	CHECK(put(st, "p.json", "{\"c\":3,\"a\":{\"x\":[1]},\"b\":null}", O_TRUNC) == 0);
 	CHECK(holds("p", "{\"a\":{\"x\":[1]},\"c\":3}"));
-	CHECK(version_of("p") == 2);
+	CHECK(version_of(st, "p") == 2);
 	/* Appending (>>) to the view merges too; the stash is never truncated by it. */
 	CHECK(put(st, "p.json", "{\"d\":4}", O_APPEND) == 0);
 	CHECK(holds("p", "{\"a\":{\"x\":[1]},\"c\":3,\"d\":4}"));
@@ -91,12 +80,12 @@ static void test_view(void)
 	CHECK(strstr(err.text, "one JSON object") != NULL);
 	CHECK(put_err(st, "p.json", "{\"a\":", O_TRUNC, &err) == -EINVAL);
 	CHECK(holds("p", "{\"a\":{\"x\":[1]},\"c\":3,\"d\":4}"));
-	CHECK(version_of("p") == 3);
+	CHECK(version_of(st, "p") == 3);
 	/* A stash that holds no object takes no merge. */
 	CHECK(put(st, "s", "plain text", O_TRUNC) == 0);
 	CHECK(put_err(st, "s.json", "{\"a\":1}", O_TRUNC, &err) < 0);
 	CHECK(reads_as(st, "s", "plain text"));
-	CHECK(version_of("s") == 1);
+	CHECK(version_of(st, "s") == 1);
 }
 
 static void test_queued(void)
@@ -130,7 +119,7 @@ static void test_queued(void)
 	}
 	json_decref(doc);
 	/* One version counted per merge... */
-	CHECK(version_of("q") == 1 + MERGERS);
+	CHECK(version_of(st, "q") == 1 + MERGERS);
 	/* ...written as one file: the versions in between were never files. */
 	list = versions_list(st, "q");
 	CHECK_MSG(json_array_size(list) == 1, "%zu kept versions", json_array_size(list));
