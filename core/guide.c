@@ -83,8 +83,9 @@ static void put_schemas(struct stash_store *st, FILE *out)
 	}
 	if (dir)
 		closedir(dir);
-	qsort(names, n, sizeof(*names), cmp_names);
-	if (!n)
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_names);   /* qsort(NULL, 0) is undefined */
+	else
 		fputs("none yet", out);
 	for (size_t i = 0; i < n; i++) {
 		fprintf(out, "%s`%s`", i ? ", " : "", names[i]);
