@@ -32,6 +32,14 @@
 #include "versions.h"
 #include "xattr.h"
 
+/* Open backing path @bpath for its attributes: a planted symlink reads as missing. */
+static int open_attrs(struct stash_store *st, const char *bpath)
+{
+	int fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+
+	return fd == -ELOOP ? -ENOENT : fd;
+}
+
 /* Open the object behind @path for metadata changes (never a symlink). */
 static int open_meta(struct stash_store *st, const char *path)
 {
@@ -42,9 +50,9 @@ static int open_meta(struct stash_store *st, const char *path)
 		r = current_version(st, path, &bpath);
 	if (r < 0)
 		return r;
-	r = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	r = open_attrs(st, bpath);
 	free(bpath);
-	return r == -ELOOP ? -ENOENT : r;
+	return r;
 }
 
 int stash_store_chmod(struct stash_store *st, const char *path, mode_t mode)
@@ -137,9 +145,9 @@ static int set_link(struct stash_store *st, const char *path, const char *value,
 			return r;
 	}
 	s = store_lock_name(st, path);
-	fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+	fd = open_attrs(st, path);
 	if (fd < 0)
-		r = fd == -ELOOP ? -ENOENT : fd;
+		r = fd;
 	else if (value)
 		r = fsetxattr(fd, XATTR_LINKED, target, strlen(target), flags) < 0 ? -errno : 0;
 	else
@@ -354,9 +362,9 @@ int stash_store_setxattr(struct stash_store *st, const char *path, const char *n
 		return r;
 	/* Under the name lock: a commit copies xattrs and must not miss this one. */
 	s = store_lock_name(st, bpath);
-	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	fd = open_attrs(st, bpath);
 	if (fd < 0) {
-		r = fd == -ELOOP ? -ENOENT : fd;
+		r = fd;
 	} else {
 		r = strcmp(name, XATTR_SCHEMA) == 0 ?
 			check_binding(st, bpath, fd, value, size, who, err) : 0;
@@ -440,9 +448,9 @@ int stash_store_removexattr(struct stash_store *st, const char *path, const char
 	if (r < 0)
 		return r;
 	s = store_lock_name(st, bpath);
-	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	fd = open_attrs(st, bpath);
 	if (fd < 0) {
-		r = fd == -ELOOP ? -ENOENT : fd;
+		r = fd;
 	} else {
 		r = fremovexattr(fd, name) < 0 ? -errno : 0;
 		/* Without the attribute, an object is persistent (the default mark goes). */
