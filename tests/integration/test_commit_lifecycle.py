@@ -3,6 +3,7 @@
 reach the writer, a writer killed by a signal commits nothing, and the names
 a stash can't take (README "A name exists from its first commit")."""
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -266,18 +267,27 @@ def kernel_at_least(major, minor):
     return (int(rel[0]), int("".join(c for c in rel[1] if c.isdigit()))) >= (major, minor)
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs as the backing directory (user xattrs need Linux >= 6.6)."""
+def tmpfs_disk(tmp_path, size):
+    """A tmpfs of @size as the backing directory (user xattrs need Linux >= 6.6)."""
     if not kernel_at_least(6, 6):
         pytest.skip("tmpfs without user xattrs before Linux 6.6")
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     disk = tmp_path / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", str(disk)], check=True)
     yield disk
     subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    yield from tmpfs_disk(tmp_path, "1m")
+
+
+@pytest.fixture
+def disk_8m(tmp_path):
+    yield from tmpfs_disk(tmp_path, "8m")
 
 
 def test_full_disk_fails_the_write(env, small_disk):
@@ -306,6 +316,36 @@ def test_full_disk_fails_the_write(env, small_disk):
             assert "No space left on device" in xget(env, name, "user.stash.error")
         assert sorted(os.listdir(str(small_disk))) == [".stashfs", "big", "doc", "schemas",
                                                        "streams"]
+    finally:
+        d.stop()
+
+
+def test_full_disk_fails_a_big_write(env, disk_8m):
+    """Content past the first MiB goes to its temp file as it is written
+    (by splice from the request's pipe): the write that fills the disk
+    fails, the committed content stays, the space comes back."""
+    mib = 1 << 20
+    d = env.mount(backing=disk_8m, opts=["max_size=64M"])
+    try:
+        old = os.urandom(2 * mib + 5)
+        with open(env.path("s"), "wb") as f:
+            f.write(old)
+        fd = os.open(env.path("s"), os.O_WRONLY | os.O_TRUNC)
+        with pytest.raises(OSError) as e:
+            try:
+                for _ in range(16):
+                    os.write(fd, old[:mib])
+            finally:
+                with pytest.raises(OSError):
+                    os.close(fd)
+        assert e.value.errno == errno.ENOSPC
+        assert env.sh("sha256sum < s").stdout.split()[0] == hashlib.sha256(old).hexdigest()
+        assert "No space left on device" in xget(env, "s", "user.stash.error")
+        new = os.urandom(3 * mib)
+        with open(env.path("t"), "wb") as f:
+            f.write(new)
+        with open(os.path.join(str(disk_8m), "t"), "rb") as f:
+            assert f.read() == new
     finally:
         d.stop()
 

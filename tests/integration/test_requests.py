@@ -4,7 +4,12 @@ the backing file byte for byte, whatever the read size; a reader keeps its
 snapshot while the stash is replaced under it; the daemon counts requests by
 operation and shows the counts as user.stash.requests on the mount root; a
 1 MiB read() costs at most two READ requests (requests sized to what the
-daemon can splice, instead of 128 KiB ones or a copy)."""
+daemon can splice, instead of 128 KiB ones or a copy).  Big writes, whose
+data a stash takes from libfuse's pipe by splice and a view or a bound
+document reads in memory, land byte for byte at their offsets through
+every path: replace, pwrite out of order, append, a view's patch, a bound
+document, and a refusal at the size limit leaves the daemon's next
+requests whole."""
 import errno
 import hashlib
 import json
@@ -118,3 +123,101 @@ def test_mib_read_is_at_most_two_requests(big):
     # 16 MiB in 1 MiB read() calls, and one more that sees the end of the file.
     assert calls == 17
     assert after - before <= 2 * calls
+
+
+def write_chunks(path, data, chunk=MIB, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
+    fd = os.open(path, flags, 0o644)
+    try:
+        for off in range(0, len(data), chunk):
+            assert os.write(fd, data[off:off + chunk]) == len(data[off:off + chunk])
+    finally:
+        os.close(fd)
+
+
+def test_big_writes_land_at_their_offsets(big):
+    first = os.urandom(20 * MIB + 4097)
+    write_chunks(big.path("w"), first)
+    assert backing_file(big, "w") == first
+    # Replaced whole by a shell, then written out of order: the last MiB
+    # first, a hole left, the start last (in memory, then spilled).
+    second = os.urandom(12 * MIB)
+    with open(big.path("src"), "wb") as f:
+        f.write(second)
+    big.sh("cat src > w")
+    assert backing_file(big, "w") == second
+    fd = os.open(big.path("w"), os.O_WRONLY | os.O_TRUNC)
+    try:
+        for off in (9 * MIB, 3 * MIB + 5, 0):
+            assert os.pwrite(fd, second[off:off + 2 * MIB], off) == 2 * MIB
+    finally:
+        os.close(fd)
+    want = bytearray(11 * MIB)
+    for off in (9 * MIB, 3 * MIB + 5, 0):
+        want[off:off + 2 * MIB] = second[off:off + 2 * MIB]
+    assert backing_file(big, "w") == bytes(want)
+    # Appended to, by >> and by O_APPEND in 1 MiB writes.
+    tail = os.urandom(5 * MIB + 13)
+    with open(big.path("tail"), "wb") as f:
+        f.write(tail)
+    big.sh("cat tail >> w")
+    write_chunks(big.path("w"), tail, flags=os.O_WRONLY | os.O_APPEND)
+    assert backing_file(big, "w") == bytes(want) + tail + tail
+    with open(big.path("w"), "rb") as f:
+        assert hashlib.sha256(f.read()).digest() == \
+            hashlib.sha256(bytes(want) + tail + tail).digest()
+
+
+def test_big_patch_and_bound_document_through_memory(big):
+    big.sh("""echo '{"keep": 1}' > doc""")
+    pad = "p" * (3 * MIB)
+    write_chunks(big.path("doc.json"), json.dumps({"pad": pad}).encode(),
+                 flags=os.O_WRONLY)
+    with open(big.path("doc"), "rb") as f:
+        assert json.loads(f.read()) == {"keep": 1, "pad": pad}
+    schema = {"type": "object", "required": ["items"],
+              "properties": {"items": {"type": "array", "items": {"type": "string"}}}}
+    with open(big.path("schemas/list"), "w") as f:
+        json.dump(schema, f)
+    big.sh("""echo '{"items": []}' > l && setfattr -n user.stash.schema -v list l""")
+    good = {"items": ["%07d" % i + "x" * 100 for i in range(30000)]}
+    text = json.dumps(good).encode()
+    assert len(text) > 3 * MIB
+    write_chunks(big.path("l"), text)
+    assert backing_file(big, "l") == text
+    # The same size with one item that is not a string: refused, kept.
+    bad = text.replace(b'"0029999', b'29999', 1)
+    fd = os.open(big.path("l"), os.O_WRONLY | os.O_TRUNC)
+    with pytest.raises(OSError) as e:
+        try:
+            for off in range(0, len(bad), MIB):
+                os.write(fd, bad[off:off + MIB])
+        finally:
+            os.close(fd)
+    assert e.value.errno == errno.EINVAL
+    assert backing_file(big, "l") == text
+
+
+def test_big_write_over_size_limit_refused_and_next_whole(env):
+    env.mount(opts=["max_size=8M"])
+    old = os.urandom(6 * MIB)
+    write_chunks(env.path("s"), old)
+    fd = os.open(env.path("s"), os.O_WRONLY | os.O_TRUNC)
+    try:
+        for i in range(8):
+            assert os.write(fd, old[:MIB]) == MIB
+        with pytest.raises(OSError) as e:
+            os.write(fd, old[:MIB])
+        assert e.value.errno == errno.EFBIG
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    assert backing_file(env, "s") == old
+    # The refused request's bytes are gone from the daemon's pipe: the next
+    # writes, big and small, are their own bytes.
+    new = os.urandom(7 * MIB + 99)
+    write_chunks(env.path("t"), new)
+    env.sh("echo small > u")
+    assert backing_file(env, "t") == new
+    assert env.sh("cat u").stdout == "small\n"
