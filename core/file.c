@@ -425,47 +425,20 @@ static void touched(struct stash_file *f)
 	f->set.times = false;
 }
 
-/* Where a write's bytes are: in memory, or waiting in a pipe (fd >= 0). */
-struct source {
-	const void *buf;
-	int fd;
-};
-
-/*
- * Bytes in a pipe can go to a stash's content as they are; a view's patch,
- * a bound document and another kind's own write read them in memory.
- */
-static bool takes_fd(const struct stash_file *f)
-{
-	return f->kind == STASH_KIND_STASH && !f->ops->write && !f->schema &&
-	       !backing_is_schema_path(f->path);
-}
-
-static int source_pwrite(struct stash_file *f, const struct source *src, size_t size, off_t off)
-{
-	if (src->fd >= 0)
-		return pending_pwrite_fd(f->st, &f->p, src->fd, size, off);
-	return pending_pwrite(f->st, &f->p, src->buf, size, off);
-}
-
 /*
  * Over 80 lines: one path for every kind a write can meet (refused handle,
  * other kinds' own write, compare-and-swap, a view's patch, a stash's
  * bytes), so that the order of their checks is visible in one place.
  */
-static ssize_t file_write(struct stash_file *f, const struct source *src, size_t size,
-			  off_t off, struct stash_error *err)
+ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off_t off,
+			 struct stash_error *err)
 {
 	int r = 0;
 	bool append = (f->flags & O_APPEND) != 0;
 
-	if (f->kind == STASH_KIND_STREAM)       /* under the stream's own lock */
-		return src->fd >= 0 ? -EAGAIN : f->ops->write(f, src->buf, size, off, err);
+	if (f->kind == STASH_KIND_STREAM)
+		return f->ops->write(f, buf, size, off, err);   /* under the stream's own lock */
 	pthread_mutex_lock(&f->lock);
-	if (src->fd >= 0 && !takes_fd(f)) {
-		r = -EAGAIN;
-		goto out;
-	}
 	if (f->poison) {
 		if (err)
 			*err = f->poison_err;
@@ -473,7 +446,7 @@ static ssize_t file_write(struct stash_file *f, const struct source *src, size_t
 		goto out;
 	}
 	if (f->ops->write) {
-		r = (int)f->ops->write(f, src->buf, size, off, err);
+		r = (int)f->ops->write(f, buf, size, off, err);
 		if (r < 0)
 			r = poison(f, r, err);
 		goto out;
@@ -493,7 +466,7 @@ static ssize_t file_write(struct stash_file *f, const struct source *src, size_t
 			r = pending_reserve(f->st, &f->p, (uint64_t)f->base_size + (uint64_t)at + size,
 					    false);
 		if (r == 0)
-			r = pending_pwrite(f->st, &f->p, src->buf, size, at);
+			r = pending_pwrite(f->st, &f->p, buf, size, at);
 		if (r == 0 && f->p.fd < 0)
 			r = check_view_patch(f, err);
 		if (r < 0) {
@@ -511,7 +484,7 @@ static ssize_t file_write(struct stash_file *f, const struct source *src, size_t
 			r = pending_reserve(f->st, &f->p, (uint64_t)f->base_size + f->p.len + size,
 					    true);
 		if (r == 0)
-			r = source_pwrite(f, src, size, (off_t)f->p.len);
+			r = pending_pwrite(f->st, &f->p, buf, size, (off_t)f->p.len);
 		if (r == 0)
 			f->mode = PENDING_APPEND;
 	} else {
@@ -524,7 +497,7 @@ static ssize_t file_write(struct stash_file *f, const struct source *src, size_t
 		if (r == 0)
 			r = pending_reserve(f->st, &f->p, (uint64_t)off + size, true);
 		if (r == 0)
-			r = source_pwrite(f, src, size, off);
+			r = pending_pwrite(f->st, &f->p, buf, size, off);
 	}
 	if (r == 0 && (f->schema || backing_is_schema_path(f->path)) && f->mode == PENDING_FULL &&
 	    f->p.fd < 0)
@@ -538,22 +511,6 @@ static ssize_t file_write(struct stash_file *f, const struct source *src, size_t
 out:
 	pthread_mutex_unlock(&f->lock);
 	return r < 0 ? r : (ssize_t)size;
-}
-
-ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off_t off,
-			 struct stash_error *err)
-{
-	const struct source src = { .buf = buf, .fd = -1 };
-
-	return file_write(f, &src, size, off, err);
-}
-
-ssize_t stash_file_write_fd(struct stash_file *f, int fd, size_t size, off_t off,
-			    struct stash_error *err)
-{
-	const struct source src = { .fd = fd };
-
-	return file_write(f, &src, size, off, err);
 }
 
 int stash_file_truncate(struct stash_file *f, off_t size, struct stash_error *err)

@@ -189,40 +189,17 @@ static int pending_spill(struct stash_store *st, struct pending *p)
 	return 0;
 }
 
-/* Spill first if the content will outgrow memory at @end bytes. */
-static int spill_for(struct stash_store *st, struct pending *p, size_t end)
-{
-	return p->fd < 0 && end > SPILL_BYTES ? pending_spill(st, p) : 0;
-}
-
-/* Room in memory for bytes up to @end, the gap from the end to @off zeroed. */
-static int mem_room(struct pending *p, off_t off, size_t end)
-{
-	if (end > p->cap) {
-		size_t cap = p->cap ? p->cap : 4096;
-		char *m;
-
-		while (cap < end)
-			cap *= 2;
-		m = realloc(p->mem, cap);
-		if (!m)
-			return -ENOMEM;
-		p->mem = m;
-		p->cap = cap;
-	}
-	if ((size_t)off > p->len)
-		memset(p->mem + p->len, 0, (size_t)off - p->len);
-	return 0;
-}
-
 int pending_pwrite(struct stash_store *st, struct pending *p, const void *buf,
 		   size_t size, off_t off)
 {
 	size_t end = (size_t)off + size;
-	int r = spill_for(st, p, end);
 
-	if (r < 0)
-		return r;
+	if (p->fd < 0 && end > SPILL_BYTES) {
+		int r = pending_spill(st, p);
+
+		if (r < 0)
+			return r;
+	}
 	if (p->fd >= 0) {
 		for (size_t done = 0; done < size;) {
 			ssize_t n = pwrite(p->fd, (const char *)buf + done, size - done,
@@ -233,43 +210,22 @@ int pending_pwrite(struct stash_store *st, struct pending *p, const void *buf,
 			done += (size_t)n;
 		}
 	} else {
-		r = mem_room(p, off, end);
-		if (r < 0)
-			return r;
+		if (end > p->cap) {
+			size_t cap = p->cap ? p->cap : 4096;
+			char *m;
+
+			while (cap < end)
+				cap *= 2;
+			m = realloc(p->mem, cap);
+			if (!m)
+				return -ENOMEM;
+			p->mem = m;
+			p->cap = cap;
+		}
+		if ((size_t)off > p->len)
+			memset(p->mem + p->len, 0, (size_t)off - p->len);
 		if (size)       /* p->mem may still be NULL for an empty write */
 			memcpy(p->mem + off, buf, size);
-	}
-	if (end > p->len)
-		p->len = end;
-	return 0;
-}
-
-/*
- * A spilled buffer takes the bytes by splice: the pipe's pages go into the
- * temp file's page cache in one copy, never through user space.
- */
-int pending_pwrite_fd(struct stash_store *st, struct pending *p, int fd, size_t size, off_t off)
-{
-	size_t end = (size_t)off + size;
-	int r = spill_for(st, p, end);
-
-	if (r < 0)
-		return r;
-	if (p->fd < 0 && (r = mem_room(p, off, end)) < 0)
-		return r;
-	for (size_t done = 0; done < size;) {
-		loff_t at = off + (off_t)done;
-		ssize_t n = p->fd >= 0 ?
-			splice(fd, NULL, p->fd, &at, size - done, SPLICE_F_MOVE) :
-			read(fd, p->mem + at, size - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EPIPE;  /* the caller promised @size bytes */
-		done += (size_t)n;
 	}
 	if (end > p->len)
 		p->len = end;

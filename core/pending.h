@@ -36,9 +36,6 @@ ssize_t pending_pread(struct pending *p, void *buf, size_t size, off_t off);
 int pending_pwrite(struct stash_store *st, struct pending *p, const void *buf,
 		   size_t size, off_t off);
 
-/* pending_pwrite() of @size bytes read from the pipe @fd. */
-int pending_pwrite_fd(struct stash_store *st, struct pending *p, int fd, size_t size, off_t off);
-
 int pending_reserve(struct stash_store *st, struct pending *p, uint64_t total, bool hold);
 
 /* Forget the pending content; a spilled temp file is unlinked. */

@@ -1403,46 +1403,17 @@ static void stashfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
 	free(mem);
 }
 
-/*
- * The kernel's WRITE, its data in memory or, for a big one, still in the
- * pipe libfuse spliced the request into: a stash's content takes those
- * pages by splice into its temp file, one copy fewer than through a
- * buffer; what must be read in memory (a view's patch, a bound document)
- * is copied out of the pipe first.
- */
-static void stashfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
-				 off_t off, struct fuse_file_info *fi)
+static void stashfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+			     off_t off, struct fuse_file_info *fi)
 {
 	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-	size_t size = fuse_buf_size(bufv);
-	struct fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
-	const struct fuse_buf *in = &bufv->buf[bufv->idx];
 	struct stash_error err;
-	ssize_t n = -EAGAIN;
+	ssize_t n;
 
-	(void)ino;
 	stash_error_clear(&err);
 	h->owner = fi->lock_owner;
 	h->wpid = fuse_req_ctx(req)->pid;
-	if (bufv->count - bufv->idx == 1 && !(in->flags & FUSE_BUF_IS_FD)) {
-		n = stash_file_write(h->f, (const char *)in->mem + bufv->off, size, off, &err);
-	} else if (bufv->count - bufv->idx == 1 && !(in->flags & FUSE_BUF_FD_SEEK)) {
-		n = stash_file_write_fd(h->f, in->fd, size, off, &err);
-		/* All read: libfuse keeps the pipe for the next request. */
-		if (n >= 0) {
-			bufv->idx = bufv->count;
-			bufv->off = 0;
-		}
-	}
-	if (n == -EAGAIN) {
-		mem.buf[0].mem = malloc(size ? size : 1);
-		if (!mem.buf[0].mem)
-			return reply_err(req, ENOMEM);
-		n = fuse_buf_copy(&mem, bufv, 0);
-		if (n >= 0)
-			n = stash_file_write(h->f, mem.buf[0].mem, (size_t)n, off, &err);
-		free(mem.buf[0].mem);
-	}
+	n = stash_file_write(h->f, buf, size, off, &err);
 	if (n < 0) {
 		log_refusal("write", h->node->name ? h->node->name : "?", (int)n, &err);
 		return reply_err(req, (int)n);
@@ -2021,7 +1992,7 @@ const struct fuse_lowlevel_ops stashfs_ops = {
 	.open = stashfs_op_open,
 	.create = stashfs_op_create,
 	.read = stashfs_op_read,
-	.write_buf = stashfs_op_write_buf,
+	.write = stashfs_op_write,
 	.flush = stashfs_op_flush,
 	.release = stashfs_op_release,
 	.fsync = stashfs_op_fsync,

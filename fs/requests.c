@@ -149,6 +149,8 @@ WRAP(getlk, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct f
      (req, ino, fi, lock))
 WRAP(setlk, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock,
 	     int sleep), (req, ino, fi, lock, sleep))
+WRAP(write_buf, (fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
+		 struct fuse_file_info *fi), (req, ino, bufv, off, fi))
 WRAP(forget_multi, (fuse_req_t req, size_t n, struct fuse_forget_data *forgets),
      (req, n, forgets))
 WRAP(flock, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op),
@@ -165,14 +167,6 @@ WRAP(lseek, (fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_
      (req, ino, off, whence, fi))
 
 #undef WRAP
-
-/* The kernel's WRITE counts as "write" whichever callback takes it. */
-static void counted_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
-			      off_t off, struct fuse_file_info *fi)
-{
-	count(OP_write);
-	real.write_buf(req, ino, bufv, off, fi);
-}
 
 /* The counts are read-only: setting or removing them is refused like other read-only xattrs. */
 static void counted_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,

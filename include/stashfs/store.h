@@ -201,16 +201,6 @@ int stash_file_read_fd(struct stash_file *f, int *fd);
 ssize_t stash_file_write(struct stash_file *f, const void *buf, size_t size, off_t off,
 			 struct stash_error *err);
 
-/*
- * stash_file_write() of @size bytes waiting in the pipe @fd: a stash's
- * content takes them by splice(2), without a copy through user space.
- * Returns -EAGAIN having read nothing when the bytes must be in memory (a
- * view's patch, a bound or schema document, a stream, a metadata view):
- * the caller then reads them and calls stash_file_write().
- */
-ssize_t stash_file_write_fd(struct stash_file *f, int fd, size_t size, off_t off,
-			    struct stash_error *err);
-
 /* ftruncate(2) on the handle's buffer. */
 int stash_file_truncate(struct stash_file *f, off_t size, struct stash_error *err);
 
