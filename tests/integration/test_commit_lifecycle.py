@@ -321,9 +321,9 @@ def test_full_disk_fails_the_write(env, small_disk):
 
 
 def test_full_disk_fails_a_big_write(env, disk_8m):
-    """Content past the first MiB goes to its temp file as it is written
-    (by splice from the request's pipe): the write that fills the disk
-    fails, the committed content stays, the space comes back."""
+    """Content past the first MiB goes to its temp file as it is written:
+    the write that fills the disk fails, the committed content stays, the
+    space comes back."""
     mib = 1 << 20
     d = env.mount(backing=disk_8m, opts=["max_size=64M"])
     try:

@@ -4,12 +4,11 @@ the backing file byte for byte, whatever the read size; a reader keeps its
 snapshot while the stash is replaced under it; the daemon counts requests by
 operation and shows the counts as user.stash.requests on the mount root; a
 1 MiB read() costs at most two READ requests (requests sized to what the
-daemon can splice, instead of 128 KiB ones or a copy).  Big writes, whose
-data a stash takes from libfuse's pipe by splice and a view or a bound
-document reads in memory, land byte for byte at their offsets through
-every path: replace, pwrite out of order, append, a view's patch, a bound
-document, and a refusal at the size limit leaves the daemon's next
-requests whole."""
+daemon can splice, instead of 128 KiB ones or a copy).  Big writes land
+byte for byte at their offsets through every path (replace, pwrite out of
+order, append, a view's patch, a bound document: content in memory, then
+spilled to its temp file), and a refusal at the size limit leaves the
+daemon's next requests whole."""
 import errno
 import hashlib
 import json
