@@ -30,26 +30,29 @@ struct stashfs_config {
 /*
  * A name the kernel knows.  Nodes live while the kernel holds lookups on
  * them, open handles use them, or children hang below them.  The kernel's
- * inode number is node->ino, stable for the node's life (commits replace
- * the backing file, so its inode number can't serve).
+ * inode number is the node's address, stable for the node's life (commits
+ * replace the backing file, so its inode number can't serve).  A million
+ * of them are held at once: 48 bytes each with a short name (the fields
+ * pack into 30, the name follows); open files are found in a table of
+ * their own (struct stashfs.fh_hash).
  */
-struct fh;
+#define NODE_PINNED UINT32_MAX  /* nlookup that has stopped counting */
 
 struct node {
-	fuse_ino_t ino;
-	uint64_t nlookup;
 	struct node *parent;
-	char *name;             /* NULL once unlinked */
-	struct fh *handles;     /* its open files (fh->next), under stashfs.lock */
-
-	struct node *ino_next;
-	struct node *name_next;
-	unsigned refs;          /* children + open handles */
-	enum stash_kind kind;
-	bool is_dir;            /* last: the fields above pack without holes */
+	struct node *name_next; /* in name_hash */
+	uint32_t nlookup;
+	uint32_t refs;          /* children + open handles */
+	uint32_t generation;    /* with the address, unique over the mount's life */
+	uint8_t kind;           /* enum stash_kind */
+	bool is_dir : 1;
+	bool named : 1;         /* false once unlinked */
+	bool name_out : 1;      /* name[] holds a pointer to the name (node_move) */
+	char name[];            /* at least a pointer's room */
 };
 
 struct dir_handle;
+struct fh;
 
 struct stashfs {
 	struct stash_store *store;
@@ -59,14 +62,14 @@ struct stashfs {
 	char mount_dev[24];     /* "major:minor" of the mount, "" = unknown */
 	struct dir_handle *dirs;        /* open directories, under lock */
 	pthread_mutex_t lock;   /* the node table */
-	struct node root;
-	struct node **ino_hash;
+	struct node *root;
 	struct node **name_hash;
-	size_t nbuckets;        /* of both hashes; doubled as nodes outgrow it */
-	size_t nnodes;          /* in ino_hash, root included */
+	size_t nbuckets;        /* of name_hash; doubled as nodes outgrow it */
+	size_t nnodes;          /* root included */
 	size_t nodes_freed;     /* since the last malloc_trim */
 	size_t nodes_freed_seen;        /* nodes_freed at the sweep before */
-	uint64_t next_ino;
+	uint32_t generation;    /* of the last node made */
+	struct fh **fh_hash;    /* open files by node (fh->next), under lock */
 
 	/* The sweeper thread (expiry). */
 	pthread_t sweeper;

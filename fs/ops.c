@@ -38,7 +38,7 @@
 struct fh {
 	struct stash_file *f;
 	struct node *node;
-	struct fh *next;        /* the node's next open file */
+	struct fh *next;        /* in fs->fh_hash */
 	unsigned refs;          /* the kernel's + borrowers' (see fh_get), under fs->lock */
 	bool writer;            /* opened for writing: may commit */
 	uint64_t owner;         /* fd table (lock owner) of the last write, 0 = unknown */
@@ -70,6 +70,24 @@ static void kept_free(struct kept_xattr *k)
 		free(k);
 		k = next;
 	}
+}
+
+/* The open files of a node are in fs->fh_hash, by the node's address. */
+static struct fh *fh_from(struct fh *h, const struct node *n)
+{
+	while (h && h->node != n)
+		h = h->next;
+	return h;
+}
+
+#define node_for_each_fh(fs, n, h) \
+	for (h = fh_from((fs)->fh_hash[hash_ptr(FH_BUCKETS, n)], n); h; h = fh_from(h->next, n))
+
+static void fh_free(struct fh *h)
+{
+	stash_file_close(h->f);
+	kept_free(h->kept);
+	free(h);
 }
 
 /* An open directory, listed so that one the kernel never released is closed at exit. */
@@ -113,32 +131,95 @@ static void caller_with_groups(fuse_req_t req, struct stash_caller *who)
 
 #define NODE_BUCKETS_MIN ((size_t)1 << 16)
 #define NODE_TRIM_BATCH 4096
+#define FH_BUCKETS 4096
 
-static size_t hash_ino(struct stashfs *fs, fuse_ino_t ino)
+/*
+ * A node's inode number is its address (the root's is FUSE_ROOT_ID): no
+ * table from numbers to nodes, and the kernel sends only numbers of nodes
+ * it holds a lookup on, which live until it forgets them.
+ */
+static fuse_ino_t node_ino(struct stashfs *fs, const struct node *n)
 {
-	return (size_t)(ino * 11400714819323198485ull >> 20) % fs->nbuckets;
+	return n == fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+
+/* Caller holds fs->lock. */
+static struct node *node_by_ino(struct stashfs *fs, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? fs->root : (struct node *)(uintptr_t)ino;
+}
+
+/* The name of a named node, in the node or out of it (see node_move). */
+static const char *node_name(const struct node *n)
+{
+	char *out;
+
+	if (!n->name_out)
+		return n->name;
+	memcpy(&out, n->name, sizeof(out));
+	return out;
+}
+
+/* For log lines: the name of @n, "?" once it has none. */
+static const char *node_label(const struct node *n)
+{
+	return n->named ? node_name(n) : "?";
 }
 
 static size_t hash_name(struct stashfs *fs, const struct node *parent, const char *name)
 {
-	uint64_t h = 1469598103934665603ull ^ (uint64_t)parent->ino;
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)parent;
 
 	for (; *name; name++)
 		h = (h ^ (unsigned char)*name) * 1099511628211ull;
 	return (size_t)(h % fs->nbuckets);
 }
 
+static size_t hash_ptr(size_t nbuckets, const void *p)
+{
+	return (size_t)((uint64_t)(uintptr_t)p * 11400714819323198485ull >> 20) % nbuckets;
+}
+
 /*
- * Both hashes follow the number of nodes: doubled once there are more nodes
+ * Every node but the root is in the name hash: by its parent and name, or,
+ * once unnamed (unlinked while the kernel or an open file holds it), by its
+ * address, where no lookup finds it and the table still lists it.
+ */
+static size_t node_bucket(struct stashfs *fs, const struct node *n)
+{
+	return n->named ? hash_name(fs, n->parent, node_name(n)) : hash_ptr(fs->nbuckets, n);
+}
+
+static void node_hash(struct stashfs *fs, struct node *n)
+{
+	size_t b = node_bucket(fs, n);
+
+	n->name_next = fs->name_hash[b];
+	fs->name_hash[b] = n;
+}
+
+static void node_unhash(struct stashfs *fs, struct node *n)
+{
+	struct node **pp = &fs->name_hash[node_bucket(fs, n)];
+
+	while (*pp && *pp != n)
+		pp = &(*pp)->name_next;
+	if (*pp)
+		*pp = n->name_next;
+	n->name_next = NULL;
+}
+
+/*
+ * The hash follows the number of nodes: doubled once there are more nodes
  * than buckets, so a lookup stays one or two steps whatever the number of
  * stashes the kernel holds; halved once a quarter of the buckets would do.
- * Holds fs->lock.  Out of memory, the tables stay as they are (longer
- * chains, nothing lost).
+ * Holds fs->lock.  Out of memory, the table stays as it is (longer chains,
+ * nothing lost).
  */
 static void nodes_resize(struct stashfs *fs)
 {
-	struct node **old = fs->ino_hash, **ino_hash, **name_hash;
-	size_t oldn = fs->nbuckets, newn, b;
+	struct node **old = fs->name_hash;
+	size_t oldn = fs->nbuckets, newn;
 
 	if (fs->nnodes > oldn)
 		newn = oldn * 2;
@@ -146,28 +227,16 @@ static void nodes_resize(struct stashfs *fs)
 		newn = oldn / 2;
 	else
 		return;
-	ino_hash = calloc(newn, sizeof(*ino_hash));
-	name_hash = calloc(newn, sizeof(*name_hash));
-	if (!ino_hash || !name_hash) {
-		free(ino_hash);
-		free(name_hash);
+	fs->name_hash = calloc(newn, sizeof(*fs->name_hash));
+	if (!fs->name_hash) {
+		fs->name_hash = old;
 		return;
 	}
-	free(fs->name_hash);
-	fs->ino_hash = ino_hash;
-	fs->name_hash = name_hash;
 	fs->nbuckets = newn;
 	for (size_t i = 0; i < oldn; i++) {
 		for (struct node *n = old[i], *next; n; n = next) {
-			next = n->ino_next;
-			b = hash_ino(fs, n->ino);
-			n->ino_next = ino_hash[b];
-			ino_hash[b] = n;
-			if (n == &fs->root || !n->name)
-				continue;
-			b = hash_name(fs, n->parent, n->name);
-			n->name_next = name_hash[b];
-			name_hash[b] = n;
+			next = n->name_next;
+			node_hash(fs, n);
 		}
 	}
 	free(old);
@@ -196,50 +265,72 @@ static void nodes_trim(struct stashfs *fs)
 		malloc_trim(0);
 }
 
+/*
+ * A node with @name in it: room for a pointer at least, so that a longer
+ * name it takes later (node_move) fits there as a pointer.
+ */
+static struct node *node_alloc(const char *name)
+{
+	size_t len = strlen(name) + 1;
+	struct node *n = calloc(1, offsetof(struct node, name) +
+				   (len > sizeof(char *) ? len : sizeof(char *)));
+
+	if (n) {
+		memcpy(n->name, name, len);
+		n->named = true;
+	}
+	return n;
+}
+
 int stashfs_nodes_init(struct stashfs *fs)
 {
 	fs->nbuckets = NODE_BUCKETS_MIN;
 	fs->nnodes = 1;
-	fs->ino_hash = calloc(fs->nbuckets, sizeof(*fs->ino_hash));
 	fs->name_hash = calloc(fs->nbuckets, sizeof(*fs->name_hash));
-	if (!fs->ino_hash || !fs->name_hash)
+	fs->fh_hash = calloc(FH_BUCKETS, sizeof(*fs->fh_hash));
+	fs->root = node_alloc("");
+	if (!fs->name_hash || !fs->fh_hash || !fs->root)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->lock, NULL);
-	memset(&fs->root, 0, sizeof(fs->root));
-	fs->root.ino = FUSE_ROOT_ID;
-	fs->root.nlookup = 1;
-	fs->root.is_dir = true;
-	fs->root.kind = STASH_KIND_DIR;
-	fs->root.name = strdup("");
-	fs->next_ino = FUSE_ROOT_ID + 1;
-	fs->ino_hash[hash_ino(fs, FUSE_ROOT_ID)] = &fs->root;
-	return fs->root.name ? 0 : -ENOMEM;
+	fs->root->nlookup = 1;
+	fs->root->is_dir = true;
+	fs->root->kind = STASH_KIND_DIR;
+	return 0;
+}
+
+/* Take @n's name away (an out-of-line one is freed). */
+static void node_drop_name(struct node *n)
+{
+	if (n->name_out) {
+		free((char *)node_name(n));
+		n->name_out = false;
+	}
+	n->named = false;
 }
 
 static void node_free(struct node *n)
 {
-	free(n->name);
+	node_drop_name(n);
 	free(n);
 }
 
 void stashfs_nodes_destroy(struct stashfs *fs)
 {
-	for (size_t b = 0; fs->ino_hash && b < fs->nbuckets; b++) {
-		for (struct node *n = fs->ino_hash[b], *next; n; n = next) {
-			next = n->ino_next;
-			/*
-			 * A release the kernel had not sent when the session
-			 * ended (an unmount racing the last close): its file
-			 * is closed here, nothing more is committed.
-			 */
-			for (struct fh *h = n->handles, *hn; h; h = hn) {
-				hn = h->next;
-				stash_file_close(h->f);
-				kept_free(h->kept);
-				free(h);
-			}
-			if (n != &fs->root)
-				node_free(n);
+	/*
+	 * A release the kernel had not sent when the session ended (an
+	 * unmount racing the last close): its file is closed here, nothing
+	 * more is committed.
+	 */
+	for (size_t b = 0; fs->fh_hash && b < FH_BUCKETS; b++) {
+		for (struct fh *h = fs->fh_hash[b], *next; h; h = next) {
+			next = h->next;
+			fh_free(h);
+		}
+	}
+	for (size_t b = 0; fs->name_hash && b < fs->nbuckets; b++) {
+		for (struct node *n = fs->name_hash[b], *next; n; n = next) {
+			next = n->name_next;
+			node_free(n);
 		}
 	}
 	for (struct dir_handle *dh = fs->dirs, *dn; dh; dh = dn) {
@@ -248,20 +339,10 @@ void stashfs_nodes_destroy(struct stashfs *fs)
 		free(dh);
 	}
 	fs->dirs = NULL;
-	free(fs->root.name);
-	free(fs->ino_hash);
+	free(fs->root);
 	free(fs->name_hash);
+	free(fs->fh_hash);
 	pthread_mutex_destroy(&fs->lock);
-}
-
-/* Caller holds fs->lock. */
-static struct node *node_by_ino(struct stashfs *fs, fuse_ino_t ino)
-{
-	struct node *n = fs->ino_hash[hash_ino(fs, ino)];
-
-	while (n && n->ino != ino)
-		n = n->ino_next;
-	return n;
 }
 
 /* Caller holds fs->lock. */
@@ -269,66 +350,57 @@ static struct node *node_by_name(struct stashfs *fs, struct node *parent, const 
 {
 	struct node *n = fs->name_hash[hash_name(fs, parent, name)];
 
-	while (n && !(n->parent == parent && n->name && strcmp(n->name, name) == 0))
+	while (n && !(n->parent == parent && n->named && strcmp(node_name(n), name) == 0))
 		n = n->name_next;
 	return n;
 }
 
-/* Take @n out of the name hash: its name now belongs to nobody. */
+/* Take @n's name away: it now belongs to nobody. */
 static void node_unname(struct stashfs *fs, struct node *n)
 {
-	struct node **pp;
-
-	if (!n->name || n == &fs->root)
+	if (!n->named || n == fs->root)
 		return;
-	pp = &fs->name_hash[hash_name(fs, n->parent, n->name)];
-	while (*pp && *pp != n)
-		pp = &(*pp)->name_next;
-	if (*pp)
-		*pp = n->name_next;
-	n->name_next = NULL;
-	free(n->name);
-	n->name = NULL;
-}
-
-static void node_set_name(struct stashfs *fs, struct node *n, struct node *parent, char *name)
-{
-	size_t b = hash_name(fs, parent, name);
-
-	n->parent = parent;
-	n->name = name;
-	n->name_next = fs->name_hash[b];
-	fs->name_hash[b] = n;
+	node_unhash(fs, n);
+	node_drop_name(n);
+	node_hash(fs, n);
 }
 
 /*
- * Give the unnamed node @n the name @name in @parent.  Holds fs->lock.  Out
- * of memory, it stays unnamed: lookups of it fail with ENOENT.
+ * Give the unnamed node @n the name @name in @parent.  Holds fs->lock.  A
+ * name longer than the node's room goes out of it (the node can't move:
+ * its address is its inode number).  Out of memory, it stays unnamed:
+ * lookups of it fail with ENOENT.
  */
 static void node_move(struct stashfs *fs, struct node *n, struct node *parent,
 		      const char *name)
 {
-	char *copy = strdup(name);
+	size_t len = strlen(name) + 1;
 
-	if (!copy)
-		return;
+	if (len <= malloc_usable_size(n) - offsetof(struct node, name)) {
+		memcpy(n->name, name, len);
+	} else {
+		char *copy = strdup(name);
+
+		if (!copy)
+			return;
+		memcpy(n->name, &copy, sizeof(copy));
+		n->name_out = true;
+	}
+	node_unhash(fs, n);
 	parent->refs++;
 	n->parent->refs--;
-	node_set_name(fs, n, parent, copy);
+	n->parent = parent;
+	n->named = true;
+	node_hash(fs, n);
 }
 
 /* Free @n and its now-unused ancestors.  Caller holds fs->lock. */
 static void node_maybe_free(struct stashfs *fs, struct node *n)
 {
-	while (n && n != &fs->root && n->nlookup == 0 && n->refs == 0) {
+	while (n && n != fs->root && n->nlookup == 0 && n->refs == 0) {
 		struct node *parent = n->parent;
-		struct node **pp = &fs->ino_hash[hash_ino(fs, n->ino)];
 
-		node_unname(fs, n);
-		while (*pp && *pp != n)
-			pp = &(*pp)->ino_next;
-		if (*pp)
-			*pp = n->ino_next;
+		node_unhash(fs, n);
 		node_free(n);
 		fs->nnodes--;
 		fs->nodes_freed++;
@@ -343,7 +415,6 @@ static struct node *node_get(struct stashfs *fs, struct node *parent, const char
 			     const struct stat *sb, int kind)
 {
 	struct node *n = node_by_name(fs, parent, name);
-	size_t b;
 
 	if (n && n->is_dir != S_ISDIR(sb->st_mode)) {
 		/* The name now stands for something else (changed behind us). */
@@ -351,26 +422,22 @@ static struct node *node_get(struct stashfs *fs, struct node *parent, const char
 		n = NULL;
 	}
 	if (!n) {
-		char *copy = strdup(name);
-
-		n = calloc(1, sizeof(*n));
-		if (!n || !copy) {
-			free(n);
-			free(copy);
+		n = node_alloc(name);
+		if (!n)
 			return NULL;
-		}
-		n->ino = fs->next_ino++;
+		/* Its address may have been a node's the kernel forgot. */
+		n->generation = ++fs->generation;
 		n->is_dir = S_ISDIR(sb->st_mode);
 		n->kind = kind == STASH_KIND_META || !n->is_dir ? (enum stash_kind)kind : STASH_KIND_DIR;
-		b = hash_ino(fs, n->ino);
-		n->ino_next = fs->ino_hash[b];
-		fs->ino_hash[b] = n;
-		node_set_name(fs, n, parent, copy);
+		n->parent = parent;
+		node_hash(fs, n);
 		parent->refs++;
 		fs->nnodes++;
 		nodes_resize(fs);
 	}
-	n->nlookup++;
+	/* A count past 32 bits pins the node: it is never freed. */
+	if (n->nlookup != NODE_PINNED)
+		n->nlookup++;
 	return n;
 }
 
@@ -385,10 +452,10 @@ static int node_path(struct stashfs *fs, const struct node *n, const char *name,
 	const struct node *m;
 	char *buf;
 
-	for (m = n; m != &fs->root; m = m->parent) {
-		if (!m->name)
+	for (m = n; m != fs->root; m = m->parent) {
+		if (!m->named)
 			return -ENOENT;
-		len += strlen(m->name) + (len ? 1 : 0);
+		len += strlen(node_name(m)) + (len ? 1 : 0);
 	}
 	buf = malloc(len + 1);
 	if (!buf)
@@ -399,13 +466,13 @@ static int node_path(struct stashfs *fs, const struct node *n, const char *name,
 		at -= strlen(name);
 		memcpy(buf + at, name, strlen(name));
 	}
-	for (m = n; m != &fs->root; m = m->parent) {
-		size_t l = strlen(m->name);
+	for (m = n; m != fs->root; m = m->parent) {
+		size_t l = strlen(node_name(m));
 
 		if (at < len)
 			buf[--at] = '/';
 		at -= l;
-		memcpy(buf + at, m->name, l);
+		memcpy(buf + at, node_name(m), l);
 	}
 	*out = buf;
 	return 0;
@@ -449,17 +516,18 @@ static void view_target_changed(struct stashfs *fs, struct node *view)
 	char name[NAME_MAX + 1];
 
 	pthread_mutex_lock(&fs->lock);
-	if (view->name && view->parent) {
+	if (view->named && view->parent) {
 		/* NAME.json and NAME@V (a compare-and-swap) both change NAME. */
+		const char *vname = node_name(view);
 		size_t l = view->kind == STASH_KIND_VERSION ?
-			(size_t)(strrchr(view->name, '@') - view->name) :
-			strlen(view->name) - strlen(STASH_VIEW_SUFFIX);
+			(size_t)(strrchr(vname, '@') - vname) :
+			strlen(vname) - strlen(STASH_VIEW_SUFFIX);
 		struct node *n;
 
-		snprintf(name, sizeof(name), "%.*s", (int)l, view->name);
+		snprintf(name, sizeof(name), "%.*s", (int)l, vname);
 		n = node_by_name(fs, view->parent, name);
-		target = n ? n->ino : 0;
-		parent = view->parent->ino;
+		target = n ? node_ino(fs, n) : 0;
+		parent = node_ino(fs, view->parent);
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (target)
@@ -497,7 +565,7 @@ static void fill_attr(struct stashfs *fs, struct stat *sb, const struct node *n)
 		sb->st_gid = (gid_t)fs->cfg.gid;
 	if (fs->cfg.umask >= 0)
 		sb->st_mode &= ~(mode_t)fs->cfg.umask;
-	sb->st_ino = n->ino;
+	sb->st_ino = node_ino(fs, n);
 	if (n->kind == STASH_KIND_META)
 		return;
 	if (n->kind == STASH_KIND_VIEW)
@@ -535,7 +603,8 @@ static int do_lookup(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	n = p ? node_get(fs, p, name, &e->attr, kind) : NULL;
 	if (n) {
 		fill_attr(fs, &e->attr, n);
-		e->ino = n->ino;
+		e->ino = node_ino(fs, n);
+		e->generation = n->generation;
 		e->attr_timeout = timeout_for(fs, n->kind);
 		e->entry_timeout = entry_timeout_for(fs, n->kind);
 		/* The kernel forgets an expiring name by itself, on time. */
@@ -634,8 +703,8 @@ static void stashfs_op_forget_one(struct stashfs *fs, fuse_ino_t ino, uint64_t n
 
 	pthread_mutex_lock(&fs->lock);
 	n = node_by_ino(fs, ino);
-	if (n && n != &fs->root) {
-		n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+	if (n && n != fs->root && n->nlookup != NODE_PINNED) {
+		n->nlookup = n->nlookup > nlookup ? n->nlookup - (uint32_t)nlookup : 0;
 		node_maybe_free(fs, n);
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -680,15 +749,17 @@ static bool writes_for(const struct fh *h, pid_t pid)
  */
 static struct fh *fh_get(struct stashfs *fs, struct node *n, pid_t pid, bool any)
 {
-	struct fh *found = NULL;
+	struct fh *found = NULL, *h;
 
 	pthread_mutex_lock(&fs->lock);
-	for (struct fh *h = n->handles; h && !found; h = h->next) {
-		if (writes_for(h, pid))
+	node_for_each_fh(fs, n, h) {
+		if (writes_for(h, pid)) {
 			found = h;
+			break;
+		}
 	}
 	if (!found && any)
-		found = n->handles;
+		found = fh_from(fs->fh_hash[hash_ptr(FH_BUCKETS, n)], n);
 	if (found)
 		found->refs++;
 	pthread_mutex_unlock(&fs->lock);
@@ -702,11 +773,8 @@ static void fh_put(struct stashfs *fs, struct fh *h)
 	pthread_mutex_lock(&fs->lock);
 	last = --h->refs == 0;
 	pthread_mutex_unlock(&fs->lock);
-	if (last) {
-		stash_file_close(h->f);
-		kept_free(h->kept);
-		free(h);
-	}
+	if (last)
+		fh_free(h);
 }
 
 /*
@@ -716,14 +784,14 @@ static void fh_put(struct stashfs *fs, struct fh *h)
  */
 static size_t fh_writers(struct stashfs *fs, struct node *n, pid_t pid, struct fh ***out)
 {
-	struct fh **all = NULL;
+	struct fh **all = NULL, *h;
 	size_t count = 0, i = 0;
 
 	pthread_mutex_lock(&fs->lock);
-	for (struct fh *h = n->handles; h; h = h->next)
+	node_for_each_fh(fs, n, h)
 		count += writes_for(h, pid);
 	if (count && (all = calloc(count, sizeof(*all)))) {
-		for (struct fh *h = n->handles; h; h = h->next) {
+		node_for_each_fh(fs, n, h) {
 			if (writes_for(h, pid)) {
 				h->refs++;
 				all[i++] = h;
@@ -738,24 +806,34 @@ static size_t fh_writers(struct stashfs *fs, struct node *n, pid_t pid, struct f
 /* Does @n have files open for writing (attributes that may change at any close)? */
 static bool has_writers(struct stashfs *fs, struct node *n)
 {
+	struct fh *h;
 	bool w = false;
 
 	pthread_mutex_lock(&fs->lock);
-	for (struct fh *h = n->handles; h && !w; h = h->next)
-		w = h->writer;
+	node_for_each_fh(fs, n, h) {
+		if ((w = h->writer))
+			break;
+	}
 	pthread_mutex_unlock(&fs->lock);
 	return w;
 }
 
-/* Tell every open file of @n (under fs->lock) that its name is gone or moved. */
-static void handles_renamed(struct node *n, const char *path)
+/* Tell open file @h that its name is gone (@path NULL) or moved to @path. */
+static void handle_renamed(struct fh *h, const char *path)
 {
-	for (struct fh *h = n->handles; h; h = h->next) {
-		if (path)
-			(void)stash_file_moved(h->f, path);
-		else
-			stash_file_removed(h->f);
-	}
+	if (path)
+		(void)stash_file_moved(h->f, path);
+	else
+		stash_file_removed(h->f);
+}
+
+/* Tell every open file of @n (under fs->lock) that its name is gone or moved. */
+static void handles_renamed(struct stashfs *fs, struct node *n, const char *path)
+{
+	struct fh *h;
+
+	node_for_each_fh(fs, n, h)
+		handle_renamed(h, path);
 }
 
 /*
@@ -766,17 +844,17 @@ static void handles_below_renamed(struct stashfs *fs, const struct node *dir)
 {
 	if (!dir || !dir->is_dir)
 		return;
-	for (size_t b = 0; b < fs->nbuckets; b++) {
-		for (struct node *m = fs->ino_hash[b]; m; m = m->ino_next) {
-			const struct node *up = m->parent;
+	for (size_t b = 0; b < FH_BUCKETS; b++) {
+		for (struct fh *h = fs->fh_hash[b]; h; h = h->next) {
+			const struct node *up = h->node->parent;
 			char *path;
 
-			if (!m->handles || !m->name)
+			if (!h->node->named)
 				continue;
-			while (up && up != dir && up != &fs->root)
+			while (up && up != dir && up != fs->root)
 				up = up->parent;
-			if (up == dir && node_path(fs, m, NULL, &path) == 0) {
-				handles_renamed(m, path);
+			if (up == dir && node_path(fs, h->node, NULL, &path) == 0) {
+				handle_renamed(h, path);
 				free(path);
 			}
 		}
@@ -1024,7 +1102,7 @@ static void unname(struct stashfs *fs, fuse_ino_t parent, const char *name)
 	n = p ? node_by_name(fs, p, name) : NULL;
 	if (n) {
 		/* Its open files keep working, and stay removed when they close. */
-		handles_renamed(n, NULL);
+		handles_renamed(fs, n, NULL);
 		node_unname(fs, n);
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -1096,11 +1174,11 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 	if (flags & RENAME_EXCHANGE) {
 		/* The two trade names, as the kernel's entries just did (writers too). */
 		if (n) {
-			handles_renamed(n, to);
+			handles_renamed(fs, n, to);
 			node_unname(fs, n);
 		}
 		if (victim) {
-			handles_renamed(victim, from);
+			handles_renamed(fs, victim, from);
 			node_unname(fs, victim);
 		}
 		if (n && np)
@@ -1111,12 +1189,12 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 		handles_below_renamed(fs, victim);
 	} else {
 		if (victim && victim != n) {
-			handles_renamed(victim, NULL);
+			handles_renamed(fs, victim, NULL);
 			node_unname(fs, victim);
 		}
 		if (n && np) {
 			/* Its writers commit under the new name, as on a local filesystem. */
-			handles_renamed(n, to);
+			handles_renamed(fs, n, to);
 			node_unname(fs, n);
 			node_move(fs, n, np, newname);
 			handles_below_renamed(fs, n);
@@ -1208,12 +1286,15 @@ static void stashfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name
 static void cache_open(struct stashfs *fs, struct fh *h, struct fuse_file_info *fi,
 		       bool writable)
 {
+	size_t b;
+
 	h->writer = writable;
 	h->refs = 1;
 	pthread_mutex_lock(&fs->lock);
 	h->node->refs++;
-	h->next = h->node->handles;
-	h->node->handles = h;
+	b = hash_ptr(FH_BUCKETS, h->node);
+	h->next = fs->fh_hash[b];
+	fs->fh_hash[b] = h;
 	pthread_mutex_unlock(&fs->lock);
 	fi->direct_io = 1;
 	/* Nothing to commit at close: read-only opens and streams (appended in place). */
@@ -1225,7 +1306,7 @@ static void cache_close(struct stashfs *fs, struct fh *h)
 	struct fh **pp;
 
 	pthread_mutex_lock(&fs->lock);
-	for (pp = &h->node->handles; *pp && *pp != h; pp = &(*pp)->next)
+	for (pp = &fs->fh_hash[hash_ptr(FH_BUCKETS, h->node)]; *pp && *pp != h; pp = &(*pp)->next)
 		;
 	if (*pp)
 		*pp = h->next;
@@ -1269,7 +1350,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct node *n, const char *p
 int stashfs_open_parked(fuse_req_t req, struct node *n, const char *path,
 			struct fuse_file_info *fi)
 {
-	return do_open(req, n->ino, n, path, fi->flags, 0, fi);
+	return do_open(req, node_ino(fs_of(req), n), n, path, fi->flags, 0, fi);
 }
 
 static void stashfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1336,7 +1417,7 @@ static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *nam
 	pthread_mutex_unlock(&fs->lock);
 	if (!n)
 		return reply_err(req, p ? ENOMEM : ENOENT);
-	r = do_open(req, n->ino, n, path, fi->flags | O_CREAT, mode, fi);
+	r = do_open(req, node_ino(fs, n), n, path, fi->flags | O_CREAT, mode, fi);
 	if (r == 0) {
 		h = (struct fh *)(uintptr_t)fi->fh;
 		r = stash_file_stat(h->f, &e.attr);
@@ -1346,11 +1427,12 @@ static void stashfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *nam
 		}
 	}
 	if (r < 0) {
-		stashfs_op_forget_one(fs, n->ino, 1);
+		stashfs_op_forget_one(fs, node_ino(fs, n), 1);
 		return reply_err(req, r);
 	}
 	fill_attr(fs, &e.attr, n);
-	e.ino = n->ino;
+	e.ino = node_ino(fs, n);
+	e.generation = n->generation;
 	e.attr_timeout = timeout_for(fs, n->kind);
 	e.entry_timeout = entry_timeout_for(fs, n->kind);
 	/*
@@ -1415,7 +1497,7 @@ static void stashfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, si
 	h->wpid = fuse_req_ctx(req)->pid;
 	n = stash_file_write(h->f, buf, size, off, &err);
 	if (n < 0) {
-		log_refusal("write", h->node->name ? h->node->name : "?", (int)n, &err);
+		log_refusal("write", node_label(h->node), (int)n, &err);
 		return reply_err(req, (int)n);
 	}
 	fuse_reply_write(req, (size_t)n);
@@ -1509,7 +1591,7 @@ static int kept_apply(struct stashfs *fs, struct fh *h)
 		list = k;
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (!list || ino_path(fs, h->node->ino, NULL, &path, NULL) < 0) {
+	if (!list || ino_path(fs, node_ino(fs, h->node), NULL, &path, NULL) < 0) {
 		kept_free(list);
 		return 0;
 	}
@@ -1546,7 +1628,7 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 		who = h->opener;
 	r = stash_file_commit(h->f, when, &who, &err);
 	if (r < 0) {
-		log_refusal("commit", h->node->name ? h->node->name : "?", r, &err);
+		log_refusal("commit", node_label(h->node), r, &err);
 		return r;
 	}
 	/*
@@ -1558,12 +1640,12 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when)
 	if (stash_file_version(h->f) != before) {
 		REQ_PATH(path);
 
-		if (ino_path(fs, h->node->ino, NULL, &path, NULL) == 0)
+		if (ino_path(fs, node_ino(fs, h->node), NULL, &path, NULL) == 0)
 			stashfs_waits_changed(fs, path);
 		if (h->node->kind == STASH_KIND_VIEW || h->node->kind == STASH_KIND_VERSION)
 			view_target_changed(fs, h->node);
 		else
-			fuse_lowlevel_notify_inval_inode(fs->se, h->node->ino, -1, 0);
+			fuse_lowlevel_notify_inval_inode(fs->se, node_ino(fs, h->node), -1, 0);
 	}
 	return h->kept && !stash_file_fresh(h->f) ? kept_apply(fs, h) : 0;
 }
@@ -1770,7 +1852,7 @@ static void stashfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	 */
 	if (pid && killed_by_signal(pid)) {
 		LOG(FUSE_LOG_NOTICE, "%s: writer %d killed by a signal: nothing committed\n",
-		    h->node->name ? h->node->name : "?", (int)pid);
+		    node_label(h->node), (int)pid);
 		stash_file_discard(h->f);
 		return (void)fuse_reply_err(req, 0);
 	}
@@ -2012,7 +2094,7 @@ const struct fuse_lowlevel_ops stashfs_ops = {
 static void expired(void *ctx, const char *path)
 {
 	struct stashfs *fs = ctx;
-	struct node *n = &fs->root;
+	struct node *n = fs->root;
 	REQ_PATH(buf);
 	char *comp, *save = NULL, *leaf = NULL;
 	fuse_ino_t parent = 0;
@@ -2028,7 +2110,7 @@ static void expired(void *ctx, const char *path)
 		leaf = comp;
 	}
 	if (n && leaf)
-		parent = n->ino;
+		parent = node_ino(fs, n);
 	pthread_mutex_unlock(&fs->lock);
 	if (parent) {
 		fuse_lowlevel_notify_inval_entry(fs->se, parent, leaf, strlen(leaf));
