@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * test_locks.c - the name locks: a held name excludes another locker of it
- * (in this process by the stripe's mutex, across daemons by the OFD lock on
- * its byte of .stashfs/lock), stream locks sit on their own bytes, two
+ * (in this process by the stripe's mutex, across daemons with -o shared by
+ * the OFD lock on its byte of .stashfs/lock; a daemon alone leaves the
+ * bytes alone), stream locks sit on their own bytes, two
  * renames in opposite directions never deadlock (stripes taken lowest
  * first), and a name being created is reserved: exclusively for O_EXCL,
  * shared otherwise.
@@ -47,15 +48,18 @@ static void *lock_p(void *arg)
 	return NULL;
 }
 
-static void test_name_lock(int probe)
+/*
+ * A held name makes another thread wait; with -o shared (@shared) another
+ * daemon sees its byte locked, while a daemon alone leaves every byte be.
+ */
+static void test_name_lock(int probe, int shared)
 {
 	pthread_t t;
 	unsigned s = store_lock_name(st, "p");
 	struct timespec nap = { 0, 100 * 1000 * 1000 };
 
 	CHECK(s == backing_stripe("p") && s < LOCK_STRIPES);
-	/* Held: another thread waits, and another daemon sees the byte locked. */
-	CHECK(byte_locked(probe, s) == 1);
+	CHECK(byte_locked(probe, s) == shared);
 	CHECK(byte_locked(probe, LOCK_STRIPES + s) == 0);     /* not the stream's byte */
 	atomic_store(&got, 0);
 	CHECK(pthread_create(&t, NULL, lock_p, "p") == 0);
@@ -68,10 +72,10 @@ static void test_name_lock(int probe)
 	/* A stream lock of the name is taken after the name lock, on a byte of its own. */
 	s = store_lock_name(st, "p");
 	CHECK(store_lock_stream(st, "p") == s);
-	CHECK(byte_locked(probe, LOCK_STRIPES + s) == 1);
+	CHECK(byte_locked(probe, LOCK_STRIPES + s) == shared);
 	store_unlock_stream(st, s);
 	CHECK(byte_locked(probe, LOCK_STRIPES + s) == 0);
-	CHECK(byte_locked(probe, s) == 1);
+	CHECK(byte_locked(probe, s) == shared);
 	store_unlock_name(st, s);
 }
 
@@ -143,16 +147,24 @@ static void test_reserve(void)
 int main(void)
 {
 	char backing[] = "/tmp/stashfs-locks-XXXXXX", cmd[300], lock[300];
+	struct stash_store_options opts;
 	struct stash_error err;
 	int probe;
 
-	if (!mkdtemp(backing) || stash_store_open(backing, NULL, &st, &err) < 0)
+	stash_store_options_init(&opts);
+	opts.shared = 1;
+	if (!mkdtemp(backing) || stash_store_open(backing, &opts, &st, &err) < 0)
 		return 1;
 	snprintf(lock, sizeof(lock), "%s/" STASH_INTERNAL_DIR "/lock", backing);
 	probe = open(lock, O_RDWR | O_CLOEXEC);
 	CHECK(probe >= 0);
-	test_name_lock(probe);
+	test_name_lock(probe, 1);
 	test_stripe_order();
+	test_reserve();
+	stash_store_close(st);
+	opts.shared = 0;
+	CHECK(stash_store_open(backing, &opts, &st, &err) == 0);
+	test_name_lock(probe, 0);
 	test_reserve();
 	close(probe);
 	stash_store_close(st);
