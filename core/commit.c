@@ -139,7 +139,7 @@ static int commit_base(struct commit *c)
 		return -errno;
 	/* A stash made again at a name with history counts on from it. */
 	c->old_version = versions_last(st, c->path);
-	return defaults_apply(st, c->path, c->tmpfd, c->err);
+	return defaults_apply(st, c->path, c->defaults, c->tmpfd, c->err);
 }
 
 /* The change did not happen: tell the first @n hooks, last first. */
@@ -420,6 +420,8 @@ static void created(struct stash_file *f)
 {
 	f->fresh = false;
 	close_fd(&f->reserve_fd);
+	free(f->defaults);
+	f->defaults = NULL;
 }
 
 /* Publish a handle's temp file @tmpfd/@tmpname with the metadata set through it. */
@@ -429,7 +431,7 @@ static int commit_handle(struct stash_file *f, int cur, int tmpfd, const char *t
 {
 	struct commit c = { .st = f->st, .path = f->path, .curfd = cur, .tmpfd = tmpfd,
 			    .tmpname = tmpname, .create_mode = f->create_mode, .who = who,
-			    .set = &f->set, .err = err };
+			    .set = &f->set, .defaults = f->fresh ? f->defaults : NULL, .err = err };
 	int r = commit_publish(&c);
 
 	if (r == 0)

@@ -15,6 +15,8 @@
 #include "stashfs/store.h"
 #include "file.h"
 
+struct defaults;
+
 /* Commit appended bytes on top of whatever is committed now. */
 int commit_append(struct stash_file *f, const struct stash_caller *who,
 		  struct stash_error *err);
@@ -54,6 +56,8 @@ struct commit {
 	mode_t create_mode;             /* for a new stash */
 	const struct stash_caller *who; /* owner of a new stash, and whose change it is */
 	const struct set_meta *set;     /* metadata set through an open file, or NULL */
+	const struct defaults *defaults;        /* a new stash's directory defaults, read when
+						 * it was opened; NULL: read them now */
 	const json_t *doc;              /* the parsed content, when the caller has it */
 	json_t *patch;                  /* a merge: its patch (NULL for a put) */
 	unsigned changes;               /* versions it counts for: merges committed as one (0 = 1) */

@@ -94,7 +94,7 @@ int store_effective_xattr(struct stash_store *st, const char *path, const struct
 	return snprintf(buf, size, "%d", st->opts.default_persistent ? 1 : 0);
 }
 
-int defaults_ancestors(struct stash_store *st, const char *path,
+int defaults_ancestors(struct stash_store *st, const char *path, int parent_fd,
 		       char value[DEFAULTS_COUNT][STASH_XATTR_MAX], ssize_t len[DEFAULTS_COUNT])
 {
 	char *dir = strdup(path);
@@ -114,7 +114,7 @@ int defaults_ancestors(struct stash_store *st, const char *path,
 			*slash = '\0';
 		else
 			dir[0] = '\0';
-		dfd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
+		dfd = parent_fd >= 0 ? parent_fd : store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
 		for (size_t i = 0; dfd >= 0 && r == 0 && i < DEFAULTS_COUNT; i++) {
 			ssize_t n = len[i] > 0 ? 0 : fgetxattr(dfd, defaults_names[i], value[i],
 								sizeof(value[i]));
@@ -126,8 +126,9 @@ int defaults_ancestors(struct stash_store *st, const char *path,
 				r = -errno;     /* set, but unreadable (ERANGE: over STASH_XATTR_MAX) */
 			}
 		}
-		if (dfd >= 0)
+		if (dfd >= 0 && dfd != parent_fd)
 			close(dfd);
+		parent_fd = -1;         /* the caller's, for the first directory only */
 		if (!dir[0])
 			break;
 	}
@@ -135,37 +136,52 @@ int defaults_ancestors(struct stash_store *st, const char *path,
 	return r;
 }
 
-int defaults_apply(struct stash_store *st, const char *path, int fd, struct stash_error *err)
+/* Set xattr @name to @value (@len bytes) on @fd; 0 or -errno. */
+static int set_default(int fd, const char *name, const char *value, size_t len)
 {
-	char (*value)[STASH_XATTR_MAX] = malloc(DEFAULTS_COUNT * sizeof(*value));
-	ssize_t len[DEFAULTS_COUNT];
-	char v[32];
-	int r;
+	return fsetxattr(fd, name, value, len, 0) < 0 ? -errno : 0;
+}
 
-	if (!value)
-		return stash_error_set(err, ENOMEM, "out of memory");
-	r = defaults_ancestors(st, path, value, len);
-	for (size_t i = 0; r == 0 && i < DEFAULTS_COUNT; i++) {
-		if (len[i] > 0 && fsetxattr(fd, defaults_names[i], value[i], (size_t)len[i], 0) < 0)
-			r = -errno;
+int defaults_apply(struct stash_store *st, const char *path, const struct defaults *d, int fd,
+		   struct stash_error *err)
+{
+	struct defaults *read = NULL;
+	const char *persistent = "1";
+	size_t plen = 1;
+	char ttl[32];
+	int r = 0;
+
+	if (!d) {
+		read = malloc(sizeof(*read));
+		if (!read)
+			return stash_error_set(err, ENOMEM, "out of memory");
+		r = defaults_ancestors(st, path, -1, read->value, read->len);
+		d = read;
 	}
-	free(value);
-	if (r < 0)
+	for (size_t i = 0; r == 0 && i < DEFAULTS_COUNT; i++) {
+		if (d->len[i] > 0)
+			r = set_default(fd, defaults_names[i], d->value[i], (size_t)d->len[i]);
+	}
+	if (r < 0) {
+		free(read);
 		return stash_error_set(err, -r, "%s: cannot take its directory's defaults "
 				       "(user.stash.schema, persistent, ttl, versions): %s",
 				       path, strerror(-r));
-	if (!st->opts.default_persistent && fgetxattr(fd, XATTR_PERSISTENT, v, sizeof(v)) < 0 &&
-	    fsetxattr(fd, XATTR_PERSISTENT, "0", 1, 0) < 0)
-		r = -errno;
-	if (!r && st->opts.default_ttl && fgetxattr(fd, XATTR_TTL, v, sizeof(v)) < 0) {
-		int n = snprintf(v, sizeof(v), "%" PRIu64, st->opts.default_ttl);
-
-		if (fsetxattr(fd, XATTR_TTL, v, (size_t)n, 0) < 0)
-			r = -errno;
 	}
-	if (!r && fgetxattr(fd, XATTR_PERSISTENT, v, sizeof(v)) == 1 && v[0] == '0' &&
-	    fsetxattr(fd, XATTR_SESSION, st->instance, strlen(st->instance), 0) < 0)
-		r = -errno;
+	/* The file had none of its own: what it holds now is @d's, else the mount's. */
+	if (d->len[DEFAULT_PERSISTENT] > 0) {
+		persistent = d->value[DEFAULT_PERSISTENT];
+		plen = (size_t)d->len[DEFAULT_PERSISTENT];
+	} else if (!st->opts.default_persistent) {
+		persistent = "0";
+		r = set_default(fd, XATTR_PERSISTENT, persistent, 1);
+	}
+	if (!r && st->opts.default_ttl && d->len[DEFAULT_TTL] <= 0)
+		r = set_default(fd, XATTR_TTL, ttl,
+				(size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, st->opts.default_ttl));
+	if (!r && plen == 1 && persistent[0] == '0')
+		r = set_default(fd, XATTR_SESSION, st->instance, strlen(st->instance));
+	free(read);
 	if (r < 0)
 		return stash_error_set(err, -r, "%s: cannot set the mount's defaults on it: %s",
 				       path, strerror(-r));

@@ -40,66 +40,117 @@
 /* ---- open files ------------------------------------------------------- */
 
 /*
- * Open a stash that has no committed version: check that it could be
- * created, reserve its name (see reserve_name) and start an empty pending
- * buffer that the first commit publishes as version 1.  Called with
- * f->path, f->create_mode set.  (Over 80 lines: the checks a creation
- * must pass, in the order the kernel's own would refuse it.)
+ * What is at @leaf of @dirfd (@f->path) now, for a creation that holds its
+ * reservation: 0 nothing (or an expired stash), 1 a stash (its snapshot
+ * taken as the handle's base), or -errno: something the store doesn't
+ * offer, planted in the backing tree, keeps its name.
+ */
+static int look_at_name(struct stash_file *f, int dirfd, const char *leaf)
+{
+	struct stat sb;
+	int r = fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0 ?
+		(errno == ENOENT ? 0 : -errno) :
+		S_ISDIR(sb.st_mode) ? -EISDIR : S_ISREG(sb.st_mode) ? 1 : -EPERM;
+
+	if (r != 1)
+		return r;
+	r = open_content(f->st, f->path, &sb);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	f->base_fd = r;
+	f->base_size = sb.st_size;
+	f->base_version = backing_read_version(r);
+	return 1;
+}
+
+/*
+ * A new stash's directory defaults, read from its directory @dirfd (-1:
+ * opened there) up, for its first commit; its first write is validated
+ * against the schema already.
+ */
+static int read_defaults(struct stash_file *f, int dirfd, struct stash_error *err)
+{
+	struct defaults *d = malloc(sizeof(*d));
+	int r;
+
+	if (!d)
+		return -ENOMEM;
+	f->defaults = d;
+	r = defaults_ancestors(f->st, f->path, dirfd, d->value, d->len);
+	if (r == 0 && d->len[DEFAULT_SCHEMA] > 0 &&
+	    !(f->schema = strndup(d->value[DEFAULT_SCHEMA], (size_t)d->len[DEFAULT_SCHEMA])))
+		r = -ENOMEM;
+	if (r < 0)
+		return stash_error_set(err, -r, "%s: cannot read its directory's defaults: %s",
+				       f->path, strerror(-r));
+	return 0;
+}
+
+/*
+ * Open @path's directory, for reading its attributes when it can be read
+ * (*@readable), else only to look in; *@leaf is @path's name there.
+ */
+static int open_dir_of(struct stash_store *st, const char *path, const char **leaf,
+		       bool *readable)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = strndup(path, slash ? (size_t)(slash - path) : 0);
+	int fd;
+
+	*leaf = slash ? slash + 1 : path;
+	if (!dir)
+		return -ENOMEM;
+	fd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
+	*readable = fd >= 0;
+	if (fd == -EACCES)
+		fd = store_open_beneath(st, dir, O_PATH | O_DIRECTORY, 0);
+	free(dir);
+	return fd == -ELOOP ? -ENOENT : fd;
+}
+
+/*
+ * Open a stash that has no committed version: reserve its name (see
+ * reserve_name), check that it could be created, and start an empty
+ * pending buffer that the first commit publishes as version 1, with the
+ * directory defaults read here.  Called with f->path, f->create_mode set.
  */
 static int open_new(struct stash_file *f, int flags, const struct stash_caller *who,
 		    struct stash_error *err)
 {
 	struct stash_store *st = f->st;
-	char (*value)[STASH_XATTR_MAX];
-	ssize_t len[DEFAULTS_COUNT];
+	bool excl = (flags & O_EXCL) != 0;
 	const char *leaf;
-	struct stat sb;
-	unsigned s;
+	bool readable;
 	int dirfd, r;
 
 	r = backing_check_new_name(f->path, err);
 	if (r < 0)
 		return r;
-	dirfd = backing_open_parent(st->root_fd, f->path, &leaf);
+	/*
+	 * Reserve, then look: a creator holds its reservation until its first
+	 * commit is out, so a look after the reservation cannot miss another
+	 * creation, and needs no name lock.  Only an exclusive creation is
+	 * refused by another's reservation.
+	 */
+	r = reserve_name(st, f->path, excl);
+	if (r < 0 && (r != -EEXIST || excl))
+		return r;
+	f->reserve_fd = r < 0 ? -1 : r;
+	dirfd = open_dir_of(st, f->path, &leaf, &readable);
 	if (dirfd < 0)
-		return dirfd == -ELOOP ? -ENOENT : dirfd;
-	/* Something the store doesn't offer (planted in the backing tree) keeps its name. */
-	r = fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0 ? 0 :
-		S_ISDIR(sb.st_mode) ? -EISDIR : S_ISREG(sb.st_mode) ? 0 : -EPERM;
+		return dirfd;
+	r = look_at_name(f, dirfd, leaf);
+	if (r == 0)
+		r = read_defaults(f, readable ? dirfd : -1, err);
 	close(dirfd);
-	if (r < 0)
-		return r;
-	s = store_lock_name(st, f->path);
-	/* Someone may have committed it since the first look. */
-	r = open_content(st, f->path, &sb);
-	if (r >= 0) {
-		if (flags & O_EXCL) {
-			close(r);
-			r = -EEXIST;
-		} else {
-			f->base_fd = r;
-			f->base_size = sb.st_size;
-			f->base_version = backing_read_version(r);
-			r = 1;
-		}
-	} else if (r == -ENOENT) {
-		r = reserve_name(st, f->path, (flags & O_EXCL) != 0);
-		/* Only an exclusive creation is refused by another's reservation. */
-		if (r == -EEXIST && !(flags & O_EXCL))
-			r = -1;
-		if (r >= 0 || r == -1) {
-			f->reserve_fd = r;
-			r = 0;
-		}
-	}
-	store_unlock_name(st, s);
-	if (r < 0)
-		return r;
+	if (r == 1 && excl)
+		return -EEXIST;
 	if (r == 1) {
 		/* An existing stash after all: an ordinary writer of it. */
 		char name[256];
 		ssize_t n = fgetxattr(f->base_fd, XATTR_SCHEMA, name, sizeof(name) - 1);
 
+		close_fd(&f->reserve_fd);
 		if (n > 0 && !(f->schema = strndup(name, (size_t)n)))
 			return -ENOMEM;
 		if (flags & O_TRUNC) {
@@ -108,17 +159,8 @@ static int open_new(struct stash_file *f, int flags, const struct stash_caller *
 		}
 		return 0;
 	}
-	/* The schema it will inherit: its first write is validated already. */
-	value = malloc(DEFAULTS_COUNT * sizeof(*value));
-	if (!value)
-		return -ENOMEM;
-	r = defaults_ancestors(st, f->path, value, len);
-	if (r == 0 && len[0] > 0 && !(f->schema = strndup(value[0], (size_t)len[0])))
-		r = -ENOMEM;
-	free(value);
 	if (r < 0)
-		return stash_error_set(err, -r, "%s: cannot read its directory's defaults: %s",
-				       f->path, strerror(-r));
+		return r;
 	f->fresh = true;
 	f->mode = PENDING_FULL;
 	f->dirty = true;
@@ -762,6 +804,9 @@ int stash_file_moved(struct stash_file *f, const char *path)
 	pthread_mutex_lock(&f->lock);
 	free(f->path);
 	f->path = copy;
+	/* Its new directories' defaults are the ones a first commit takes. */
+	free(f->defaults);
+	f->defaults = NULL;
 	pthread_mutex_unlock(&f->lock);
 	return 0;
 }
@@ -773,6 +818,7 @@ void stash_file_close(struct stash_file *f)
 	pending_reset(f->st, &f->p);
 	close_fd(&f->base_fd);
 	close_fd(&f->reserve_fd);
+	free(f->defaults);
 	pthread_mutex_destroy(&f->lock);
 	free(f->schema);
 	free(f->meta);

@@ -67,6 +67,8 @@ struct stash_file {
 	bool fresh;             /* no committed version yet: the first commit creates the name */
 	bool removed;           /* its name was removed meanwhile: commits publish nothing */
 	int reserve_fd;         /* holds the name's creation reservation, or -1 */
+	struct defaults *defaults;      /* a fresh stash's directory defaults, read at open for
+					 * its first commit (NULL: that commit reads them) */
 	struct stash_caller creator;
 	struct timespec changed;        /* last change through the handle (fresh stat) */
 	struct set_meta set;    /* metadata set through the handle: applied by its commit */

@@ -3,7 +3,8 @@
  * test_defaults.c - what a new object inherits: a directory's ttl,
  * versions, persistence and schema are defaults beneath it, the nearest
  * ancestor's winning; a new stash gets copies at its first commit and
- * keeps them when moved; what has none set answers the mount's default.
+ * keeps them when moved, as they were when it was created (opened); what
+ * has none set answers the mount's default.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,7 +80,7 @@ static void test_nearest(void)
 	      -ENODATA);
 	CHECK(store_nearest_default(st, "", "user.stash.ttl", buf, sizeof(buf)) == -ENODATA);
 	/* All four in one pass up from a new object's path. */
-	CHECK(defaults_ancestors(st, "a/b/c/x", value, len) == 0);
+	CHECK(defaults_ancestors(st, "a/b/c/x", -1, value, len) == 0);
 	for (int i = 0; i < DEFAULTS_COUNT; i++) {
 		if (strcmp(defaults_names[i], "user.stash.versions") == 0)
 			CHECK(len[i] == 1 && memcmp(value[i], "5", 1) == 0);
@@ -88,7 +89,7 @@ static void test_nearest(void)
 		else
 			CHECK(len[i] == -1);
 	}
-	CHECK(defaults_ancestors(st, "top", value, len) == 0);
+	CHECK(defaults_ancestors(st, "top", -1, value, len) == 0);
 	for (int i = 0; i < DEFAULTS_COUNT; i++)
 		CHECK(len[i] == -1);
 }
@@ -114,6 +115,28 @@ static void test_copied(void)
 	CHECK(put(st, "top", "{}", O_TRUNC) == 0);
 	CHECK(strcmp(raw("top", "user.stash.ttl"), "") == 0);
 	CHECK(strcmp(raw("top", "user.stash.versions"), "") == 0);
+}
+
+/*
+ * The defaults are read once, when the new stash is opened, and its first
+ * commit takes those: as a file on ext4 takes its directory's default ACL
+ * when it is created, not when it is closed.
+ */
+static void test_taken_at_open(void)
+{
+	struct stash_file *f;
+	struct stash_error err;
+
+	CHECK(stash_store_mkdir(st, "late", 0755, &who) == 0);
+	CHECK(stash_file_open(st, "late/y", O_WRONLY | O_CREAT | O_EXCL, 0644, &who, &f, &err) == 0);
+	CHECK(set("late", "user.stash.ttl", "60") == 0);
+	CHECK(stash_file_write(f, "{}", 2, 0, &err) == 2);
+	CHECK(stash_file_commit(f, STASH_COMMIT_LAST, &who, &err) == 0);
+	stash_file_close(f);
+	CHECK(strcmp(raw("late/y", "user.stash.ttl"), "") == 0);
+	/* The next new stash there takes it. */
+	CHECK(put(st, "late/z", "{}", O_TRUNC) == 0);
+	CHECK(strcmp(raw("late/z", "user.stash.ttl"), "60") == 0);
 }
 
 static void test_effective(void)
@@ -142,6 +165,7 @@ int main(void)
 		return 1;
 	test_nearest();
 	test_copied();
+	test_taken_at_open();
 	test_effective();
 	stash_store_close(st);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", backing);
