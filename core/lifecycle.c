@@ -576,12 +576,65 @@ static bool life_commit_gone(struct commit *c, int fd, const struct stat *sb)
 	return life_check(c->st, fd, sb, NULL) < 0;
 }
 
-/* A committed stash's deadline is queued, an ephemeral one remembered. */
+/* @p, or a path below it, if it is @from: the same under @to, in @out. */
+static bool moved(const char *p, const char *from, const char *to, char *out, size_t size)
+{
+	size_t n = strlen(from);
+
+	if (strncmp(p, from, n) != 0 || (p[n] != '/' && p[n] != '\0'))
+		return false;
+	return (size_t)snprintf(out, size, "%s%s", to, p + n) < size;
+}
+
+static void rekey(char **slot, const char *from, const char *to, bool exchange)
+{
+	char path[PATH_MAX];
+	char *dup;
+
+	if (!moved(*slot, from, to, path, sizeof(path)) &&
+	    !(exchange && moved(*slot, to, from, path, sizeof(path))))
+		return;
+	dup = strdup(path);
+	if (dup) {
+		free(*slot);
+		*slot = dup;
+	}
+}
+
+/*
+ * A directory moved (or two names swapped): what was queued below it
+ * follows, keeping its deadline (a rename moves no ctime below it).  The
+ * queue is walked whole, once per such rename.
+ */
+static void life_moved(struct stash_store *st, const char *from, const char *to, bool exchange)
+{
+	struct lifecycle *l = st->life;
+
+	pthread_mutex_lock(&l->lock);
+	for (size_t i = 0; i < l->n; i++)
+		rekey(&l->heap[i].path, from, to, exchange);
+	for (size_t i = 0; i < l->neph; i++)
+		rekey(&l->ephemeral[i], from, to, exchange);
+	pthread_mutex_unlock(&l->lock);
+}
+
+/*
+ * A committed stash's deadline is queued, an ephemeral one remembered; a
+ * renamed stash is queued under its new name (the rename moved its ctime,
+ * so its deadline; what stays queued under the old name finds nothing).
+ */
 static void life_commit_published(struct commit *c, void *state)
 {
 	(void)state;
-	if (c->tmpfd >= 0)
-		life_note(c->st, c->path, c->tmpfd);
+	if (c->op != COMMIT_RENAME) {
+		if (c->tmpfd >= 0)
+			life_note(c->st, c->path, c->tmpfd);
+	} else if (life_any(c->st)) {
+		if (c->srcfd >= 0 && !(c->flags & RENAME_EXCHANGE))
+			life_note(c->st, c->path, c->srcfd);
+		else
+			life_moved(c->st, c->from, c->path, c->flags & RENAME_EXCHANGE);
+	}
 }
 
 const struct commit_hook life_commit_hook = {

@@ -118,6 +118,27 @@ def test_stash_expires_on_time_with_record(mnt):
     assert sum(1 for r in recs if r["op"] == "expire") == 1
 
 
+def test_expires_on_time_below_a_moved_directory(mnt):
+    # The deadline was queued under a/p; after `mv a b` the sweeper must
+    # remove b/p on time, once, and nothing comes back at a/p.
+    mnt.sh("touch streams/log && setfattr -n user.stash.linked_stash -v b/p streams/log")
+    mnt.sh("mkdir a && echo data > a/p && setfattr -n user.stash.ttl -v 2 a/p")
+    mnt.sh("echo q > q && setfattr -n user.stash.ttl -v 2 q")
+    deadline = time.time() + 2
+    mnt.sh("mv a b && mv q r")
+    assert read(mnt.path("b/p")) == b"data\n"
+    time.sleep(max(0, deadline - time.time()) + 1.5)
+    assert not (mnt.backing / "b" / "p").exists()          # swept, not only hidden
+    assert not (mnt.backing / "r").exists()                # a moved stash too
+    assert not os.path.exists(mnt.path("b/p")) and not os.path.exists(mnt.path("a"))
+    recs = [json.loads(l) for l in read(mnt.path("streams/log")).splitlines()]
+    assert [r["stash"] for r in recs if r["op"] == "expire"] == ["b/p"]
+    # A new b/p is a new stash with no deadline of the old one's.
+    mnt.sh("echo new > b/p")
+    time.sleep(1.2)
+    assert read(mnt.path("b/p")) == b"new\n"
+
+
 def test_ttl_slides_with_changes(mnt):
     mnt.sh("echo 1 > p && setfattr -n user.stash.ttl -v 2 p")
     for i in range(4):
