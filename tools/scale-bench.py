@@ -24,8 +24,9 @@ import random
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
+
+from merger import Merger
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--stashes", type=int, default=100000)
@@ -184,30 +185,14 @@ for n in expired:
 time.sleep(1.5)
 drop_caches()
 daemon, dt = mount()
-lat, stop = [], [False]
-
-
-def merger():
-    i = 0
-    while not stop[0]:
-        t0 = time.perf_counter()
-        with open(os.path.join(mnt, "merged.json"), "w") as f:
-            f.write('{"k%d": %d}\n' % (i % 100, i))
-        lat.append(time.perf_counter() - t0)
-        i += 1
-
-
-th = threading.Thread(target=merger)
 t0 = time.perf_counter()
-th.start()
+merger = Merger(mnt)
 while any(os.path.exists(os.path.join(backing, n)) for n in (expired[0], expired[len(expired) // 2], expired[-1])):
     time.sleep(0.05)
 while sum(1 for n in expired if os.path.exists(os.path.join(backing, n))):
     time.sleep(0.2)
 swept = time.perf_counter() - t0
-stop[0] = True
-th.join()
-lat.sort()
+lat = merger.stop()
 print("mount with %d of %d stashes expired: %.3f s; the scan removed them all %.1f s after the mount"
       % (len(expired), a.stashes, dt, swept))
 if lat:
