@@ -34,6 +34,7 @@
 #include "commit.h"
 #include "lifecycle.h"
 #include "locks.h"
+#include "reap.h"
 #include "stream.h"
 #include "store_priv.h"
 #include "versions.h"
@@ -283,6 +284,7 @@ static int expire_one(struct stash_store *st, const char *path, bool orphans, in
 	int64_t when;
 	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
 	int r = 0;
+	bool removed = false;
 
 	*later = 0;
 	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
@@ -290,6 +292,7 @@ static int expire_one(struct stash_store *st, const char *path, bool orphans, in
 	if (orphans && orphaned(st, fd)) {
 		r = store_unlink_path(st, path);
 		versions_drop(st, path);
+		removed = r == 0;
 		goto out;
 	}
 	when = life_deadline(fd, &sb);
@@ -302,12 +305,20 @@ static int expire_one(struct stash_store *st, const char *path, bool orphans, in
 		struct commit c = { .op = COMMIT_EXPIRE, .st = st, .path = path, .curfd = fd };
 
 		r = commit_remove(&c);
-		r = r == 0 ? 1 : r;
+		removed = r == 0;
+		r = removed ? 1 : r;
 	}
 out:
-	if (fd >= 0)
-		close(fd);
 	store_unlock_name(st, s);
+	/*
+	 * The last close of a removed file frees its blocks, which on a disk
+	 * mounted with discard waits for the device (about a millisecond a
+	 * file): the reaper does that while this thread goes on to the next.
+	 */
+	if (removed)
+		store_close_paced(st, fd);
+	else if (fd >= 0)
+		close(fd);
 	return r;
 }
 

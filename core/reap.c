@@ -29,6 +29,7 @@ struct reap {
 	bool stop;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	pthread_cond_t room;            /* the reaper took what was queued */
 	unsigned n;
 	int fds[REAP_SLOTS];
 };
@@ -51,6 +52,7 @@ static void *reaper_main(void *arg)
 		for (unsigned i = 0; i < n; i++)
 			batch[i] = st->reap->fds[i];
 		st->reap->n = 0;
+		pthread_cond_broadcast(&st->reap->room);
 		pthread_mutex_unlock(&st->reap->lock);
 		for (unsigned i = 0; i < n; i++)
 			close(batch[i]);
@@ -85,6 +87,7 @@ int reap_init(struct stash_store *st)
 		return -ENOMEM;
 	pthread_mutex_init(&st->reap->lock, NULL);
 	pthread_cond_init(&st->reap->cond, NULL);
+	pthread_cond_init(&st->reap->room, NULL);
 	return 0;
 }
 
@@ -98,6 +101,7 @@ void reap_destroy(struct stash_store *st)
 	join = st->reap->pid == getpid() && st->reap->running;
 	st->reap->stop = true;
 	pthread_cond_signal(&st->reap->cond);
+	pthread_cond_broadcast(&st->reap->room);
 	pthread_mutex_unlock(&st->reap->lock);
 	if (join)
 		pthread_join(st->reap->thread, NULL);
@@ -108,17 +112,21 @@ void reap_destroy(struct stash_store *st)
 	st->reap->running = false;
 	pthread_mutex_destroy(&st->reap->lock);
 	pthread_cond_destroy(&st->reap->cond);
+	pthread_cond_destroy(&st->reap->room);
 	free(st->reap);
 	st->reap = NULL;
 }
 
-void store_close_later(struct stash_store *st, int fd)
+/* Queue @fd once fewer than @limit are waiting (waiting for room below REAP_SLOTS). */
+static bool close_queued(struct stash_store *st, int fd, unsigned limit)
 {
 	bool queued = false;
 
 	if (fd < 0)
-		return;
+		return true;
 	pthread_mutex_lock(&st->reap->lock);
+	while (limit < REAP_SLOTS && !st->reap->stop && reaper_ready(st) && st->reap->n >= limit)
+		pthread_cond_wait(&st->reap->room, &st->reap->lock);
 	if (!st->reap->stop && reaper_ready(st) && st->reap->n < REAP_SLOTS) {
 		st->reap->fds[st->reap->n++] = fd;
 		queued = true;
@@ -127,4 +135,21 @@ void store_close_later(struct stash_store *st, int fd)
 	pthread_mutex_unlock(&st->reap->lock);
 	if (!queued)
 		close(fd);      /* no thread, or it is behind: close here */
+	return queued;
+}
+
+bool store_close_later(struct stash_store *st, int fd)
+{
+	return close_queued(st, fd, REAP_SLOTS);
+}
+
+/*
+ * Background work (the sweeper) frees files faster than a disk mounted
+ * with discard takes their blocks back: it waits while half the slots are
+ * taken, so that it scans on while the reaper waits for the disk, and
+ * commits always find room.
+ */
+void store_close_paced(struct stash_store *st, int fd)
+{
+	close_queued(st, fd, REAP_SLOTS / 2);
 }
