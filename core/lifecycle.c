@@ -42,9 +42,22 @@
 #define LIVENESS_CACHE 16
 #define LIVENESS_SECONDS 2
 
+/*
+ * A path the deadline queue or the ephemeral list holds: one per path
+ * however often it is committed (a stash committed every second with a
+ * day's ttl would otherwise queue 86,400 deadlines and copies of its name).
+ */
+struct queued {
+	struct queued *next;    /* in lifecycle.byname */
+	char *path;
+	int64_t when;           /* earliest deadline queued for it, 0 = none known */
+	unsigned refs;          /* deadlines in the heap */
+	bool eph;               /* in lifecycle.ephemeral */
+};
+
 struct deadline {
 	int64_t when;           /* epoch milliseconds */
-	char *path;
+	struct queued *q;
 };
 
 struct instance_state {
@@ -57,7 +70,9 @@ struct lifecycle {
 	pthread_mutex_t lock;
 	struct deadline *heap;
 	size_t n, cap;
-	char **ephemeral;       /* paths this instance made ephemeral */
+	struct queued **byname; /* hash of every struct queued */
+	size_t nq, nbuckets;
+	struct queued **ephemeral;      /* what this instance made ephemeral, in order */
 	size_t neph, capeph;
 	struct instance_state seen[LIVENESS_CACHE];
 	unsigned nseen;
@@ -81,15 +96,29 @@ void life_destroy(struct stash_store *st)
 
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++)
-		free(l->heap[i].path);
-	for (size_t i = 0; i < l->neph; i++)
-		free(l->ephemeral[i]);
+	for (size_t b = 0; b < l->nbuckets; b++) {
+		struct queued *q, *next;
+
+		for (q = l->byname[b]; q; q = next) {
+			next = q->next;
+			free(q->path);
+			free(q);
+		}
+	}
+	free(l->byname);
 	free(l->heap);
 	free(l->ephemeral);
 	pthread_mutex_destroy(&l->lock);
 	free(l);
 	st->life = NULL;
+}
+
+void life_counts(struct stash_store *st, size_t *deadlines, size_t *ephemeral)
+{
+	pthread_mutex_lock(&st->life->lock);
+	*deadlines = st->life->n;
+	*ephemeral = st->life->neph;
+	pthread_mutex_unlock(&st->life->lock);
 }
 
 bool life_any(struct stash_store *st)
@@ -187,7 +216,86 @@ int life_check(struct stash_store *st, int fd, const struct stat *sb, time_t *ex
 
 /* ---- the deadline queue (a binary heap) -------------------------------- */
 
-static void heap_push(struct lifecycle *l, int64_t when, const char *path)
+static size_t queued_bucket(const struct lifecycle *l, const char *path)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *path; path++)
+		h = (h ^ (unsigned char)*path) * 1099511628211ull;
+	return (size_t)(h % l->nbuckets);
+}
+
+/* Rehash every entry into @n buckets (after growth, or a rename of their paths). */
+static void queued_rehash(struct lifecycle *l, size_t n)
+{
+	struct queued **old = l->byname, **fresh = calloc(n, sizeof(*fresh));
+	size_t oldn = l->nbuckets;
+
+	if (!fresh)
+		return;         /* longer chains, or names hashed under their old paths */
+	l->byname = fresh;
+	l->nbuckets = n;
+	for (size_t b = 0; b < oldn; b++) {
+		struct queued *q, *next;
+
+		for (q = old[b]; q; q = next) {
+			size_t nb = queued_bucket(l, q->path);
+
+			next = q->next;
+			q->next = fresh[nb];
+			fresh[nb] = q;
+		}
+	}
+	free(old);
+}
+
+/* The entry of @path, made if missing; NULL out of memory. */
+static struct queued *queued_get(struct lifecycle *l, const char *path)
+{
+	struct queued *q;
+	size_t b;
+
+	if (l->nq >= l->nbuckets)
+		queued_rehash(l, l->nbuckets ? l->nbuckets * 2 : 64);
+	if (!l->nbuckets)
+		return NULL;
+	b = queued_bucket(l, path);
+	for (q = l->byname[b]; q; q = q->next)
+		if (strcmp(q->path, path) == 0)
+			return q;
+	q = calloc(1, sizeof(*q));
+	if (!q || !(q->path = strdup(path))) {
+		free(q);
+		return NULL;
+	}
+	q->next = l->byname[b];
+	l->byname[b] = q;
+	l->nq++;
+	return q;
+}
+
+/* Free @q once neither the heap nor the ephemeral list holds it. */
+static void queued_put(struct lifecycle *l, struct queued *q)
+{
+	struct queued **pp;
+
+	if (q->refs || q->eph)
+		return;
+	pp = &l->byname[queued_bucket(l, q->path)];
+	while (*pp && *pp != q)
+		pp = &(*pp)->next;
+	/* Hashed under an older path if a rehash after a rename failed. */
+	for (size_t b = 0; !*pp && b < l->nbuckets; b++)
+		for (pp = &l->byname[b]; *pp && *pp != q; pp = &(*pp)->next)
+			;
+	if (*pp)
+		*pp = q->next;
+	l->nq--;
+	free(q->path);
+	free(q);
+}
+
+static void heap_push(struct lifecycle *l, int64_t when, struct queued *q)
 {
 	size_t i;
 
@@ -202,7 +310,10 @@ static void heap_push(struct lifecycle *l, int64_t when, const char *path)
 	}
 	i = l->n++;
 	l->heap[i].when = when;
-	l->heap[i].path = strdup(path);
+	l->heap[i].q = q;
+	q->refs++;
+	if (!q->when || when < q->when)
+		q->when = when;
 	while (i > 0 && l->heap[(i - 1) / 2].when > l->heap[i].when) {
 		struct deadline t = l->heap[i];
 
@@ -236,9 +347,25 @@ static struct deadline heap_pop(struct lifecycle *l)
 	return top;
 }
 
+/*
+ * Queue @path's deadline @when unless one no later is queued already: that
+ * one finds the later deadline when it comes and queues it then.  Caller
+ * holds l->lock.
+ */
+static void queue_deadline(struct lifecycle *l, const char *path, int64_t when)
+{
+	struct queued *q = queued_get(l, path);
+
+	if (q && (!q->when || when < q->when))
+		heap_push(l, when, q);
+	else if (q)
+		queued_put(l, q);
+}
+
 void life_note(struct stash_store *st, const char *path, int fd)
 {
 	struct lifecycle *l = st->life;
+	struct queued *q;
 	struct stat sb;
 	int64_t when;
 	bool eph;
@@ -253,20 +380,23 @@ void life_note(struct stash_store *st, const char *path, int fd)
 	atomic_store(&l->any, true);
 	pthread_mutex_lock(&l->lock);
 	if (when)
-		heap_push(l, when, path);
-	if (eph && l->neph < 1000000) {
-		if (l->neph == l->capeph) {
-			size_t cap = l->capeph ? l->capeph * 2 : 64;
-			char **e = realloc(l->ephemeral, cap * sizeof(*e));
+		queue_deadline(l, path, when);
+	q = eph ? queued_get(l, path) : NULL;
+	if (q && !q->eph && l->neph == l->capeph) {
+		size_t cap = l->capeph ? l->capeph * 2 : 64;
+		struct queued **e = realloc(l->ephemeral, cap * sizeof(*e));
 
-			if (e) {
-				l->ephemeral = e;
-				l->capeph = cap;
-			}
+		if (e) {
+			l->ephemeral = e;
+			l->capeph = cap;
 		}
-		if (l->neph < l->capeph)
-			l->ephemeral[l->neph++] = strdup(path);
 	}
+	if (q && !q->eph && l->neph < l->capeph) {
+		l->ephemeral[l->neph++] = q;
+		q->eph = true;
+	}
+	if (q)
+		queued_put(l, q);
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -332,6 +462,7 @@ int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, int
 	for (;;) {
 		struct deadline d;
 		int64_t later;
+		char *path;
 		int r;
 
 		pthread_mutex_lock(&l->lock);
@@ -341,19 +472,26 @@ int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, int
 			break;
 		}
 		d = heap_pop(l);
+		d.q->refs--;
+		if (d.q->when == d.when)
+			d.q->when = 0;  /* its later deadlines, if any, are not known here */
+		path = strdup(d.q->path);
+		queued_put(l, d.q);
 		pthread_mutex_unlock(&l->lock);
-		r = expire_one(st, d.path, false, &later);
+		if (!path)
+			continue;
+		r = expire_one(st, path, false, &later);
 		if (r == 1) {
 			count++;
 			if (cb)
-				cb(ctx, d.path);
+				cb(ctx, path);
 		} else if (later) {
 			/* Changed since it was queued: its deadline slid. */
 			pthread_mutex_lock(&l->lock);
-			heap_push(l, later, d.path);
+			queue_deadline(l, path, later);
 			pthread_mutex_unlock(&l->lock);
 		}
-		free(d.path);
+		free(path);
 	}
 	return count;
 }
@@ -463,16 +601,16 @@ void stash_store_shutdown(struct stash_store *st)
 
 	/* Ephemeral objects end with the daemon that owns them (directories below). */
 	for (size_t i = 0; i < l->neph; i++) {
-		unsigned s = store_lock_name(st, l->ephemeral[i]);
-		int fd = store_open_beneath(st, l->ephemeral[i], O_RDONLY | O_NONBLOCK, 0);
+		unsigned s = store_lock_name(st, l->ephemeral[i]->path);
+		int fd = store_open_beneath(st, l->ephemeral[i]->path, O_RDONLY | O_NONBLOCK, 0);
 		char id[64];
 		ssize_t n = fd >= 0 ? fgetxattr(fd, XATTR_SESSION, id, sizeof(id) - 1) : -1;
 
 		if (n > 0 && backing_xattr_number(fd, XATTR_PERSISTENT, 1) == 0) {
 			id[n] = '\0';
 			if (strcmp(id, st->instance) == 0) {
-				store_unlink_path(st, l->ephemeral[i]);
-				versions_drop(st, l->ephemeral[i]);
+				store_unlink_path(st, l->ephemeral[i]->path);
+				versions_drop(st, l->ephemeral[i]->path);
 			}
 		}
 		if (fd >= 0)
@@ -484,7 +622,7 @@ void stash_store_shutdown(struct stash_store *st)
 	 * only when nothing persistent is left in it.
 	 */
 	for (size_t i = l->neph; i-- > 0;) {
-		int fd = store_open_beneath(st, l->ephemeral[i], O_RDONLY | O_DIRECTORY, 0);
+		int fd = store_open_beneath(st, l->ephemeral[i]->path, O_RDONLY | O_DIRECTORY, 0);
 		char id[64];
 		ssize_t n = fd >= 0 && ephemeral_dir(fd) ?
 			fgetxattr(fd, XATTR_SESSION, id, sizeof(id) - 1) : -1;
@@ -494,7 +632,7 @@ void stash_store_shutdown(struct stash_store *st)
 		if (n > 0) {
 			id[n] = '\0';
 			if (strcmp(id, st->instance) == 0)
-				store_rmdir_path(st, l->ephemeral[i]);
+				store_rmdir_path(st, l->ephemeral[i]->path);
 		}
 	}
 }
@@ -622,10 +760,10 @@ static void life_moved(struct stash_store *st, const char *from, const char *to,
 	struct lifecycle *l = st->life;
 
 	pthread_mutex_lock(&l->lock);
-	for (size_t i = 0; i < l->n; i++)
-		rekey(&l->heap[i].path, from, to, exchange);
-	for (size_t i = 0; i < l->neph; i++)
-		rekey(&l->ephemeral[i], from, to, exchange);
+	for (size_t b = 0; b < l->nbuckets; b++)
+		for (struct queued *q = l->byname[b]; q; q = q->next)
+			rekey(&q->path, from, to, exchange);
+	queued_rehash(l, l->nbuckets);
 	pthread_mutex_unlock(&l->lock);
 }
 

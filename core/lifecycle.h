@@ -18,6 +18,8 @@ struct commit_hook;
 
 int life_init(struct stash_store *st);
 void life_destroy(struct stash_store *st);
+/* Deadlines queued and paths kept as ephemeral (each path once: for tests). */
+void life_counts(struct stash_store *st, size_t *deadlines, size_t *ephemeral);
 /* May any object have a ttl or be ephemeral?  (False only after a clean scan.) */
 bool life_any(struct stash_store *st);
 /* When the object at @fd expires (epoch milliseconds), 0 = never. */

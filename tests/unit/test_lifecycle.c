@@ -88,10 +88,70 @@ static void test_expired_stash_reads_as_missing(void)
 		fprintf(stderr, "could not remove %s\n", backing);
 }
 
+static void commit_text(struct stash_store *st, const char *path, const char *text)
+{
+	struct stash_error err;
+	struct stash_file *f;
+
+	CHECK(stash_file_open(st, path, O_WRONLY | O_CREAT | O_TRUNC, 0644, &who, &f, &err) == 0);
+	if (!f)
+		return;
+	CHECK(stash_file_write(f, text, strlen(text), 0, &err) == (ssize_t)strlen(text));
+	CHECK(stash_file_commit(f, STASH_COMMIT_LAST, &who, &err) == 0);
+	stash_file_close(f);
+}
+
+/*
+ * A stash committed again and again is queued once, and kept once as
+ * ephemeral, yet expires on its last deadline, also one moved earlier.
+ */
+static void test_each_path_queued_once(void)
+{
+	char backing[] = "/tmp/stashfs-life-XXXXXX", cmd[300];
+	struct stash_store *st = NULL;
+	struct stash_error err;
+	size_t deadlines, eph;
+	struct stat sb;
+	int64_t next;
+
+	CHECK(mkdtemp(backing) != NULL);
+	CHECK(stash_store_open(backing, NULL, &st, &err) == 0);
+	if (!st)
+		return;
+	commit_text(st, "p", "0");
+	CHECK(stash_store_setxattr(st, "p", "user.stash.ttl", "3600", 4, 0, &who, &err) == 0);
+	commit_text(st, "e", "0");
+	CHECK(stash_store_setxattr(st, "e", "user.stash.persistent", "0", 1, 0, &who, &err) == 0);
+	for (int i = 0; i < 200; i++) {
+		commit_text(st, "p", "x");
+		commit_text(st, "e", "x");
+	}
+	life_counts(st, &deadlines, &eph);
+	CHECK(deadlines == 1);          /* was 201 */
+	CHECK(eph == 1);                /* was 201 */
+	/* Moved earlier: queued again, and the sweep removes it on time. */
+	CHECK(stash_store_setxattr(st, "p", "user.stash.ttl", "1", 1, 0, &who, &err) == 0);
+	life_counts(st, &deadlines, &eph);
+	CHECK(deadlines == 2);
+	CHECK(stash_store_sweep(st, NULL, NULL, &next) == 0);
+	CHECK(stash_store_stat(st, "p", &sb, NULL) == 0);
+	sleep(2);
+	CHECK(stash_store_sweep(st, NULL, NULL, &next) == 1);
+	snprintf(cmd, sizeof(cmd), "%s/p", backing);
+	CHECK(access(cmd, F_OK) < 0 && errno == ENOENT);
+	life_counts(st, &deadlines, &eph);
+	CHECK(deadlines == 1);          /* the hour's, which will find nothing */
+	stash_store_close(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", backing);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", backing);
+}
+
 int main(void)
 {
 	test_deadline();
 	test_xattr_values();
 	test_expired_stash_reads_as_missing();
+	test_each_path_queued_once();
 	return check_done();
 }
