@@ -163,9 +163,19 @@ def ops_per_second(mnt, secs=1.5):
     return n / secs
 
 
+def daemon_threads(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(next(l.split()[1] for l in f if l.startswith("Threads:")))
+
+
 def test_thousand_waiters_cost_nothing(mnt):
+    """1,000 parked waiters hold no daemon thread each, and other operations
+    go on meanwhile.  Their speed beside the waiters is printed, not
+    asserted (a shared machine's timings make no test)."""
     mnt.sh("echo zero > p; echo 0 > busy")
+    pid = mnt.daemons[0].pid()
     before = ops_per_second(mnt)
+    threads_alone = daemon_threads(pid)
     got = []
     lock = threading.Lock()
 
@@ -181,15 +191,16 @@ def test_thousand_waiters_cost_nothing(mnt):
     # Let them all park (each open is one request the daemon holds).
     time.sleep(2)
     assert not got
+    threads_parked = daemon_threads(pid)
     during = ops_per_second(mnt)
+    assert during > 0, "nothing else was served while 1000 waiters were parked"
     mnt.sh("echo one > p")
     for t in threads:
         t.join(timeout=30)
     assert len(got) == 1000 and set(got) == {"one\n"}
-    # Alone again: the slower of the two windows without waiters is the base.
     after = ops_per_second(mnt)
-    ratio = during / min(before, after)
-    print("replace+read+stat rounds/s: %.0f / %.0f alone (before / after), %.0f with 1000"
-          " parked waiters (ratio %.2f)" % (before, after, during, ratio))
-    # Noisy shared machine: only a gross slowdown fails.
-    assert ratio > 0.3
+    print("daemon threads: %d alone, %d with 1000 parked waiters; replace+read+stat"
+          " rounds/s: %.0f / %.0f alone (before / after), %.0f with them (ratio %.2f)"
+          % (threads_alone, threads_parked, before, after, during, during / min(before, after)))
+    # No thread per waiter: libfuse's pool may grow by its few workers, not by 1000.
+    assert threads_parked < threads_alone + 100, (threads_alone, threads_parked)
