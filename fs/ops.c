@@ -1914,10 +1914,45 @@ static void stashfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 	fuse_reply_open(req, fi);
 }
 
+/* The inode number of @ino's parent (the root's own for the root). */
+static fuse_ino_t parent_ino(struct stashfs *fs, fuse_ino_t ino)
+{
+	struct node *n;
+	fuse_ino_t r;
+
+	pthread_mutex_lock(&fs->lock);
+	n = node_by_ino(fs, ino);
+	r = n->parent ? node_ino(fs, n->parent) : FUSE_ROOT_ID;
+	pthread_mutex_unlock(&fs->lock);
+	return r;
+}
+
+/*
+ * A listing starts with "." and "..", as on ext4 (`ls -a`, and programs
+ * that skip two entries); the store's names follow from offset 2.
+ */
+static int listing_next(struct stashfs *fs, struct dir_handle *dh, off_t off, const char **name,
+			unsigned char *type, ino_t *ino, off_t *next)
+{
+	int r;
+
+	if (off == 0 || off == 1) {
+		*name = off ? ".." : ".";
+		*type = DT_DIR;
+		*ino = off ? parent_ino(fs, dh->ino) : dh->ino;
+		*next = off + 1;
+		return 0;
+	}
+	r = stash_dir_next(dh->d, off - 2, name, type, ino, next);
+	if (r == 0)
+		*next += 2;
+	return r;
+}
+
 static void stashfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			       struct fuse_file_info *fi)
 {
-	struct stash_dir *d = ((struct dir_handle *)(uintptr_t)fi->fh)->d;
+	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
 	char *buf = malloc(size), *p = buf;
 	size_t left = size;
 	const char *name;
@@ -1927,7 +1962,7 @@ static void stashfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_
 
 	if (!buf)
 		return reply_err(req, ENOMEM);
-	while (stash_dir_next(d, off, &name, &type, &dino, &next) == 0) {
+	while (listing_next(fs_of(req), dh, off, &name, &type, &dino, &next) == 0) {
 		struct stat sb = { .st_ino = dino, .st_mode = (mode_t)type << 12 };
 		size_t used = fuse_add_direntry(req, p, left, name, &sb, next);
 

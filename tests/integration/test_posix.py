@@ -274,3 +274,24 @@ def test_rsync_xattrs_onto_the_store_and_back(mnt, tmp_path):
     assert os.getxattr(mnt.path("a"), "user.stash.version") == version
     assert os.getxattr(mnt.path("a"), "user.stash.sha256") == digest
     assert "user.stash.error" not in os.listxattr(mnt.path("a"))
+
+
+def test_listings_start_with_dot_and_dotdot(mnt, tmp_path):
+    """`ls -a` shows "." and ".." as on ext4, with the inode numbers stat
+    gives, and a listing read in several calls loses no entry."""
+    plain = tmp_path / "plain"
+    for top in (plain, mnt.path("")):
+        os.makedirs(os.path.join(top, "d", "sub"), exist_ok=True)
+        for i in range(300):
+            with open(os.path.join(top, "d", "f%03d" % i), "w") as f:
+                f.write("%d\n" % i)
+    env = dict(os.environ, LC_ALL="C")
+    ls = lambda *a: subprocess.run(["ls", *a], env=env, check=True, capture_output=True,
+                                   text=True).stdout.split("\n")
+    for d in ("d", "d/sub"):
+        assert ls("-a1", mnt.path(d)) == ls("-a1", str(plain / d)), d
+    for d in ("d", "d/sub", ""):
+        lines = ls("-ai1", mnt.path(d))
+        inos = {l.split()[1]: int(l.split()[0]) for l in lines[:2]}
+        assert inos["."] == os.stat(mnt.path(d)).st_ino, d
+        assert inos[".."] == os.stat(os.path.join(mnt.path(d), "..")).st_ino, d
