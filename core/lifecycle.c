@@ -471,26 +471,26 @@ int stash_store_sweep(struct stash_store *st, stash_expire_cb cb, void *ctx, int
 			pthread_mutex_unlock(&l->lock);
 			break;
 		}
+		/* Popped, but held (refs) until done: a directory moved meanwhile rekeys it. */
 		d = heap_pop(l);
-		d.q->refs--;
 		if (d.q->when == d.when)
 			d.q->when = 0;  /* its later deadlines, if any, are not known here */
 		path = strdup(d.q->path);
-		queued_put(l, d.q);
 		pthread_mutex_unlock(&l->lock);
-		if (!path)
-			continue;
-		r = expire_one(st, path, false, &later);
+		r = path ? expire_one(st, path, false, &later) : -ENOMEM;
 		if (r == 1) {
 			count++;
 			if (cb)
 				cb(ctx, path);
-		} else if (later) {
-			/* Changed since it was queued: its deadline slid. */
-			pthread_mutex_lock(&l->lock);
-			queue_deadline(l, path, later);
-			pthread_mutex_unlock(&l->lock);
 		}
+		pthread_mutex_lock(&l->lock);
+		if (r != 1 && path && strcmp(path, d.q->path) != 0)
+			heap_push(l, d.when, d.q);      /* again, at its new path */
+		else if (r != 1 && later)
+			queue_deadline(l, d.q->path, later);    /* changed since: it slid */
+		d.q->refs--;
+		queued_put(l, d.q);
+		pthread_mutex_unlock(&l->lock);
 		free(path);
 	}
 	return count;

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,9 @@
 
 #include "check.h"
 #include "stashfs/store.h"
+#include "backing.h"
 #include "lifecycle.h"
+#include "locks.h"
 
 static const struct stash_caller who = { .uid = 0, .gid = 0, .pid = 1, .umask = 022 };
 
@@ -147,11 +150,73 @@ static void test_each_path_queued_once(void)
 		fprintf(stderr, "could not remove %s\n", backing);
 }
 
+struct sweep_run {
+	struct stash_store *st;
+	int expired;
+};
+
+static void *sweep_thread(void *arg)
+{
+	struct sweep_run *run = arg;
+	int64_t next;
+
+	run->expired = stash_store_sweep(run->st, NULL, NULL, &next);
+	return NULL;
+}
+
+/*
+ * The sweeper takes a/p off the queue, and `mv a b` runs before it opens
+ * the stash: b/p still expires in that sweep (it used to wait for the next
+ * start-up scan, gone for readers but kept on the disk).
+ */
+static void test_directory_moved_while_sweeping(void)
+{
+	char backing[] = "/tmp/stashfs-life-XXXXXX", cmd[300];
+	struct sweep_run run = { 0 };
+	struct stash_store *st = NULL;
+	struct stash_error err;
+	size_t deadlines, eph;
+	pthread_t t;
+	unsigned s;
+
+	/* The test holds a/p's lock while it renames: other stripes for a and b. */
+	CHECK(backing_stripe("a/p") != backing_stripe("a") &&
+	      backing_stripe("a/p") != backing_stripe("b"));
+	CHECK(mkdtemp(backing) != NULL);
+	CHECK(stash_store_open(backing, NULL, &st, &err) == 0);
+	if (!st)
+		return;
+	CHECK(stash_store_mkdir(st, "a", 0755, &who) == 0);
+	commit_text(st, "a/p", "x");
+	CHECK(stash_store_setxattr(st, "a/p", "user.stash.ttl", "1", 1, 0, &who, &err) == 0);
+	sleep(2);
+	s = store_lock_name(st, "a/p");
+	run.st = st;
+	CHECK(pthread_create(&t, NULL, sweep_thread, &run) == 0);
+	do {                            /* until the sweeper has taken it */
+		usleep(1000);
+		life_counts(st, &deadlines, &eph);
+	} while (deadlines > 0);
+	CHECK(stash_store_rename(st, "a", "b", 0, &who, &err) == 0);
+	store_unlock_name(st, s);
+	pthread_join(t, NULL);
+	CHECK(run.expired == 1);        /* was 0 */
+	snprintf(cmd, sizeof(cmd), "%s/b/p", backing);
+	CHECK(access(cmd, F_OK) < 0 && errno == ENOENT);
+	life_counts(st, &deadlines, &eph);
+	CHECK(deadlines == 0);
+	stash_store_close(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", backing);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", backing);
+}
+
 int main(void)
 {
 	test_deadline();
 	test_xattr_values();
 	test_expired_stash_reads_as_missing();
 	test_each_path_queued_once();
+	test_directory_moved_while_sweeping();
 	return check_done();
 }
