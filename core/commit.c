@@ -582,10 +582,10 @@ int check_size(struct stash_file *f, uint64_t size, struct stash_error *err)
 /* Open the committed content of stash @path read-only (snapshot). */
 int open_content(struct stash_store *st, const char *path, struct stat *stbuf)
 {
-	int fd = store_open_beneath(st, path, O_RDONLY | O_NONBLOCK, 0);
+	int fd = store_open_object(st, path, O_RDONLY | O_NONBLOCK, 0);
 
 	if (fd < 0)
-		return fd == -ELOOP ? -ENOENT : fd;
+		return fd;
 	if (fstat(fd, stbuf) < 0) {
 		int e = -errno;
 

@@ -130,9 +130,9 @@ int stash_dir_open(struct stash_store *st, const char *path, struct stash_dir **
 			return -ENOTDIR;
 		path = target;
 	}
-	fd = store_open_beneath(st, path, O_RDONLY | O_DIRECTORY, 0);
+	fd = store_open_object(st, path, O_RDONLY | O_DIRECTORY, 0);
 	if (fd < 0)
-		return fd == -ELOOP ? -ENOENT : fd;
+		return fd;
 	dir = fdopendir(fd);
 	if (!dir) {
 		close(fd);

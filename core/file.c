@@ -100,12 +100,12 @@ static int open_dir_of(struct stash_store *st, const char *path, const char **le
 	*leaf = slash ? slash + 1 : path;
 	if (!dir)
 		return -ENOMEM;
-	fd = store_open_beneath(st, dir, O_RDONLY | O_DIRECTORY, 0);
+	fd = store_open_object(st, dir, O_RDONLY | O_DIRECTORY, 0);
 	*readable = fd >= 0;
 	if (fd == -EACCES)
-		fd = store_open_beneath(st, dir, O_PATH | O_DIRECTORY, 0);
+		fd = store_open_object(st, dir, O_PATH | O_DIRECTORY, 0);
 	free(dir);
-	return fd == -ELOOP ? -ENOENT : fd;
+	return fd;
 }
 
 /*

@@ -133,10 +133,10 @@ static json_t *meta_doc(struct stash_store *st, const char *target, int fd,
 
 static int open_target(struct stash_store *st, const char *target, struct stat *sb)
 {
-	int fd = store_open_beneath(st, target, O_RDONLY | O_NONBLOCK, 0);
+	int fd = store_open_object(st, target, O_RDONLY | O_NONBLOCK, 0);
 
 	if (fd < 0)
-		return fd == -ELOOP ? -ENOENT : fd;
+		return fd;
 	if (fstat(fd, sb) < 0 || (!S_ISREG(sb->st_mode) && !S_ISDIR(sb->st_mode)) ||
 	    life_check(st, fd, sb, NULL) < 0) {
 		close(fd);

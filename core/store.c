@@ -452,10 +452,10 @@ int stash_store_stat(struct stash_store *st, const char *path, struct stat *out,
 		r = current_version(st, path, &bpath);
 	if (r < 0)
 		return r;
-	fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
+	fd = store_open_object(st, bpath, O_RDONLY | O_NONBLOCK, 0);
 	free(bpath);
 	if (fd < 0)
-		return fd == -ELOOP || fd == -ENXIO ? -ENOENT : fd;
+		return fd;
 	r = fstat(fd, out) < 0 ? -errno : 0;
 	if (r == 0 && !S_ISREG(out->st_mode) && !S_ISDIR(out->st_mode))
 		r = -ENOENT;            /* not something the store offers */

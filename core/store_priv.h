@@ -56,6 +56,18 @@ static inline int store_open_beneath(struct stash_store *st, const char *path, i
 	return backing_open_beneath(st->root_fd, path, flags, mode);
 }
 
+/*
+ * Open the object at @path: what the store never offers there (a symlink,
+ * a socket planted in the backing directory) is no object, -ENOENT.
+ */
+static inline int store_open_object(struct stash_store *st, const char *path, int flags,
+				    mode_t mode)
+{
+	int fd = store_open_beneath(st, path, flags, mode);
+
+	return fd == -ELOOP || fd == -ENXIO ? -ENOENT : fd;
+}
+
 /* Remove the file @path (never through a symlink): 1 on success or -errno. */
 static inline int store_unlink_path(struct stash_store *st, const char *path)
 {

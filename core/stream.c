@@ -755,9 +755,9 @@ static int stream_file_open(struct stash_file *f, const char *path, int flags, m
 
 	if (flags & O_CREAT)
 		oflags |= O_CREAT | (flags & O_EXCL);
-	f->base_fd = store_open_beneath(f->st, f->path, oflags, mode & 07777);
+	f->base_fd = store_open_object(f->st, f->path, oflags, mode & 07777);
 	if (f->base_fd < 0)
-		return f->base_fd == -ELOOP ? -ENOENT : f->base_fd;
+		return f->base_fd;
 	if (fstat(f->base_fd, &sb) < 0 || !S_ISREG(sb.st_mode))
 		return S_ISDIR(sb.st_mode) ? -EISDIR : -ENOENT;
 	if ((flags & O_TRUNC) && sb.st_size > 0)

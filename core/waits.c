@@ -21,10 +21,10 @@
 int stash_waits_version(struct stash_store *st, const char *stash, uint64_t *version)
 {
 	struct stat sb;
-	int fd = store_open_beneath(st, stash, O_RDONLY | O_NONBLOCK, 0), r;
+	int fd = store_open_object(st, stash, O_RDONLY | O_NONBLOCK, 0), r;
 
 	if (fd < 0)
-		return fd == -ELOOP || fd == -ENXIO ? -ENOENT : fd;
+		return fd;
 	r = fstat(fd, &sb) < 0 ? -errno : S_ISREG(sb.st_mode) ? 0 : -ENOENT;
 	/* Expired, or ephemeral of a dead daemon: gone, as for every reader. */
 	if (r == 0)

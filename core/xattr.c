@@ -35,9 +35,7 @@
 /* Open backing path @bpath for its attributes: a planted symlink reads as missing. */
 static int open_attrs(struct stash_store *st, const char *bpath)
 {
-	int fd = store_open_beneath(st, bpath, O_RDONLY | O_NONBLOCK, 0);
-
-	return fd == -ELOOP ? -ENOENT : fd;
+	return store_open_object(st, bpath, O_RDONLY | O_NONBLOCK, 0);
 }
 
 /* Open the object behind @path for metadata changes (never a symlink). */
