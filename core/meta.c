@@ -230,6 +230,9 @@ int meta_stat(struct stash_store *st, const char *path, struct stat *out)
 	free(text);
 	if (r < 0)
 		return r;
+	/* A sticky directory's own attributes are its owner's to change, as with setxattr(2). */
+	if (dir_file && (out->st_mode & S_ISVTX))
+		out->st_mode &= ~(mode_t)(S_IWGRP | S_IWOTH);
 	out->st_mode = S_IFREG | (out->st_mode & 0666);
 	out->st_nlink = 1;
 	out->st_size = (off_t)len;

@@ -105,6 +105,24 @@ def test_link_needs_read_permission(env, public_dir):  # noqa: F811
     assert "may not read rootdoc" in "".join(d.read_log() for d in env.daemons)
 
 
+def test_a_sticky_directorys_attributes_are_its_owners(env, public_dir):  # noqa: F811
+    """As setxattr(2) on ext4: in a sticky directory (`chmod 1777 streams`)
+    only its owner changes the directory's own attributes, through the
+    metadata view and stashctl too, while everyone still makes streams there."""
+    mnt = shared_store(env, public_dir)
+    r = as_nobody("setfattr -n user.stash.ttl -v 5 streams", cwd=mnt)
+    assert r.returncode != 0 and "Operation not permitted" in r.stderr
+    r = as_nobody(META_WRITE % (".stashfs-meta/streams/.stashfs-dir", '{"ttl":5}'), cwd=mnt)
+    assert r.stdout == "EACCES\n", r.stderr
+    r = as_nobody("%s set streams ttl=5" % nobody_stashctl(public_dir), cwd=mnt)
+    assert r.returncode != 0
+    assert "user.stash.ttl" not in os.listxattr(env.backing / "streams")
+    assert as_nobody("touch streams/mine", cwd=mnt).returncode == 0
+    # The owner does, as before.
+    put(os.path.join(mnt, ".stashfs-meta", "streams", ".stashfs-dir"), '{"ttl":7}')
+    assert os.getxattr(env.backing / "streams", "user.stash.ttl") == b"7"
+
+
 def test_records_withhold_data_once_the_stash_is_closed(env, public_dir):  # noqa: F811
     mnt = shared_store(env, public_dir)
     os.mkdir(os.path.join(mnt, "box"), 0o755)
