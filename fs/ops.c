@@ -661,6 +661,52 @@ static void stashfs_op_init(void *userdata, struct fuse_conn_info *conn)
 static struct fh *fh_get(struct stashfs *fs, struct node *n, pid_t pid, bool any);
 static void fh_put(struct stashfs *fs, struct fh *h);
 static bool has_writers(struct stashfs *fs, struct node *n);
+static bool writes_for(const struct fh *h, pid_t pid);
+static struct fh *fresh_writer(struct stashfs *fs, fuse_ino_t ino, pid_t pid);
+
+/*
+ * A new stash not committed yet is no name for anyone but the process
+ * writing it, which sees it by name as on ext4 (stat, chmod, touch,
+ * truncate: git's lock files, Python's open-then-os.chmod).  Never cached,
+ * so every other process's lookup asks again and gets ENOENT.
+ */
+static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name, pid_t pid,
+			struct fuse_entry_param *e)
+{
+	struct node *p, *n;
+	struct fh *h = NULL;
+	struct stat sb;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&fs->lock);
+	p = node_by_ino(fs, parent);
+	n = p ? node_by_name(fs, p, name) : NULL;
+	if (n)
+		node_for_each_fh(fs, n, h)
+			if (writes_for(h, pid))
+				break;
+	if (h)
+		h->refs++;      /* and so holds @n */
+	pthread_mutex_unlock(&fs->lock);
+	if (!h)
+		return -ENOENT;
+	if (stash_file_fresh(h->f) && stash_file_stat(h->f, &sb) == 0) {
+		memset(e, 0, sizeof(*e));
+		fill_attr(fs, &sb, n);
+		e->attr = sb;
+		pthread_mutex_lock(&fs->lock);
+		if (n->named && n->parent == p) {
+			if (n->nlookup != NODE_PINNED)
+				n->nlookup++;
+			e->ino = node_ino(fs, n);
+			e->generation = n->generation;
+			r = 0;
+		}
+		pthread_mutex_unlock(&fs->lock);
+	}
+	fh_put(fs, h);
+	return r;
+}
 
 static void stashfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -670,6 +716,8 @@ static void stashfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *nam
 	struct fh *h;
 	int r = do_lookup(fs, parent, name, &e);
 
+	if (r == -ENOENT && own_new_file(fs, parent, name, fuse_req_ctx(req)->pid, &e) == 0)
+		return (void)fuse_reply_entry(req, &e);
 	if (r < 0)
 		return reply_err(req, r);
 	pthread_mutex_lock(&fs->lock);
@@ -1353,6 +1401,23 @@ int stashfs_open_parked(fuse_req_t req, struct node *n, const char *path,
 	return do_open(req, node_ino(fs_of(req), n), n, path, fi->flags, 0, fi);
 }
 
+/*
+ * The process writing a new stash opens it by name again for writing (it
+ * sees the name, see own_new_file): another writer of the same creation,
+ * as its open with O_CREAT would have made.
+ */
+static int reopen_own_new_file(fuse_req_t req, fuse_ino_t ino, struct node *n, const char *path,
+			       struct fuse_file_info *fi)
+{
+	struct fh *h = fresh_writer(fs_of(req), ino, fuse_req_ctx(req)->pid);
+	struct stat sb;
+	int r = h ? stash_file_stat(h->f, &sb) : -ENOENT;
+
+	if (h)
+		fh_put(fs_of(req), h);
+	return r < 0 ? -ENOENT : do_open(req, ino, n, path, fi->flags | O_CREAT, sb.st_mode & 07777, fi);
+}
+
 static void stashfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
@@ -1363,6 +1428,8 @@ static void stashfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 
 	if (r == 0)
 		r = do_open(req, ino, n, path, fi->flags, 0, fi);
+	if (r == -ENOENT && (fi->flags & O_ACCMODE) != O_RDONLY)
+		r = reopen_own_new_file(req, ino, n, path, fi);
 	/* Reading a version still to come waits for it (see waits.c). */
 	if (r == -ENOENT && n->kind == STASH_KIND_VERSION &&
 	    (fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC)) {

@@ -11,7 +11,7 @@
 set -eu
 BUILD="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libjansson-dev \
 libpcre2-dev attr python3"
-TEST="python3-pytest rsync vim jq tar coreutils procps util-linux man-db groff-base systemd \
+TEST="python3-pytest rsync vim jq git tar coreutils procps util-linux man-db groff-base systemd \
 glusterfs-server glusterfs-client podman runc debootstrap"
 case "${1:-}" in
 	"") PKGS=$BUILD ;;

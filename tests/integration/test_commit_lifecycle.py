@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -79,6 +80,63 @@ def test_new_stash_is_invisible_until_its_first_commit(mnt):
     assert xget(mnt, "p", "user.stash.version") == "1"
     with open(os.path.join(str(mnt.backing), "p")) as f:
         assert f.read() == '{"step": 3}'
+
+
+OWN_NAME = r"""
+import os, sys
+fd = os.open("new", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+os.write(fd, b"hello world")
+seen = [os.stat("new").st_size]
+os.chmod("new", 0o600)
+os.truncate("new", 5)
+os.utime("new", (1000000, 2000000))
+st = os.stat("new")
+seen += [oct(st.st_mode), st.st_size, st.st_mtime]
+print(repr(seen), flush=True)
+sys.stdin.readline()            # others look meanwhile
+os.close(fd)
+"""
+
+
+def test_the_writer_sees_its_new_file_by_name(mnt, tmp_path):
+    """git's lock files, open then os.chmod(path): the process writing a new
+    stash stats, chmods, truncates and touches it by name as on ext4 (side by
+    side with a plain directory), every other process gets ENOENT until the
+    close, and the close commits what the writer set."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    seen, final = {}, {}
+    for where in (str(plain), str(mnt.mnt)):
+        w = subprocess.Popen(["python3", "-c", OWN_NAME], cwd=where, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        seen[where] = w.stdout.readline()
+        if where == str(mnt.mnt):
+            r = mnt.sh("stat new", check=False)
+            assert r.returncode != 0 and "No such file or directory" in r.stderr
+            assert "new" not in os.listdir(where)
+        w.stdin.write("\n")
+        w.stdin.close()
+        assert w.wait(timeout=10) == 0, w.stderr.read()
+        st = os.stat(os.path.join(where, "new"))
+        final[where] = (oct(st.st_mode), st.st_size, st.st_mtime,
+                        open(os.path.join(where, "new")).read())
+    assert seen[str(mnt.mnt)] == seen[str(plain)] == "[11, '0o100600', 5, 2000000.0]\n"
+    assert final[str(mnt.mnt)] == final[str(plain)] == ("0o100600", 5, 2000000.0, "hello")
+    assert xget(mnt, "new", "user.stash.version") == "1"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_git_repository_in_the_store(mnt):
+    """git init and git config write config.lock, chmod it by name while it
+    is open, and rename it over config."""
+    r = mnt.sh("git init -q repo && cd repo && git config user.email a@example.org && "
+               "git config user.name a && echo hi > a && git add a && git commit -qm one && "
+               "echo more >> a && git commit -qam two && git log --format=%s && git fsck",
+               check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["two", "one"]
+    assert mnt.sh("git -C repo config user.name").stdout == "a\n"
 
 
 def test_new_stash_written_by_a_child_of_its_opener(mnt):
@@ -444,7 +502,8 @@ def test_xattrs_through_a_new_stashs_writer_reach_the_stash(mnt, tmp_path):
     with pytest.raises(OSError) as e:
         os.setxattr(fd, "user.stash.persistent", b"1", os.XATTR_CREATE)
     assert e.value.errno == errno.EEXIST
-    assert not os.path.exists(mnt.path("new"))
+    assert os.getxattr(mnt.path("new"), "user.stash.persistent") == b"0"   # the writer's own
+    assert mnt.sh("test -e new", check=False).returncode != 0                # no one else's
     os.close(fd)
     assert xget(mnt, "new", "user.stash.persistent") == "0"
     assert mnt.sh("cat new").stdout == "text"
