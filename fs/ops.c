@@ -41,6 +41,7 @@ struct fh {
 	struct fh *next;        /* in fs->fh_hash */
 	unsigned refs;          /* the kernel's + borrowers' (see fh_get), under fs->lock */
 	bool writer;            /* opened for writing: may commit */
+	bool closed;            /* its writer closed a descriptor on it, under fs->lock */
 	uint64_t owner;         /* fd table (lock owner) of the last write, 0 = unknown */
 	pid_t wpid;             /* thread of the last write, 0 = none */
 	struct stash_caller opener;     /* for commits at release, which has no caller */
@@ -662,7 +663,23 @@ static struct fh *fh_get(struct stashfs *fs, struct node *n, pid_t pid, bool any
 static void fh_put(struct stashfs *fs, struct fh *h);
 static bool has_writers(struct stashfs *fs, struct node *n);
 static bool writes_for(const struct fh *h, pid_t pid);
-static struct fh *fresh_writer(struct stashfs *fs, fuse_ino_t ino, pid_t pid);
+
+/*
+ * The writer handle of @n that thread @pid opened or writes through and has
+ * not closed yet, with a reference (fh_put), or NULL.  Holds fs->lock.
+ */
+static struct fh *own_writer(struct stashfs *fs, struct node *n, pid_t pid)
+{
+	struct fh *h;
+
+	node_for_each_fh(fs, n, h) {
+		if (writes_for(h, pid) && !h->closed) {
+			h->refs++;
+			return h;
+		}
+	}
+	return NULL;
+}
 
 /*
  * A new stash not committed yet is no name for anyone but the process
@@ -681,12 +698,7 @@ static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	pthread_mutex_lock(&fs->lock);
 	p = node_by_ino(fs, parent);
 	n = p ? node_by_name(fs, p, name) : NULL;
-	if (n)
-		node_for_each_fh(fs, n, h)
-			if (writes_for(h, pid))
-				break;
-	if (h)
-		h->refs++;      /* and so holds @n */
+	h = n ? own_writer(fs, n, pid) : NULL;        /* and so holds @n */
 	pthread_mutex_unlock(&fs->lock);
 	if (!h)
 		return -ENOENT;
@@ -1409,12 +1421,17 @@ int stashfs_open_parked(fuse_req_t req, struct node *n, const char *path,
 static int reopen_own_new_file(fuse_req_t req, fuse_ino_t ino, struct node *n, const char *path,
 			       struct fuse_file_info *fi)
 {
-	struct fh *h = fresh_writer(fs_of(req), ino, fuse_req_ctx(req)->pid);
+	struct stashfs *fs = fs_of(req);
 	struct stat sb;
-	int r = h ? stash_file_stat(h->f, &sb) : -ENOENT;
+	struct fh *h;
+	int r;
 
+	pthread_mutex_lock(&fs->lock);
+	h = own_writer(fs, n, fuse_req_ctx(req)->pid);
+	pthread_mutex_unlock(&fs->lock);
+	r = !h ? -ENOENT : stash_file_fresh(h->f) ? stash_file_stat(h->f, &sb) : -ENOENT;
 	if (h)
-		fh_put(fs_of(req), h);
+		fh_put(fs, h);
 	return r < 0 ? -ENOENT : do_open(req, ino, n, path, fi->flags | O_CREAT, sb.st_mode & 07777, fi);
 }
 
@@ -1428,7 +1445,7 @@ static void stashfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 
 	if (r == 0)
 		r = do_open(req, ino, n, path, fi->flags, 0, fi);
-	if (r == -ENOENT && (fi->flags & O_ACCMODE) != O_RDONLY)
+	if (r == -ENOENT && path && (fi->flags & O_ACCMODE) != O_RDONLY)
 		r = reopen_own_new_file(req, ino, n, path, fi);
 	/* Reading a version still to come waits for it (see waits.c). */
 	if (r == -ENOENT && n->kind == STASH_KIND_VERSION &&
@@ -1913,6 +1930,10 @@ static void stashfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		if (!g || g != tgid_of(h->opener.pid))
 			return (void)fuse_reply_err(req, 0);
 	}
+	/* Its name is no longer the writer's to see (own_new_file). */
+	pthread_mutex_lock(&fs_of(req)->lock);
+	h->closed = true;
+	pthread_mutex_unlock(&fs_of(req)->lock);
 	/*
 	 * The writer was killed before it closed (its descriptors close as it
 	 * exits): what it wrote is not a finished document.
