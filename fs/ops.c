@@ -1403,7 +1403,8 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct node *n, const char *p
 	h->node = n;
 	h->opener = who;
 	fi->fh = (uintptr_t)h;
-	cache_open(fs, h, fi, (flags & O_ACCMODE) != O_RDONLY);
+	/* A read-only open that creates (`flock FILE`, `open(O_RDONLY | O_CREAT)`) commits it empty. */
+	cache_open(fs, h, fi, (flags & O_ACCMODE) != O_RDONLY || stash_file_fresh(h->f));
 	return 0;
 }
 

@@ -126,6 +126,32 @@ def test_the_writer_sees_its_new_file_by_name(mnt, tmp_path):
     assert xget(mnt, "new", "user.stash.version") == "1"
 
 
+def test_a_read_only_create_makes_the_file(mnt, tmp_path):
+    """open(O_RDONLY | O_CREAT) of a new name, as `flock FILE` does, leaves
+    an empty file as on ext4 (side by side), and the lock excludes."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for where in (str(plain), str(mnt.mnt)):
+        fd = os.open(os.path.join(where, "made"), os.O_RDONLY | os.O_CREAT, 0o600)
+        assert os.read(fd, 10) == b""
+        os.close(fd)
+        subprocess.run(["flock", "lock", "true"], cwd=where, check=True)
+    for name in ("made", "lock"):
+        a, b = os.stat(os.path.join(str(plain), name)), os.stat(mnt.path(name))
+        assert (oct(a.st_mode), a.st_size) == (oct(b.st_mode), b.st_size), name
+    assert xget(mnt, "made", "user.stash.version") == "1"
+    # A lock file that does not exist yet: the second flock must wait.
+    holder = subprocess.Popen(["flock", "new.lock", "sh", "-c", "echo held; sleep 3"],
+                              cwd=str(mnt.mnt), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        r = subprocess.run(["flock", "-n", "new.lock", "true"], cwd=str(mnt.mnt))
+        assert r.returncode == 1        # held by the first
+    finally:
+        holder.wait(timeout=10)
+    assert os.stat(mnt.path("new.lock")).st_size == 0
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_a_git_repository_in_the_store(mnt):
     """git init and git config write config.lock, chmod it by name while it
