@@ -152,6 +152,32 @@ def test_a_read_only_create_makes_the_file(mnt, tmp_path):
     assert os.stat(mnt.path("new.lock")).st_size == 0
 
 
+SQLITE = r"""
+import sqlite3, sys
+c = sqlite3.connect("db.sqlite")
+c.execute("create table t(a, b)")
+c.executemany("insert into t values (?, ?)", [(i, "x" * i) for i in range(200)])
+c.commit()
+c.execute("update t set b = 'y' where a < 100")
+c.commit()
+c.close()
+c = sqlite3.connect("db.sqlite")
+print(c.execute("select count(*), sum(length(b)) from t").fetchone(),
+      c.execute("pragma integrity_check").fetchone()[0])
+"""
+
+
+def test_an_sqlite_database_in_the_store(mnt):
+    """SQLite creates the database file and stats it by name while it holds
+    it open, to see that it was not removed ("disk I/O error" while a new
+    name was no name for its own writer either)."""
+    r = subprocess.run(["python3", "-c", SQLITE], cwd=str(mnt.mnt), capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "(200, %d) ok\n" % (100 + sum(range(100, 200)))
+    assert not os.path.exists(mnt.path("db.sqlite-journal"))
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_a_git_repository_in_the_store(mnt):
     """git init and git config write config.lock, chmod it by name while it
