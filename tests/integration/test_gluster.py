@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from conftest import mounted
 from gluster import gluster, gluster_volume  # noqa: F401,F811  (fixtures)
 
 SCHEMA = {
@@ -257,13 +258,20 @@ def test_schema_change_seen_by_other_daemon(two):
 
 # ---- a daemon dies -----------------------------------------------------------
 
+# The view is opened beneath the mount's root directory, opened while the
+# daemon served it (fd argv[1]): once the daemon is killed, every open fails
+# (ENOTCONN), also after the dead mount was cleared.  A plain path would
+# then name the empty directory underneath, where `open(.., "w")` succeeds:
+# a writer the kill caught between two merges, or that started only after
+# it (under load), acknowledged every merge it went on writing there.
 WRITER = r'''
 import os, sys
-view, tag, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+root, view, tag, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 i = 0
 while not os.path.exists(stop):
     try:
-        with open(view, "w") as f:
+        fd = os.open(view, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=root)
+        with open(fd, "w") as f:
             f.write('{"%s_%d": %d}' % (tag, i, i))
     except OSError as e:
         print("ERR %d %s" % (i, e), flush=True)
@@ -278,35 +286,57 @@ class Writers:
 
     def __init__(self, two, stop, prefix, per_daemon=3):
         self.stop = stop
+        self.prefix = prefix
         self.procs = {}
+        self.roots = []
+        for d in (0, 1):
+            assert os.path.ismount(two.mnt[d])
+            self.roots.append(os.open(two.mnt[d], os.O_RDONLY | os.O_DIRECTORY))
         for d in (0, 1):
             for w in range(per_daemon):
-                tag = "%sd%dw%d" % (prefix, d, w)
-                self.procs[tag] = (d, subprocess.Popen(
-                    [sys.executable, "-c", WRITER, two.path(d, "p.json"), tag, stop],
-                    stdout=subprocess.PIPE, text=True))
+                self.spawn(d, "w%d" % w)
+
+    def spawn(self, d, name):
+        """One more writer through daemon @d's mount (as it was at __init__)."""
+        tag = "%sd%d%s" % (self.prefix, d, name)
+        self.procs[tag] = (d, subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(self.roots[d]), "p.json", tag, self.stop],
+            stdout=subprocess.PIPE, text=True, pass_fds=(self.roots[d],)))
+        return tag
 
     def finish(self, acked, in_flight):
         """Stop the writers; add what they acknowledged (and the merge each had
-        in flight) to the sets; return {daemon: [(returncode, n acked, errors)]}."""
+        in flight) to the sets; return {daemon: {tag: (returncode, n acked, errors)}}."""
         with open(self.stop, "w"):
             pass
-        out = {0: [], 1: []}
+        out = {0: {}, 1: {}}
         for tag, (d, p) in self.procs.items():
             text, _ = p.communicate(timeout=120)
             n = [int(l) for l in text.splitlines() if l.strip().isdigit()]
             assert n == list(range(len(n))), tag
             acked.update("%s_%d" % (tag, i) for i in n)
             in_flight.add("%s_%d" % (tag, len(n)))
-            out[d].append((p.returncode, len(n), [l for l in text.splitlines() if l.startswith("ERR")]))
+            out[d][tag] = (p.returncode, len(n), [l for l in text.splitlines() if l.startswith("ERR")])
+        for fd in self.roots:
+            os.close(fd)
         return out
+
+
+def per_writer(keys):
+    """{writer tag: how many of @keys it wrote}."""
+    n = {}
+    for k in keys:
+        tag = k.rsplit("_", 1)[0]
+        n[tag] = n.get(tag, 0) + 1
+    return dict(sorted(n.items()))
 
 
 def check_consistent(path, acked, in_flight):
     """Every acknowledged merge is in the document; nothing else is but a
     merge that was in flight; each key came with exactly one version."""
     got = doc(path)
-    assert acked <= set(got), sorted(acked - set(got))[:10]
+    assert acked <= set(got), "acknowledged, missing (per writer, of acked): %s %s; first: %s" \
+        % (per_writer(acked - set(got)), per_writer(acked), sorted(acked - set(got))[:5])
     assert set(got) <= acked | in_flight, sorted(set(got) - acked - in_flight)[:10]
     assert version(path) == len(got)
     return got
@@ -318,13 +348,17 @@ def kill_during_merges(two, tmp_path, rnd, per_daemon, acked, in_flight, rng):
     ws = Writers(two, str(tmp_path / ("stop%d" % rnd)), "r%d" % rnd, per_daemon)
     time.sleep(rng.uniform(0.8, 1.5))
     two.daemons[0].kill()
+    late = ws.spawn(0, "late")          # as a writer starved until after the kill
     time.sleep(0.3)
     before = len(doc(two.path(1, "p")))
     time.sleep(1.5)                                  # daemon 2 alone
     after = len(doc(two.path(1, "p")))
     res = ws.finish(acked, in_flight)
-    for rc, n, errs in res[1]:
+    for rc, n, errs in res[1].values():
         assert rc == 0 and not errs and n > 0, (rnd, rc, n, errs)
+    assert res[0][late][1] == 0, (rnd, res[0])
+    # Nothing landed beside the store, in the dead mount's directory.
+    assert mounted(two.mnt[0]) or os.listdir(two.mnt[0]) == [], (rnd, res[0])
     assert after > before, "daemon 2 stopped merging when daemon 1 died"
     return res
 
