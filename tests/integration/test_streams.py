@@ -139,13 +139,18 @@ def test_records_survive_remount(env):
 
 
 def test_crash_during_merges_records_exactly_once(env):
+    # Beneath the mount's root, opened while the daemon serves it: after the
+    # kill every open fails, also once the dead mount is cleared (a plain
+    # path would then name the empty directory underneath, where writes
+    # succeed forever).
     writer = r'''
 import os, sys
-i = 0
+root, i = int(sys.argv[1]), 0
 while True:
     i += 1
     try:
-        with open(sys.argv[1], "w") as f:
+        fd = os.open("p.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=root)
+        with open(fd, "w") as f:
             f.write('{"k%d": %d}' % (i % 50, i))
     except OSError:
         sys.exit(0)
@@ -154,11 +159,15 @@ while True:
     env.sh("touch streams/log && setfattr -n user.stash.linked_stash -v p streams/log")
     rng = random.Random(7)
     for rnd in range(8):
-        ws = [subprocess.Popen([sys.executable, "-c", writer, env.path("p.json")]) for _ in range(2)]
+        root = os.open(env.path(""), os.O_RDONLY | os.O_DIRECTORY)
+        ws = [subprocess.Popen([sys.executable, "-c", writer, str(root)], pass_fds=(root,))
+              for _ in range(2)]
         time.sleep(rng.uniform(0.1, 0.5))
         env.daemons[-1].kill()
         for w in ws:
             w.wait(timeout=30)
+        os.close(root)
+        assert os.listdir(env.path("")) == []   # nothing written beside the store
         env.mount()
         version = int(os.getxattr(env.path("p"), "user.stash.version"))
         versions = [r["version"] for r in records(env, "log")]
