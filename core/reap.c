@@ -6,7 +6,7 @@
  * on while descriptors hold it.  Closing the last of them frees its blocks,
  * which on a disk mounted with discard waits for the device and can cost
  * more than the rest of the commit.  Commit paths therefore hand those
- * descriptors to one thread that closes them after the reply has gone out.
+ * descriptors to a few threads that close them after the reply has gone out.
  * Nothing is waiting for that close: the file has no name any more.
  */
 #include <errno.h>
@@ -20,11 +20,18 @@
 #include "store_priv.h"
 
 #define REAP_SLOTS 256                  /* replaced files waiting to be closed */
+/*
+ * Closes at once: each last close of a removed file waits for the disk's
+ * discard and then for a CPU to wake up on, and several of those waits
+ * overlap.
+ */
+#define REAP_THREADS 4
 
-/* Descriptors of replaced files, closed by a thread of their own. */
+/* Descriptors of replaced files, closed by threads of their own. */
 struct reap {
-	pthread_t thread;
-	pid_t pid;                      /* process that started it, 0 = none yet */
+	pthread_t thread[REAP_THREADS];
+	unsigned nthreads;
+	pid_t pid;                      /* process that started them, 0 = none yet */
 	bool running;
 	bool stop;
 	pthread_mutex_t lock;
@@ -34,28 +41,25 @@ struct reap {
 	int fds[REAP_SLOTS];
 };
 
+/* One descriptor at a time, so that a slow close holds up none of the others. */
 static void *reaper_main(void *arg)
 {
 	struct stash_store *st = arg;
-	int batch[REAP_SLOTS];
 
 	pthread_mutex_lock(&st->reap->lock);
 	for (;;) {
-		unsigned n = st->reap->n;
+		int fd;
 
-		if (n == 0 && st->reap->stop)
+		if (st->reap->n == 0 && st->reap->stop)
 			break;
-		if (n == 0) {
+		if (st->reap->n == 0) {
 			pthread_cond_wait(&st->reap->cond, &st->reap->lock);
 			continue;
 		}
-		for (unsigned i = 0; i < n; i++)
-			batch[i] = st->reap->fds[i];
-		st->reap->n = 0;
+		fd = st->reap->fds[--st->reap->n];
 		pthread_cond_broadcast(&st->reap->room);
 		pthread_mutex_unlock(&st->reap->lock);
-		for (unsigned i = 0; i < n; i++)
-			close(batch[i]);
+		close(fd);
 		pthread_mutex_lock(&st->reap->lock);
 	}
 	pthread_mutex_unlock(&st->reap->lock);
@@ -75,7 +79,11 @@ static bool reaper_ready(struct stash_store *st)
 	if (st->reap->pid != me) {
 		st->reap->pid = me;
 		st->reap->stop = false;
-		st->reap->running = pthread_create(&st->reap->thread, NULL, reaper_main, st) == 0;
+		st->reap->nthreads = 0;
+		while (st->reap->nthreads < REAP_THREADS &&
+		       pthread_create(&st->reap->thread[st->reap->nthreads], NULL, reaper_main, st) == 0)
+			st->reap->nthreads++;
+		st->reap->running = st->reap->nthreads > 0;
 	}
 	return st->reap->running;
 }
@@ -100,11 +108,11 @@ void reap_destroy(struct stash_store *st)
 	pthread_mutex_lock(&st->reap->lock);
 	join = st->reap->pid == getpid() && st->reap->running;
 	st->reap->stop = true;
-	pthread_cond_signal(&st->reap->cond);
+	pthread_cond_broadcast(&st->reap->cond);
 	pthread_cond_broadcast(&st->reap->room);
 	pthread_mutex_unlock(&st->reap->lock);
-	if (join)
-		pthread_join(st->reap->thread, NULL);
+	for (unsigned i = 0; join && i < st->reap->nthreads; i++)
+		pthread_join(st->reap->thread[i], NULL);
 	/* Whatever no thread of this process took. */
 	for (unsigned i = 0; i < st->reap->n; i++)
 		close(st->reap->fds[i]);

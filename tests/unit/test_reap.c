@@ -4,14 +4,17 @@
  * paths that made them: a background producer (store_close_paced, the
  * sweeper's expiries) never takes more than half its slots, so commits
  * (store_close_later) find room while the reaper waits on a slow close,
- * and every descriptor handed over is closed in the end.
+ * and every descriptor handed over is closed in the end; a slow close
+ * holds up none of the others.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,25 +82,55 @@ static void *flood_main(void *arg)
 	return NULL;
 }
 
+/* A store whose reaper is in a close that takes a second. */
+struct busy {
+	char backing[32];
+	struct stash_store *st;
+	int lst, peer;
+};
+
+static bool busy_start(struct busy *b)
+{
+	struct stash_error err;
+	int slow;
+
+	snprintf(b->backing, sizeof(b->backing), "/tmp/stashfs-reap-XXXXXX");
+	b->st = NULL;
+	b->lst = b->peer = -1;
+	CHECK(mkdtemp(b->backing) != NULL);
+	CHECK(stash_store_open(b->backing, NULL, &b->st, &err) == 0);
+	if (!b->st)
+		return false;
+	slow = slow_close_fd(&b->lst, &b->peer);
+	CHECK(slow >= 0);
+	CHECK(store_close_later(b->st, slow));
+	usleep(100 * 1000);                     /* a reaper is in that close now */
+	return true;
+}
+
+static void busy_stop(struct busy *b)
+{
+	char cmd[300];
+
+	stash_store_close(b->st);               /* closes whatever is still queued */
+	close(b->peer);
+	close(b->lst);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->backing);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", b->backing);
+}
+
 static void test_background_leaves_room(void)
 {
-	char backing[] = "/tmp/stashfs-reap-XXXXXX", cmd[300];
-	struct stash_store *st = NULL;
-	struct stash_error err;
 	static struct flood f;
-	int lst = -1, peer = -1, slow, before, later = 0, queued = 0;
+	struct busy b;
+	int before, later = 0, queued = 0;
 	pthread_t t;
 
 	before = open_fds();
-	CHECK(mkdtemp(backing) != NULL);
-	CHECK(stash_store_open(backing, NULL, &st, &err) == 0);
-	if (!st)
+	if (!busy_start(&b))
 		return;
-	slow = slow_close_fd(&lst, &peer);
-	CHECK(slow >= 0);
-	CHECK(store_close_later(st, slow));
-	usleep(100 * 1000);                     /* the reaper is in that close now */
-	f.st = st;
+	f.st = b.st;
 	for (int i = 0; i < FLOOD; i++)
 		f.fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	CHECK(pthread_create(&t, NULL, flood_main, &f) == 0);
@@ -106,21 +139,39 @@ static void test_background_leaves_room(void)
 		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 		later++;
-		queued += store_close_later(st, fd);
+		queued += store_close_later(b.st, fd);
 	}
 	CHECK(queued == later);                 /* every commit found room */
 	CHECK(pthread_join(t, NULL) == 0);
-	stash_store_close(st);                  /* closes whatever is still queued */
-	close(peer);
-	close(lst);
+	busy_stop(&b);
 	CHECK(open_fds() == before);            /* every one handed over was closed */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", backing);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", backing);
+}
+
+/*
+ * One close waiting on its device holds up none of the others: on a disk
+ * mounted with discard each last close of a removed file waits for the
+ * device (and then for a CPU), and the start-up scan waits for the reaper.
+ */
+static void test_slow_close_holds_up_no_other(void)
+{
+	struct pollfd pfd = { .events = POLLIN };
+	struct busy b;
+	int p[2];
+
+	if (!busy_start(&b))
+		return;
+	CHECK(pipe(p) == 0);
+	pfd.fd = p[0];
+	CHECK(store_close_later(b.st, p[1]));
+	/* Closed while the slow one still waits (a single reaper closed it after). */
+	CHECK(poll(&pfd, 1, 600) == 1 && (pfd.revents & POLLHUP));
+	busy_stop(&b);
+	close(p[0]);
 }
 
 int main(void)
 {
 	test_background_leaves_room();
+	test_slow_close_holds_up_no_other();
 	return check_done();
 }
