@@ -681,6 +681,47 @@ static struct fh *own_writer(struct stashfs *fs, struct node *n, pid_t pid)
 	return NULL;
 }
 
+static int open_in(struct stashfs *fs, pid_t pid, fuse_ino_t ino);
+static struct fh *fresh_writer(struct stashfs *fs, fuse_ino_t ino, pid_t pid);
+
+/*
+ * As own_writer, and failing a handle of thread @pid itself, any writer
+ * handle of @n still open, with @theirs set: which may be another thread
+ * of @pid's process (see same_process).  Holds fs->lock.
+ */
+static struct fh *writer_of(struct stashfs *fs, struct node *n, pid_t pid, bool *theirs)
+{
+	struct fh *h = own_writer(fs, n, pid);
+
+	*theirs = false;
+	if (h)
+		return h;
+	node_for_each_fh(fs, n, h) {
+		if (h->writer && !h->closed) {
+			h->refs++;
+			*theirs = true;
+			return h;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * @h from writer_of if thread @pid's process holds a descriptor on its
+ * file, else NULL (and @h put): a thread pool (Node's libuv, Rust's tokio,
+ * Go's scheduler) opens in one thread and stats in another, which may have
+ * ended since.  /proc is read only when the writer is not @pid itself.
+ */
+static struct fh *same_process(struct stashfs *fs, struct fh *h, bool theirs, pid_t pid)
+{
+	if (!h || !theirs)
+		return h;
+	if (pid && open_in(fs, pid, node_ino(fs, h->node)) == 1)
+		return h;
+	fh_put(fs, h);
+	return NULL;
+}
+
 /*
  * A new stash not committed yet is no name for anyone but the process
  * writing it, which sees it by name as on ext4 (stat, chmod, touch,
@@ -693,13 +734,15 @@ static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	struct node *p, *n;
 	struct fh *h = NULL;
 	struct stat sb;
+	bool theirs = false;
 	int r = -ENOENT;
 
 	pthread_mutex_lock(&fs->lock);
 	p = node_by_ino(fs, parent);
 	n = p ? node_by_name(fs, p, name) : NULL;
-	h = n ? own_writer(fs, n, pid) : NULL;        /* and so holds @n */
+	h = n ? writer_of(fs, n, pid, &theirs) : NULL;        /* and so holds @n */
 	pthread_mutex_unlock(&fs->lock);
+	h = same_process(fs, h, theirs, pid);
 	if (!h)
 		return -ENOENT;
 	if (stash_file_fresh(h->f) && stash_file_stat(h->f, &sb) == 0) {
@@ -1059,7 +1102,7 @@ static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr
 	struct stash_caller who;
 	REQ_PATH(path);
 	struct node *n;
-	struct fh *mine = fi ? (struct fh *)(uintptr_t)fi->fh : NULL;
+	struct fh *mine = fi ? (struct fh *)(uintptr_t)fi->fh : NULL, *one = NULL;
 	struct fh **hs = NULL;
 	size_t nh = 0;
 	int r, w = 0;
@@ -1076,6 +1119,9 @@ static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr
 		hs = &mine, nh = 1;
 	else if (!mine && n)
 		nh = fh_writers(fs, n, who.pid, &hs);
+	/* A new stash's, from another thread of its writer's process. */
+	if (!nh && !mine && n && (one = fresh_writer(fs, ino, who.pid)))
+		hs = &one, nh = 1;
 	if (nh) {
 		bool fresh = stash_file_fresh(hs[0]->f);
 
@@ -1085,7 +1131,7 @@ static void stashfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr
 			if (hs[i] != mine)
 				fh_put(fs, hs[i]);
 		}
-		if (hs != &mine)
+		if (hs != &mine && hs != &one)
 			free(hs);
 		if (w < 0) {
 			log_refusal("setattr", path, w, &err);
@@ -1424,12 +1470,14 @@ static int reopen_own_new_file(fuse_req_t req, fuse_ino_t ino, struct node *n, c
 {
 	struct stashfs *fs = fs_of(req);
 	struct stat sb;
+	bool theirs;
 	struct fh *h;
 	int r;
 
 	pthread_mutex_lock(&fs->lock);
-	h = own_writer(fs, n, fuse_req_ctx(req)->pid);
+	h = writer_of(fs, n, fuse_req_ctx(req)->pid, &theirs);
 	pthread_mutex_unlock(&fs->lock);
+	h = same_process(fs, h, theirs, fuse_req_ctx(req)->pid);
 	r = !h ? -ENOENT : stash_file_fresh(h->f) ? stash_file_stat(h->f, &sb) : -ENOENT;
 	if (h)
 		fh_put(fs, h);
@@ -1590,18 +1638,20 @@ static void stashfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, si
 
 /* Commit @h and tell the kernel what changed. */
 /*
- * The writer handle of a new stash, not committed yet, that process @pid
- * speaks through (with a reference, fh_put), or NULL.
+ * The writer handle of a new stash, not committed yet, that the process of
+ * thread @pid speaks through (with a reference, fh_put), or NULL.
  */
 static struct fh *fresh_writer(struct stashfs *fs, fuse_ino_t ino, pid_t pid)
 {
 	struct node *n;
+	bool theirs = false;
 	struct fh *h;
 
 	pthread_mutex_lock(&fs->lock);
 	n = node_by_ino(fs, ino);
+	h = n ? writer_of(fs, n, pid, &theirs) : NULL;
 	pthread_mutex_unlock(&fs->lock);
-	h = n ? fh_get(fs, n, pid, false) : NULL;
+	h = same_process(fs, h, theirs, pid);
 	if (h && !stash_file_fresh(h->f)) {
 		fh_put(fs, h);
 		h = NULL;
@@ -1834,9 +1884,9 @@ void stashfs_mount_learned(struct stashfs *fs)
  * Does task @pid still hold a descriptor on node @ino of this mount?  Its
  * fdinfo names the inode and the mount, which the task's own mountinfo
  * turns into a device: a container's bind mount of the store is the same
- * device under another path.  (True when unknown.)
+ * device under another path.  1 if it does, 0 if not, -1 when unknown.
  */
-static bool still_open_by(struct stashfs *fs, pid_t pid, fuse_ino_t ino)
+static int open_in(struct stashfs *fs, pid_t pid, fuse_ino_t ino)
 {
 	char path[64];
 	struct dirent *de;
@@ -1851,7 +1901,7 @@ static bool still_open_by(struct stashfs *fs, pid_t pid, fuse_ino_t ino)
 	if (!d) {
 		if (infos >= 0)
 			close(infos);
-		return true;
+		return -1;
 	}
 	while (!held && (de = readdir(d))) {
 		char buf[512], dev[24];
@@ -1885,7 +1935,7 @@ static bool still_open_by(struct stashfs *fs, pid_t pid, fuse_ino_t ino)
 	}
 	closedir(d);
 	close(infos);
-	return held;
+	return held ? 1 : 0;
 }
 
 /* The thread group (process) of task @tid, from /proc/TID/status; 0 if unknown. */
@@ -1950,7 +2000,7 @@ static void stashfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	 * its process closes its last descriptor on it, not at the close of a
 	 * shell redirection's first copy, with the writes still to come.
 	 */
-	if (pid && stash_file_waiting(h->f) && !still_open_by(fs_of(req), pid, ino))
+	if (pid && stash_file_waiting(h->f) && open_in(fs_of(req), pid, ino) == 0)
 		when = STASH_COMMIT_LAST;
 	reply_err(req, do_commit(req, h, when));
 }

@@ -98,19 +98,19 @@ os.close(fd)
 """
 
 
-def test_the_writer_sees_its_new_file_by_name(mnt, tmp_path):
-    """git's lock files, open then os.chmod(path): the process writing a new
-    stash stats, chmods, truncates and touches it by name as on ext4 (side by
-    side with a plain directory), every other process gets ENOENT until the
-    close, and the close commits what the writer set."""
+def writer_beside_others(mnt, tmp_path, script):
+    """Run @script in a plain directory, then on the mount; on the mount
+    another process looks while the writer waits.  The writer's line and
+    the new file's stat and content, by directory."""
     plain = tmp_path / "plain"
     plain.mkdir()
     seen, final = {}, {}
     for where in (str(plain), str(mnt.mnt)):
-        w = subprocess.Popen(["python3", "-c", OWN_NAME], cwd=where, text=True,
+        w = subprocess.Popen(["python3", "-c", script], cwd=where, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         seen[where] = w.stdout.readline()
+        assert seen[where], w.stderr.read()
         if where == str(mnt.mnt):
             r = mnt.sh("stat new", check=False)
             assert r.returncode != 0 and "No such file or directory" in r.stderr
@@ -121,9 +121,55 @@ def test_the_writer_sees_its_new_file_by_name(mnt, tmp_path):
         st = os.stat(os.path.join(where, "new"))
         final[where] = (oct(st.st_mode), st.st_size, st.st_mtime,
                         open(os.path.join(where, "new")).read())
-    assert seen[str(mnt.mnt)] == seen[str(plain)] == "[11, '0o100600', 5, 2000000.0]\n"
-    assert final[str(mnt.mnt)] == final[str(plain)] == ("0o100600", 5, 2000000.0, "hello")
+    return seen[str(plain)], seen[str(mnt.mnt)], final[str(plain)], final[str(mnt.mnt)]
+
+
+def test_the_writer_sees_its_new_file_by_name(mnt, tmp_path):
+    """git's lock files, open then os.chmod(path): the process writing a new
+    stash stats, chmods, truncates and touches it by name as on ext4 (side by
+    side with a plain directory), every other process gets ENOENT until the
+    close, and the close commits what the writer set."""
+    seen_plain, seen, final_plain, final = writer_beside_others(mnt, tmp_path, OWN_NAME)
+    assert seen == seen_plain == "[11, '0o100600', 5, 2000000.0]\n"
+    assert final == final_plain == ("0o100600", 5, 2000000.0, "hello")
     assert xget(mnt, "new", "user.stash.version") == "1"
+
+
+OWN_NAME_THREADS = r"""
+import os, sys, threading
+def run(f):
+    out = []
+    t = threading.Thread(target=lambda: out.append(f()))
+    t.start()
+    t.join()
+    return out[0]
+fd = run(lambda: os.open("new", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+run(lambda: os.write(fd, b"hello world"))
+seen = [run(lambda: os.stat("new").st_size)]
+run(lambda: os.chmod("new", 0o600))
+run(lambda: os.truncate("new", 5))
+st = run(lambda: os.stat("new"))
+seen += [oct(st.st_mode), st.st_size]
+print(repr(seen), flush=True)
+sys.stdin.readline()            # others look meanwhile
+fd2 = run(lambda: os.open("new", os.O_WRONLY | os.O_APPEND))
+run(lambda: os.write(fd2, b"!"))
+run(lambda: os.close(fd2))
+run(lambda: os.close(fd))
+"""
+
+
+def test_every_thread_of_the_writer_sees_its_new_file(mnt, tmp_path):
+    """A thread pool (Node's libuv, Rust's tokio, Go) opens a new file in
+    one thread and stats, chmods, truncates and reopens it by name in
+    others, threads that have ended by then: as on ext4 (side by side),
+    while another process gets ENOENT."""
+    seen_plain, seen, final_plain, final = writer_beside_others(mnt, tmp_path,
+                                                                OWN_NAME_THREADS)
+    assert seen == seen_plain == "[11, '0o100600', 5]\n"
+    assert final_plain[0::3] == ("0o100600", "hello!")
+    # Two writers of one creation: the last to close wins (README item 1).
+    assert final[0::3] == ("0o100600", "hello")
 
 
 def test_a_read_only_create_makes_the_file(mnt, tmp_path):
