@@ -788,6 +788,7 @@ void stash_file_removed(struct stash_file *f)
 {
 	pthread_mutex_lock(&f->lock);
 	f->removed = true;
+	close_fd(&f->reserve_fd);       /* a new stash's name is free for another creation */
 	pthread_mutex_unlock(&f->lock);
 }
 

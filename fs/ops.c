@@ -726,7 +726,8 @@ static struct fh *same_process(struct stashfs *fs, struct fh *h, bool theirs, pi
  * A new stash not committed yet is no name for anyone but the process
  * writing it, which sees it by name as on ext4 (stat, chmod, touch,
  * truncate: git's lock files, Python's open-then-os.chmod).  Never cached,
- * so every other process's lookup asks again and gets ENOENT.
+ * so every other process's lookup asks again and gets ENOENT.  With @e
+ * NULL, only whether it is so (no lookup counted).
  */
 static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name, pid_t pid,
 			struct fuse_entry_param *e)
@@ -745,16 +746,20 @@ static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	h = same_process(fs, h, theirs, pid);
 	if (!h)
 		return -ENOENT;
-	if (stash_file_fresh(h->f) && stash_file_stat(h->f, &sb) == 0) {
-		memset(e, 0, sizeof(*e));
-		fill_attr(fs, &sb, n);
-		e->attr = sb;
+	if (stash_file_fresh(h->f) && (!e || stash_file_stat(h->f, &sb) == 0)) {
+		if (e) {
+			memset(e, 0, sizeof(*e));
+			fill_attr(fs, &sb, n);
+			e->attr = sb;
+		}
 		pthread_mutex_lock(&fs->lock);
 		if (n->named && n->parent == p) {
-			if (n->nlookup != NODE_PINNED)
+			if (e && n->nlookup != NODE_PINNED)
 				n->nlookup++;
-			e->ino = node_ino(fs, n);
-			e->generation = n->generation;
+			if (e) {
+				e->ino = node_ino(fs, n);
+				e->generation = n->generation;
+			}
 			r = 0;
 		}
 		pthread_mutex_unlock(&fs->lock);
@@ -1230,6 +1235,14 @@ static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *nam
 	if (r == 0) {
 		unname(fs, parent, name);
 		stashfs_waits_changed(fs, path);
+	} else if (r == -ENOENT && own_new_file(fs, parent, name, who.pid, NULL) == 0) {
+		/*
+		 * Its writer removes a new stash before its first commit (mkstemp
+		 * then unlink: Python's TemporaryFile): the name is free again, and
+		 * its open files keep working and commit nothing.
+		 */
+		unname(fs, parent, name);
+		r = 0;
 	}
 	reply_err(req, r);
 }

@@ -253,7 +253,10 @@ bool stash_file_fresh(struct stash_file *f);
 int stash_file_setattr(struct stash_file *f, const mode_t *mode, uid_t uid, gid_t gid,
 		       const struct timespec *ts);
 
-/* The handle's name was removed (or replaced by a rename): its commits publish nothing. */
+/*
+ * The handle's name was removed (or replaced by a rename): its commits
+ * publish nothing, and a new stash's reserved name is free again.
+ */
 void stash_file_removed(struct stash_file *f);
 
 /* The handle's stash was renamed to @path: its commits go there. */

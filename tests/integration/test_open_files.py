@@ -70,6 +70,57 @@ def test_writer_removed_while_open_stays_removed(mnt):
     os.rmdir(mnt.path("d"))
 
 
+UNLINKED_NEW = r"""
+import os, sys, tempfile
+before = sorted(os.listdir("."))
+f = tempfile.TemporaryFile(dir=".")     # mkstemp, then unlink at once
+f.write(b"scratch")
+f.seek(0)
+seen = [f.read(), os.fstat(f.fileno()).st_nlink, sorted(os.listdir(".")) == before]
+# The name is free again for another exclusive creation.
+a = os.open("n", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+os.unlink("n")
+b = os.open("n", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(b, b"second")
+os.write(a, b"first")
+seen += [os.fstat(a).st_nlink, os.pread(a, 10, 0)]
+os.close(b)
+os.close(a)
+f.close()
+seen += [open("n").read(), sorted(os.listdir(".")) == sorted(before + ["n"])]
+print(repr(seen))
+"""
+
+
+def test_a_new_file_removed_by_its_writer(mnt, tmp_path):
+    """Python's TemporaryFile (mkstemp, then unlink before any close) and a
+    name removed and created again while its first writer still writes: as
+    on ext4 (side by side).  The removed file commits nothing, leaves nothing
+    in the backing directory, and another process may not remove the name of
+    a creation that is not its own."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    out = {}
+    for where in (str(plain), str(mnt.mnt)):
+        r = subprocess.run(["python3", "-c", UNLINKED_NEW], cwd=where, text=True,
+                           capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        out[where] = r.stdout
+    assert out[str(mnt.mnt)] == out[str(plain)] == \
+        "[b'scratch', 0, True, 0, b'first', 'second', True]\n"
+    assert sorted(os.listdir(str(mnt.backing))) == [".stashfs", "n", "schemas", "streams"]
+    tmp = os.path.join(str(mnt.backing), ".stashfs", "tmp")
+    assert [f for _, _, fs in os.walk(tmp) for f in fs if not f.endswith(".lock")] == []
+    fd = os.open(mnt.path("mine"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, b"kept")
+        r = mnt.sh("rm mine", check=False)
+        assert r.returncode != 0 and "No such file or directory" in r.stderr
+    finally:
+        os.close(fd)
+    assert open(mnt.path("mine")).read() == "kept"
+
+
 def test_writer_renamed_while_open_commits_under_new_name(mnt):
     mnt.sh("echo base > p")
     fd = os.open(mnt.path("p"), os.O_WRONLY | os.O_TRUNC)
