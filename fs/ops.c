@@ -682,6 +682,7 @@ static struct fh *own_writer(struct stashfs *fs, struct node *n, pid_t pid)
 }
 
 static int open_in(struct stashfs *fs, pid_t pid, fuse_ino_t ino);
+static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when);
 static struct fh *fresh_writer(struct stashfs *fs, fuse_ino_t ino, pid_t pid);
 
 /*
@@ -1260,6 +1261,36 @@ static void stashfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name
 	reply_err(req, r);
 }
 
+/*
+ * The process writing a new stash renames it before its first commit
+ * (Python's NamedTemporaryFile then os.replace, Rust's tempfile persist):
+ * what it wrote so far is committed under the name it has, which then
+ * moves as any stash's does (mode, the target's history and schema); later
+ * writes commit at the close, under the new name.
+ */
+static int commit_own_new_file(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct stashfs *fs = fs_of(req);
+	pid_t pid = fuse_req_ctx(req)->pid;
+	struct node *p, *n;
+	bool theirs = false;
+	struct fh *h;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&fs->lock);
+	p = node_by_ino(fs, parent);
+	n = p ? node_by_name(fs, p, name) : NULL;
+	h = n ? writer_of(fs, n, pid, &theirs) : NULL;
+	pthread_mutex_unlock(&fs->lock);
+	h = same_process(fs, h, theirs, pid);
+	if (!h)
+		return -ENOENT;
+	if (stash_file_fresh(h->f))
+		r = do_commit(req, h, STASH_COMMIT_LAST);
+	fh_put(fs, h);
+	return r;
+}
+
 static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
@@ -1276,8 +1307,11 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 	r = ino_path(fs, parent, name, &from, NULL);
 	if (r == 0)
 		r = ino_path(fs, newparent, newname, &to, NULL);
-	if (r == 0)
+	if (r == 0) {
 		r = stash_store_rename(fs->store, from, to, flags, &who, &err);
+		if (r == -ENOENT && commit_own_new_file(req, parent, name) == 0)
+			r = stash_store_rename(fs->store, from, to, flags, &who, &err);
+	}
 	if (r < 0) {
 		if (err.code)
 			log_refusal("rename", from, r, &err);

@@ -70,6 +70,34 @@ def test_writer_removed_while_open_stays_removed(mnt):
     os.rmdir(mnt.path("d"))
 
 
+def beside_plain(mnt, tmp_path, script):
+    """What @script prints, run in a plain directory and on the mount: the
+    same, or the test fails."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    out = {}
+    for where in (str(plain), str(mnt.mnt)):
+        r = subprocess.run(["python3", "-c", script], cwd=where, text=True,
+                           capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        out[where] = r.stdout
+    assert out[str(mnt.mnt)] == out[str(plain)]
+    return out[str(plain)]
+
+
+def others_cannot(mnt, command):
+    """While this process writes the new stash `mine`, @command from another
+    process fails with ENOENT; the close commits it."""
+    fd = os.open(mnt.path("mine"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, b"kept")
+        r = mnt.sh(command, check=False)
+        assert r.returncode != 0 and "No such file or directory" in r.stderr
+    finally:
+        os.close(fd)
+    assert open(mnt.path("mine")).read() == "kept"
+
+
 UNLINKED_NEW = r"""
 import os, sys, tempfile
 before = sorted(os.listdir("."))
@@ -98,27 +126,58 @@ def test_a_new_file_removed_by_its_writer(mnt, tmp_path):
     on ext4 (side by side).  The removed file commits nothing, leaves nothing
     in the backing directory, and another process may not remove the name of
     a creation that is not its own."""
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    out = {}
-    for where in (str(plain), str(mnt.mnt)):
-        r = subprocess.run(["python3", "-c", UNLINKED_NEW], cwd=where, text=True,
-                           capture_output=True, timeout=30)
-        assert r.returncode == 0, r.stderr
-        out[where] = r.stdout
-    assert out[str(mnt.mnt)] == out[str(plain)] == \
+    assert beside_plain(mnt, tmp_path, UNLINKED_NEW) == \
         "[b'scratch', 0, True, 0, b'first', 'second', True]\n"
     assert sorted(os.listdir(str(mnt.backing))) == [".stashfs", "n", "schemas", "streams"]
     tmp = os.path.join(str(mnt.backing), ".stashfs", "tmp")
     assert [f for _, _, fs in os.walk(tmp) for f in fs if not f.endswith(".lock")] == []
-    fd = os.open(mnt.path("mine"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    others_cannot(mnt, "rm mine")
+
+
+RENAMED_NEW = r"""
+import json, os, stat, tempfile
+with open("dest", "w") as d:
+    d.write("old")
+os.chmod("dest", 0o644)
+seen = []
+with tempfile.NamedTemporaryFile("w", dir=".", delete=False) as f:
+    json.dump({"step": 1}, f)
+    f.flush()
+    os.replace(f.name, "dest")          # the atomic write, before the close
+    st = os.stat("dest")
+    seen += [open("dest").read(), oct(stat.S_IMODE(st.st_mode)), os.path.exists(f.name)]
+    f.write(" ")
+seen += [open("dest").read(), sorted(n for n in os.listdir(".") if n not in ("schemas", "streams"))]
+print(repr(seen))
+"""
+
+
+def test_a_new_file_renamed_by_its_writer(mnt, tmp_path):
+    """Python's NamedTemporaryFile then os.replace before the close (Rust's
+    tempfile persist does the same): the name moves at once, over the file
+    there, as on ext4 (side by side); the rename commits what was written,
+    the close what came after.  Another process can't move it."""
+    assert beside_plain(mnt, tmp_path, RENAMED_NEW) == \
+        """['{"step": 1}', '0o600', False, '{"step": 1} ', ['dest']]\n"""
+    assert os.getxattr(mnt.path("dest"), "user.stash.version") == b"3"
+    assert open(mnt.path("dest@2")).read() == '{"step": 1}'
+    others_cannot(mnt, "mv mine moved")
+    assert not os.path.exists(mnt.path("moved"))
+    # Over a stash bound to a schema: its schema checks what the rename brings.
+    mnt.sh("""echo '{"type": "object"}' > schemas/obj.json && echo '{"a": 1}' > bound &&
+              setfattr -n user.stash.schema -v obj bound""")
+    r = subprocess.run(["python3", "-c", """
+import os, tempfile
+with tempfile.NamedTemporaryFile("w", dir=".", delete=False) as f:
+    f.write("[1]")
+    f.flush()
     try:
-        os.write(fd, b"kept")
-        r = mnt.sh("rm mine", check=False)
-        assert r.returncode != 0 and "No such file or directory" in r.stderr
-    finally:
-        os.close(fd)
-    assert open(mnt.path("mine")).read() == "kept"
+        os.replace(f.name, "bound")
+    except OSError as e:
+        print(e.errno, os.path.exists(f.name))
+"""], cwd=str(mnt.mnt), text=True, capture_output=True, timeout=30)
+    assert r.stdout == "22 True\n", r.stderr
+    assert open(mnt.path("bound")).read() == '{"a": 1}\n'
 
 
 def test_writer_renamed_while_open_commits_under_new_name(mnt):
