@@ -687,8 +687,8 @@ static struct fh *fresh_writer(struct stashfs *fs, fuse_ino_t ino, pid_t pid);
 
 /*
  * As own_writer, and failing a handle of thread @pid itself, any writer
- * handle of @n still open, with @theirs set: which may be another thread
- * of @pid's process (see same_process).  Holds fs->lock.
+ * handle of a new stash @n still open, with @theirs set: which may be
+ * another thread of @pid's process (see same_process).  Holds fs->lock.
  */
 static struct fh *writer_of(struct stashfs *fs, struct node *n, pid_t pid, bool *theirs)
 {
@@ -698,7 +698,7 @@ static struct fh *writer_of(struct stashfs *fs, struct node *n, pid_t pid, bool 
 	if (h)
 		return h;
 	node_for_each_fh(fs, n, h) {
-		if (h->writer && !h->closed) {
+		if (h->writer && !h->closed && stash_file_fresh(h->f)) {
 			h->refs++;
 			*theirs = true;
 			return h;
@@ -736,17 +736,20 @@ static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	struct node *p, *n;
 	struct fh *h = NULL;
 	struct stat sb;
-	bool theirs = false;
+	bool theirs = false, pinned;
 	int r = -ENOENT;
 
 	pthread_mutex_lock(&fs->lock);
 	p = node_by_ino(fs, parent);
 	n = p ? node_by_name(fs, p, name) : NULL;
-	h = n ? writer_of(fs, n, pid, &theirs) : NULL;        /* and so holds @n */
+	h = n ? writer_of(fs, n, pid, &theirs) : NULL;
+	pinned = h != NULL;
+	if (pinned)
+		n->refs++;      /* its release and a forget may come meanwhile */
 	pthread_mutex_unlock(&fs->lock);
 	h = same_process(fs, h, theirs, pid);
 	if (!h)
-		return -ENOENT;
+		goto out;
 	if (stash_file_fresh(h->f) && (!e || stash_file_stat(h->f, &sb) == 0)) {
 		if (e) {
 			memset(e, 0, sizeof(*e));
@@ -766,6 +769,13 @@ static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name,
 		pthread_mutex_unlock(&fs->lock);
 	}
 	fh_put(fs, h);
+out:
+	if (pinned) {
+		pthread_mutex_lock(&fs->lock);
+		n->refs--;
+		node_maybe_free(fs, n);
+		pthread_mutex_unlock(&fs->lock);
+	}
 	return r;
 }
 
@@ -1268,15 +1278,26 @@ static void stashfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name
  * moves as any stash's does (mode, the target's history and schema); later
  * writes commit at the close, under the new name.
  */
-static int commit_own_new_file(fuse_req_t req, fuse_ino_t parent, const char *name)
+static int commit_own_new_file(fuse_req_t req, fuse_ino_t parent, const char *name,
+			       const char *to, unsigned int flags)
 {
 	struct stashfs *fs = fs_of(req);
 	pid_t pid = fuse_req_ctx(req)->pid;
 	struct node *p, *n;
 	bool theirs = false;
+	struct stat sb;
 	struct fh *h;
 	int r = -ENOENT;
 
+	/* What the rename would refuse anyway is refused before the commit. */
+	if (stash_store_stat(fs->store, to, &sb, NULL) == 0) {
+		if (flags & RENAME_NOREPLACE)
+			return -EEXIST;
+		if (S_ISDIR(sb.st_mode))
+			return -EISDIR;
+	} else if (flags & RENAME_EXCHANGE) {
+		return -ENOENT;
+	}
 	pthread_mutex_lock(&fs->lock);
 	p = node_by_ino(fs, parent);
 	n = p ? node_by_name(fs, p, name) : NULL;
@@ -1309,8 +1330,11 @@ static void stashfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *nam
 		r = ino_path(fs, newparent, newname, &to, NULL);
 	if (r == 0) {
 		r = stash_store_rename(fs->store, from, to, flags, &who, &err);
-		if (r == -ENOENT && commit_own_new_file(req, parent, name) == 0)
-			r = stash_store_rename(fs->store, from, to, flags, &who, &err);
+		if (r == -ENOENT) {
+			r = commit_own_new_file(req, parent, name, to, flags);
+			if (r == 0)
+				r = stash_store_rename(fs->store, from, to, flags, &who, &err);
+		}
 	}
 	if (r < 0) {
 		if (err.code)

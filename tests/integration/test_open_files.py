@@ -163,6 +163,25 @@ def test_a_new_file_renamed_by_its_writer(mnt, tmp_path):
     assert open(mnt.path("dest@2")).read() == '{"step": 1}'
     others_cannot(mnt, "mv mine moved")
     assert not os.path.exists(mnt.path("moved"))
+    # A rename that can't be (RENAME_NOREPLACE over a stash, onto a
+    # directory, RENAME_EXCHANGE with no other name) is refused before
+    # anything is committed.
+    r = subprocess.run(["python3", "-c", """
+import ctypes, os, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+os.mkdir("dir")
+fd = os.open("tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, b"half")
+out = []
+for to, flags in ((b"dest", 1), (b"dir", 0), (b"nothere", 2)):
+    rc = libc.renameat2(-100, b"tmp", -100, to, flags)
+    out.append((rc, ctypes.get_errno()))
+out.append(subprocess.run(["stat", "tmp"], capture_output=True).returncode)
+os.close(fd)
+print(out)
+"""], cwd=str(mnt.mnt), text=True, capture_output=True, timeout=30)
+    assert r.stdout == "[(-1, 17), (-1, 21), (-1, 2), 1]\n", r.stderr
+    assert os.getxattr(mnt.path("tmp"), "user.stash.version") == b"1"
     # Over a stash bound to a schema: its schema checks what the rename brings.
     mnt.sh("""echo '{"type": "object"}' > schemas/obj.json && echo '{"a": 1}' > bound &&
               setfattr -n user.stash.schema -v obj bound""")
