@@ -784,6 +784,20 @@ int stash_file_setattr(struct stash_file *f, const mode_t *mode, uid_t uid, gid_
 	return 0;
 }
 
+bool stash_file_drop_new(struct stash_file *f)
+{
+	bool fresh;
+
+	pthread_mutex_lock(&f->lock);     /* a commit holds it throughout */
+	fresh = f->fresh && !f->removed;
+	if (fresh) {
+		f->removed = true;
+		close_fd(&f->reserve_fd);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return fresh;
+}
+
 void stash_file_removed(struct stash_file *f)
 {
 	pthread_mutex_lock(&f->lock);

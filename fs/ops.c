@@ -727,8 +727,7 @@ static struct fh *same_process(struct stashfs *fs, struct fh *h, bool theirs, pi
  * A new stash not committed yet is no name for anyone but the process
  * writing it, which sees it by name as on ext4 (stat, chmod, touch,
  * truncate: git's lock files, Python's open-then-os.chmod).  Never cached,
- * so every other process's lookup asks again and gets ENOENT.  With @e
- * NULL, only whether it is so (no lookup counted).
+ * so every other process's lookup asks again and gets ENOENT.
  */
 static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name, pid_t pid,
 			struct fuse_entry_param *e)
@@ -750,20 +749,16 @@ static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	h = same_process(fs, h, theirs, pid);
 	if (!h)
 		goto out;
-	if (stash_file_fresh(h->f) && (!e || stash_file_stat(h->f, &sb) == 0)) {
-		if (e) {
-			memset(e, 0, sizeof(*e));
-			fill_attr(fs, &sb, n);
-			e->attr = sb;
-		}
+	if (stash_file_fresh(h->f) && stash_file_stat(h->f, &sb) == 0) {
+		memset(e, 0, sizeof(*e));
+		fill_attr(fs, &sb, n);
+		e->attr = sb;
 		pthread_mutex_lock(&fs->lock);
 		if (n->named && n->parent == p) {
-			if (e && n->nlookup != NODE_PINNED)
+			if (n->nlookup != NODE_PINNED)
 				n->nlookup++;
-			if (e) {
-				e->ino = node_ino(fs, n);
-				e->generation = n->generation;
-			}
+			e->ino = node_ino(fs, n);
+			e->generation = n->generation;
 			r = 0;
 		}
 		pthread_mutex_unlock(&fs->lock);
@@ -1230,12 +1225,32 @@ static void unname(struct stashfs *fs, fuse_ino_t parent, const char *name)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+/*
+ * The writer handle of the new stash @name in @parent that the process of
+ * thread @pid writes (with a reference, fh_put), or NULL.
+ */
+static struct fh *own_fresh_writer(struct stashfs *fs, fuse_ino_t parent, const char *name,
+				   pid_t pid)
+{
+	struct node *p, *n;
+	bool theirs = false;
+	struct fh *h;
+
+	pthread_mutex_lock(&fs->lock);
+	p = node_by_ino(fs, parent);
+	n = p ? node_by_name(fs, p, name) : NULL;
+	h = n ? writer_of(fs, n, pid, &theirs) : NULL;
+	pthread_mutex_unlock(&fs->lock);
+	return same_process(fs, h, theirs, pid);
+}
+
 static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct stashfs *fs = fs_of(req);
 	struct stash_error err;
 	struct stash_caller who;
 	REQ_PATH(path);
+	struct fh *h;
 	int r;
 
 	stash_error_clear(&err);
@@ -1243,16 +1258,19 @@ static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *nam
 	r = ino_path(fs, parent, name, &path, NULL);
 	if (r == 0)
 		r = stash_store_unlink(fs->store, path, &who, &err);
-	if (r == 0) {
+	/*
+	 * Its writer removes a new stash before its first commit (mkstemp then
+	 * unlink: Python's TemporaryFile): the name is free again, and its open
+	 * files keep working and commit nothing.  Unless that commit came first.
+	 */
+	if (r == -ENOENT && (h = own_fresh_writer(fs, parent, name, who.pid))) {
+		r = stash_file_drop_new(h->f) ? 1 : stash_store_unlink(fs->store, path, &who, &err);
+		fh_put(fs, h);
+	}
+	if (r >= 0) {
 		unname(fs, parent, name);
-		stashfs_waits_changed(fs, path);
-	} else if (r == -ENOENT && own_new_file(fs, parent, name, who.pid, NULL) == 0) {
-		/*
-		 * Its writer removes a new stash before its first commit (mkstemp
-		 * then unlink: Python's TemporaryFile): the name is free again, and
-		 * its open files keep working and commit nothing.
-		 */
-		unname(fs, parent, name);
+		if (r == 0)
+			stashfs_waits_changed(fs, path);
 		r = 0;
 	}
 	reply_err(req, r);
@@ -1282,9 +1300,6 @@ static int commit_own_new_file(fuse_req_t req, fuse_ino_t parent, const char *na
 			       const char *to, unsigned int flags)
 {
 	struct stashfs *fs = fs_of(req);
-	pid_t pid = fuse_req_ctx(req)->pid;
-	struct node *p, *n;
-	bool theirs = false;
 	struct stat sb;
 	struct fh *h;
 	int r = -ENOENT;
@@ -1298,12 +1313,7 @@ static int commit_own_new_file(fuse_req_t req, fuse_ino_t parent, const char *na
 	} else if (flags & RENAME_EXCHANGE) {
 		return -ENOENT;
 	}
-	pthread_mutex_lock(&fs->lock);
-	p = node_by_ino(fs, parent);
-	n = p ? node_by_name(fs, p, name) : NULL;
-	h = n ? writer_of(fs, n, pid, &theirs) : NULL;
-	pthread_mutex_unlock(&fs->lock);
-	h = same_process(fs, h, theirs, pid);
+	h = own_fresh_writer(fs, parent, name, fuse_req_ctx(req)->pid);
 	if (!h)
 		return -ENOENT;
 	if (stash_file_fresh(h->f))

@@ -254,6 +254,13 @@ int stash_file_setattr(struct stash_file *f, const mode_t *mode, uid_t uid, gid_
 		       const struct timespec *ts);
 
 /*
+ * Remove a new stash before its first commit: true if it had none yet (its
+ * commits then publish nothing, and its reserved name is free again),
+ * false if its first commit came first.
+ */
+bool stash_file_drop_new(struct stash_file *f);
+
+/*
  * The handle's name was removed (or replaced by a rename): its commits
  * publish nothing, and a new stash's reserved name is free again.
  */

@@ -137,6 +137,27 @@ static void test_first_commit_creates(struct stash_store *st)
 	CHECK(stash_file_commit(w, STASH_COMMIT_LAST, &who, &err) == 0);
 	stash_file_close(w);
 	CHECK(backing_read("ghost") == NULL);
+
+	/*
+	 * Dropped before its first commit (its writer's unlink): the exclusive
+	 * reservation goes with it, the writes stay readable and commit
+	 * nothing.  After a first commit there is nothing to drop.
+	 */
+	CHECK(stash_file_open(st, "tmp1", O_RDWR | O_CREAT | O_EXCL, 0600, &who, &w, &err) == 0);
+	CHECK(stash_file_write(w, "scratch", 7, 0, &err) == 7);
+	CHECK(stash_file_drop_new(w));
+	CHECK(!stash_file_drop_new(w));
+	CHECK(stash_file_open(st, "tmp1", O_WRONLY | O_CREAT | O_EXCL, 0600, &who, &other,
+			      &err) == 0);
+	CHECK(stash_file_read(w, v, sizeof(v), 0) == 7 && memcmp(v, "scratch", 7) == 0);
+	CHECK(stash_file_commit(w, STASH_COMMIT_LAST, &who, &err) == 0);
+	stash_file_close(w);
+	CHECK(backing_read("tmp1") == NULL);
+	CHECK(stash_file_write(other, "kept", 4, 0, &err) == 4);
+	CHECK(stash_file_commit(other, STASH_COMMIT_LAST, &who, &err) == 0);
+	CHECK(!stash_file_drop_new(other));
+	stash_file_close(other);
+	CHECK(strcmp(backing_read("tmp1"), "kept") == 0);
 }
 
 static void test_append_and_truncate(struct stash_store *st)
