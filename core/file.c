@@ -784,16 +784,21 @@ int stash_file_setattr(struct stash_file *f, const mode_t *mode, uid_t uid, gid_
 	return 0;
 }
 
+/* Under f->lock: commits publish nothing, a new stash's name is free again. */
+static void mark_removed(struct stash_file *f)
+{
+	f->removed = true;
+	close_fd(&f->reserve_fd);
+}
+
 bool stash_file_drop_new(struct stash_file *f)
 {
 	bool fresh;
 
 	pthread_mutex_lock(&f->lock);     /* a commit holds it throughout */
 	fresh = f->fresh && !f->removed;
-	if (fresh) {
-		f->removed = true;
-		close_fd(&f->reserve_fd);
-	}
+	if (fresh)
+		mark_removed(f);
 	pthread_mutex_unlock(&f->lock);
 	return fresh;
 }
@@ -801,8 +806,7 @@ bool stash_file_drop_new(struct stash_file *f)
 void stash_file_removed(struct stash_file *f)
 {
 	pthread_mutex_lock(&f->lock);
-	f->removed = true;
-	close_fd(&f->reserve_fd);       /* a new stash's name is free for another creation */
+	mark_removed(f);
 	pthread_mutex_unlock(&f->lock);
 }
 

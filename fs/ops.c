@@ -686,41 +686,37 @@ static int do_commit(fuse_req_t req, struct fh *h, enum stash_commit when);
 static struct fh *fresh_writer(struct stashfs *fs, fuse_ino_t ino, pid_t pid);
 
 /*
- * As own_writer, and failing a handle of thread @pid itself, any writer
- * handle of a new stash @n still open, with @theirs set: which may be
- * another thread of @pid's process (see same_process).  Holds fs->lock.
+ * The writer handle of new stash @n (no commit yet) that speaks for the
+ * process of thread @pid, with a reference (fh_put), or NULL: one the
+ * thread opened or wrote through, else another if the process holds a
+ * descriptor on @n (a thread pool: Node's libuv, Rust's tokio, Go's
+ * scheduler open in one thread and stat in another, which may have ended
+ * since).  /proc is read only in that second case.  The caller keeps @n.
  */
-static struct fh *writer_of(struct stashfs *fs, struct node *n, pid_t pid, bool *theirs)
+static struct fh *new_stash_writer(struct stashfs *fs, struct node *n, pid_t pid)
 {
-	struct fh *h = own_writer(fs, n, pid);
+	struct fh *h, *found;
+	bool theirs = false;
 
-	*theirs = false;
-	if (h)
-		return h;
-	node_for_each_fh(fs, n, h) {
-		if (h->writer && !h->closed && stash_file_fresh(h->f)) {
-			h->refs++;
-			*theirs = true;
-			return h;
+	pthread_mutex_lock(&fs->lock);
+	found = own_writer(fs, n, pid);
+	if (!found) {
+		node_for_each_fh(fs, n, h) {
+			if (h->writer && !h->closed && stash_file_fresh(h->f)) {
+				found = h;
+				found->refs++;
+				theirs = true;
+				break;
+			}
 		}
 	}
-	return NULL;
-}
-
-/*
- * @h from writer_of if thread @pid's process holds a descriptor on its
- * file, else NULL (and @h put): a thread pool (Node's libuv, Rust's tokio,
- * Go's scheduler) opens in one thread and stats in another, which may have
- * ended since.  /proc is read only when the writer is not @pid itself.
- */
-static struct fh *same_process(struct stashfs *fs, struct fh *h, bool theirs, pid_t pid)
-{
-	if (!h || !theirs)
-		return h;
-	if (pid && open_in(fs, pid, node_ino(fs, h->node)) == 1)
-		return h;
-	fh_put(fs, h);
-	return NULL;
+	pthread_mutex_unlock(&fs->lock);
+	if (found && (!stash_file_fresh(found->f) ||
+		      (theirs && (!pid || open_in(fs, pid, node_ino(fs, n)) != 1)))) {
+		fh_put(fs, found);
+		found = NULL;
+	}
+	return found;
 }
 
 /*
@@ -735,21 +731,19 @@ static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name,
 	struct node *p, *n;
 	struct fh *h = NULL;
 	struct stat sb;
-	bool theirs = false, pinned;
 	int r = -ENOENT;
 
+	/* A name no one looked up yet: pinned, as its release and forget may come. */
 	pthread_mutex_lock(&fs->lock);
 	p = node_by_ino(fs, parent);
 	n = p ? node_by_name(fs, p, name) : NULL;
-	h = n ? writer_of(fs, n, pid, &theirs) : NULL;
-	pinned = h != NULL;
-	if (pinned)
-		n->refs++;      /* its release and a forget may come meanwhile */
+	if (n)
+		n->refs++;
 	pthread_mutex_unlock(&fs->lock);
-	h = same_process(fs, h, theirs, pid);
-	if (!h)
-		goto out;
-	if (stash_file_fresh(h->f) && stash_file_stat(h->f, &sb) == 0) {
+	if (!n)
+		return -ENOENT;
+	h = new_stash_writer(fs, n, pid);
+	if (h && stash_file_stat(h->f, &sb) == 0) {
 		memset(e, 0, sizeof(*e));
 		fill_attr(fs, &sb, n);
 		e->attr = sb;
@@ -763,14 +757,12 @@ static int own_new_file(struct stashfs *fs, fuse_ino_t parent, const char *name,
 		}
 		pthread_mutex_unlock(&fs->lock);
 	}
-	fh_put(fs, h);
-out:
-	if (pinned) {
-		pthread_mutex_lock(&fs->lock);
-		n->refs--;
-		node_maybe_free(fs, n);
-		pthread_mutex_unlock(&fs->lock);
-	}
+	if (h)
+		fh_put(fs, h);
+	pthread_mutex_lock(&fs->lock);
+	n->refs--;
+	node_maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->lock);
 	return r;
 }
 
@@ -1226,22 +1218,19 @@ static void unname(struct stashfs *fs, fuse_ino_t parent, const char *name)
 }
 
 /*
- * The writer handle of the new stash @name in @parent that the process of
- * thread @pid writes (with a reference, fh_put), or NULL.
+ * new_stash_writer of @name in @parent, a name the kernel holds while it
+ * asks to remove or move it.
  */
 static struct fh *own_fresh_writer(struct stashfs *fs, fuse_ino_t parent, const char *name,
 				   pid_t pid)
 {
 	struct node *p, *n;
-	bool theirs = false;
-	struct fh *h;
 
 	pthread_mutex_lock(&fs->lock);
 	p = node_by_ino(fs, parent);
 	n = p ? node_by_name(fs, p, name) : NULL;
-	h = n ? writer_of(fs, n, pid, &theirs) : NULL;
 	pthread_mutex_unlock(&fs->lock);
-	return same_process(fs, h, theirs, pid);
+	return n ? new_stash_writer(fs, n, pid) : NULL;
 }
 
 static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1250,6 +1239,7 @@ static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *nam
 	struct stash_error err;
 	struct stash_caller who;
 	REQ_PATH(path);
+	bool dropped = false;
 	struct fh *h;
 	int r;
 
@@ -1264,16 +1254,17 @@ static void stashfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *nam
 	 * files keep working and commit nothing.  Unless that commit came first.
 	 */
 	if (r == -ENOENT && (h = own_fresh_writer(fs, parent, name, who.pid))) {
-		r = stash_file_drop_new(h->f) ? 1 : stash_store_unlink(fs->store, path, &who, &err);
+		dropped = stash_file_drop_new(h->f);
 		fh_put(fs, h);
+		if (!dropped)   /* its first commit came first */
+			r = stash_store_unlink(fs->store, path, &who, &err);
 	}
-	if (r >= 0) {
+	if (r == 0 || dropped) {
 		unname(fs, parent, name);
-		if (r == 0)
+		if (!dropped)
 			stashfs_waits_changed(fs, path);
-		r = 0;
 	}
-	reply_err(req, r);
+	reply_err(req, dropped ? 0 : r);
 }
 
 static void stashfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1302,7 +1293,7 @@ static int commit_own_new_file(fuse_req_t req, fuse_ino_t parent, const char *na
 	struct stashfs *fs = fs_of(req);
 	struct stat sb;
 	struct fh *h;
-	int r = -ENOENT;
+	int r;
 
 	/* What the rename would refuse anyway is refused before the commit. */
 	if (stash_store_stat(fs->store, to, &sb, NULL) == 0) {
@@ -1316,8 +1307,7 @@ static int commit_own_new_file(fuse_req_t req, fuse_ino_t parent, const char *na
 	h = own_fresh_writer(fs, parent, name, fuse_req_ctx(req)->pid);
 	if (!h)
 		return -ENOENT;
-	if (stash_file_fresh(h->f))
-		r = do_commit(req, h, STASH_COMMIT_LAST);
+	r = do_commit(req, h, STASH_COMMIT_LAST);
 	fh_put(fs, h);
 	return r;
 }
@@ -1550,16 +1540,11 @@ static int reopen_own_new_file(fuse_req_t req, fuse_ino_t ino, struct node *n, c
 			       struct fuse_file_info *fi)
 {
 	struct stashfs *fs = fs_of(req);
+	struct fh *h = new_stash_writer(fs, n, fuse_req_ctx(req)->pid);
 	struct stat sb;
-	bool theirs;
-	struct fh *h;
 	int r;
 
-	pthread_mutex_lock(&fs->lock);
-	h = writer_of(fs, n, fuse_req_ctx(req)->pid, &theirs);
-	pthread_mutex_unlock(&fs->lock);
-	h = same_process(fs, h, theirs, fuse_req_ctx(req)->pid);
-	r = !h ? -ENOENT : stash_file_fresh(h->f) ? stash_file_stat(h->f, &sb) : -ENOENT;
+	r = h ? stash_file_stat(h->f, &sb) : -ENOENT;
 	if (h)
 		fh_put(fs, h);
 	return r < 0 ? -ENOENT : do_open(req, ino, n, path, fi->flags | O_CREAT, sb.st_mode & 07777, fi);
@@ -1717,27 +1702,15 @@ static void stashfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, si
 	fuse_reply_write(req, (size_t)n);
 }
 
-/* Commit @h and tell the kernel what changed. */
-/*
- * The writer handle of a new stash, not committed yet, that the process of
- * thread @pid speaks through (with a reference, fh_put), or NULL.
- */
+/* new_stash_writer of node @ino, which the kernel holds while it asks. */
 static struct fh *fresh_writer(struct stashfs *fs, fuse_ino_t ino, pid_t pid)
 {
 	struct node *n;
-	bool theirs = false;
-	struct fh *h;
 
 	pthread_mutex_lock(&fs->lock);
 	n = node_by_ino(fs, ino);
-	h = n ? writer_of(fs, n, pid, &theirs) : NULL;
 	pthread_mutex_unlock(&fs->lock);
-	h = same_process(fs, h, theirs, pid);
-	if (h && !stash_file_fresh(h->f)) {
-		fh_put(fs, h);
-		h = NULL;
-	}
-	return h;
+	return n ? new_stash_writer(fs, n, pid) : NULL;
 }
 
 /* The kept xattr @name of @h (under fs->lock): its link, for unlinking. */
