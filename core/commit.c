@@ -103,6 +103,7 @@ static int commit_base(struct commit *c)
 {
 	struct stash_store *st = c->st;
 	struct stat old;
+	int r;
 
 	c->oldfd = c->curfd >= 0 ? c->curfd :
 		openat(c->dirfd, c->leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -116,11 +117,11 @@ static int commit_base(struct commit *c)
 		errno = ENOENT;
 	}
 	if (c->oldfd >= 0) {
-		int r;
-
 		if (!S_ISREG(old.st_mode))
 			return S_ISDIR(old.st_mode) ? -EISDIR : -EPERM;
 		c->old_version = backing_read_version(c->oldfd);
+	}
+	if (c->oldfd >= 0 && !c->fresh) {
 		r = copy_xattrs(c->oldfd, c->tmpfd);
 		if (r < 0)
 			return r;
@@ -130,15 +131,21 @@ static int commit_base(struct commit *c)
 			return -errno;
 		return 0;
 	}
-	if (errno != ENOENT)
+	if (c->oldfd < 0 && errno != ENOENT)
 		return errno == ELOOP ? -EPERM : -errno;
+	/*
+	 * A new stash, also over a file another creation committed meanwhile
+	 * (the name was no name for it yet): its creator's owner and mode, so
+	 * that a private file never takes another user's.
+	 */
 	if (fchmod(c->tmpfd, c->create_mode & 07777) < 0)
 		return -errno;
 	/* Only root can give files away; an unprivileged daemon keeps them. */
 	if (c->who && fchown(c->tmpfd, c->who->uid, c->who->gid) < 0 && errno != EPERM)
 		return -errno;
 	/* A stash made again at a name with history counts on from it. */
-	c->old_version = versions_last(st, c->path);
+	if (c->oldfd < 0)
+		c->old_version = versions_last(st, c->path);
 	return defaults_apply(st, c->path, c->defaults, c->tmpfd, c->err);
 }
 
@@ -431,7 +438,8 @@ static int commit_handle(struct stash_file *f, int cur, int tmpfd, const char *t
 {
 	struct commit c = { .st = f->st, .path = f->path, .curfd = cur, .tmpfd = tmpfd,
 			    .tmpname = tmpname, .create_mode = f->create_mode, .who = who,
-			    .set = &f->set, .defaults = f->fresh ? f->defaults : NULL, .err = err };
+			    .set = &f->set, .defaults = f->fresh ? f->defaults : NULL,
+			    .fresh = f->fresh, .err = err };
 	int r = commit_publish(&c);
 
 	if (r == 0)

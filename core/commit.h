@@ -58,6 +58,8 @@ struct commit {
 	const struct set_meta *set;     /* metadata set through an open file, or NULL */
 	const struct defaults *defaults;        /* a new stash's directory defaults, read when
 						 * it was opened; NULL: read them now */
+	bool fresh;                     /* a new stash's first commit: its own owner and mode
+					 * even over a file made meanwhile */
 	const json_t *doc;              /* the parsed content, when the caller has it */
 	json_t *patch;                  /* a merge: its patch (NULL for a put) */
 	unsigned changes;               /* versions it counts for: merges committed as one (0 = 1) */

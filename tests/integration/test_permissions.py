@@ -239,3 +239,26 @@ def test_link_to_a_name_not_made_yet(env, public_dir):  # noqa: F811
     assert [x["op"] for x in recs] == ["rename", "put"]
     assert '"pin"' not in r.stdout
     assert set(recs[1]["data"]) == {"size", "sha256"}
+
+
+def test_a_private_new_file_stays_its_creators(env, public_dir):  # noqa: F811
+    """Root writes a private new file (0600) in a shared directory; before
+    its first close another user makes the same name (a new stash is no
+    name for others yet).  The close that comes last wins the content, as
+    for two writers of one creation, but root's content keeps root's owner
+    and mode: the other user can't read it, as on ext4 where its open of
+    root's file would have been refused."""
+    mnt = shared_store(env, public_dir)
+    os.chmod(mnt, 0o1777)
+    fd = os.open(os.path.join(mnt, "secret"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"root's secret")
+        r = as_nobody("umask 0; touch secret && chmod 666 secret", cwd=mnt)
+        assert r.returncode == 0, r.stderr
+    finally:
+        os.close(fd)
+    st = os.stat(os.path.join(mnt, "secret"))
+    assert (st.st_uid, oct(st.st_mode & 0o7777)) == (0, "0o600")
+    assert open(os.path.join(mnt, "secret")).read() == "root's secret"
+    r = as_nobody("cat secret", cwd=mnt)
+    assert r.returncode != 0 and "Permission denied" in r.stderr
